@@ -1,0 +1,26 @@
+"""The one base class for mistakes a user can fix, and the entry-point wrapper that reports them.
+
+Stages and the CLI wrap their `main` in `run_stage`: a UserError prints one line that names the file
+or param and the fix, instead of a traceback; an interrupt says that finished work is kept.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Callable
+
+
+class UserError(Exception):
+    """Bad input, a bad param or a missing prerequisite: reported as a message, never a traceback."""
+
+
+def run_stage(main: Callable[[], object]) -> None:
+    """Run an entry point, turning UserError and Ctrl-C into a message and an exit status."""
+    try:
+        main()
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        print("interrupted: finished work is kept; run the same command again to resume", file=sys.stderr)
+        sys.exit(130)

@@ -1,0 +1,216 @@
+"""Typed, validated view of params.yaml.
+
+Every default lives in params.yaml and nowhere else; the dataclasses here only say which keys exist,
+their types and their ranges. Unknown keys, missing keys, wrong types and out-of-range values are
+rejected with a message that names the key, so a typo in `dvc exp run -S train.lr=...` fails before
+any work starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+
+from pipeline.errors import UserError
+
+
+class ParamError(UserError, ValueError):
+    """A params.yaml value that the pipeline cannot use; the message names the key and the fix."""
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return " | ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if origin is list:
+        return f"list of {_type_name(typing.get_args(tp)[0])}"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _convert(value: Any, tp: Any, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ParamError(f"{key} must be a mapping of {tp.__name__} keys, got {value!r}")
+        return _build(tp, value, key)
+    if origin is Literal:
+        if value in typing.get_args(tp):
+            return value
+        raise ParamError(f"{key} must be one of {_type_name(tp)}, got {value!r}")
+    if origin in (Union, types.UnionType):
+        for option in typing.get_args(tp):
+            try:
+                return _convert(value, option, key)
+            except ParamError:
+                continue
+        raise ParamError(f"{key} must be {_type_name(tp)}, got {value!r}")
+    if origin is list:
+        if not isinstance(value, list):
+            raise ParamError(f"{key} must be a list ({_type_name(tp)}), got {value!r}")
+        (item,) = typing.get_args(tp)
+        return [_convert(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ParamError(f"{key} must be a mapping, got {value!r}")
+        k_tp, v_tp = typing.get_args(tp)
+        return {_convert(k, k_tp, key): _convert(v, v_tp, f"{key}.{k}") for k, v in value.items()}
+    if tp is type(None):
+        if value is None:
+            return None
+        raise ParamError(f"{key} must be null, got {value!r}")
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ParamError(f"{key} must be true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ParamError(f"{key} must be an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ParamError(f"{key} must be a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise ParamError(f"{key} must be a string, got {value!r}")
+    raise TypeError(f"unsupported parameter type {tp!r} for {key}")
+
+
+def _build(cls: type, data: dict, prefix: str):
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(data) - set(names))
+    if unknown:
+        where = f"{prefix}." if prefix else ""
+        raise ParamError(
+            f"unknown key {where}{unknown[0]} in params.yaml; known keys here: {', '.join(names)}"
+        )
+    missing = [n for n in names if n not in data]
+    if missing:
+        where = f"{prefix}." if prefix else ""
+        raise ParamError(f"params.yaml lacks {where}{missing[0]}; add it (see README, 'Params')")
+    values = {n: _convert(data[n], hints[n], f"{prefix}.{n}" if prefix else n) for n in names}
+    obj = cls(**values)
+    check = getattr(obj, "check", None)
+    if check is not None:
+        check(prefix)
+    return obj
+
+
+def require(condition: bool, key: str, message: str) -> None:
+    """Raise ParamError('key message') unless condition holds."""
+    if not condition:
+        raise ParamError(f"{key} {message}")
+
+
+# ----------------------------------------------------------------------------------------------
+# download
+
+
+@dataclasses.dataclass(frozen=True)
+class DemoParams:
+    seed: int
+    train_cars: int
+    test_cars: int
+    width: int
+    height: int
+    multiclass: bool
+
+    def check(self, key: str) -> None:
+        require(self.train_cars >= 2, f"{key}.train_cars", f"must be at least 2, got {self.train_cars}")
+        require(self.test_cars >= 1, f"{key}.test_cars", f"must be at least 1, got {self.test_cars}")
+        require(64 <= self.width <= 8192, f"{key}.width", f"must be in 64..8192, got {self.width}")
+        require(64 <= self.height <= 8192, f"{key}.height", f"must be in 64..8192, got {self.height}")
+
+
+@dataclasses.dataclass(frozen=True)
+class LocalParams:
+    """How to read a folder the user already has (`download.source: local`)."""
+
+    path: str
+    layout: Literal["kaggle", "folder-pairs", "mindspore", "tiff-stack"]
+    images: str
+    masks: str
+    test_images: str
+    mask_suffix: str
+    mask_values: Literal["binary", "index", "colors"]
+    colors: dict[int, list[int]]
+
+
+@dataclasses.dataclass(frozen=True)
+class DownloadParams:
+    source: Literal["demo", "kaggle", "local"]
+    competition: str
+    hq: bool
+    demo: DemoParams
+    local: LocalParams
+
+    def check(self, key: str) -> None:
+        require(bool(self.competition.strip()), f"{key}.competition", "must name a competition slug")
+        if self.source == "local":
+            require(
+                bool(self.local.path),
+                f"{key}.local.path",
+                "must name the folder with the data when download.source is local",
+            )
+
+
+# ----------------------------------------------------------------------------------------------
+# split
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitParams:
+    folds: int
+    fold: Union[int, Literal["all"]]
+    seed: int
+    stratify: bool
+    group: str
+
+    def check(self, key: str) -> None:
+        require(self.folds >= 2, f"{key}.folds", f"must be at least 2, got {self.folds}")
+        if self.fold != "all":
+            require(
+                0 <= self.fold < self.folds,
+                f"{key}.fold",
+                f"must be in 0..{self.folds - 1} (or 'all'), got {self.fold}",
+            )
+
+    def validation_folds(self) -> list[int]:
+        """The folds to hold out, one trained model each."""
+        return list(range(self.folds)) if self.fold == "all" else [self.fold]
+
+
+# ----------------------------------------------------------------------------------------------
+
+
+SECTIONS: dict[str, type] = {
+    "download": DownloadParams,
+    "split": SplitParams,
+}
+
+
+def load(path: str | Path = "params.yaml") -> dict[str, Any]:
+    """Load and validate every section of params.yaml; returns {section: dataclass}."""
+    path = Path(path)
+    if not path.is_file():
+        raise ParamError(f"{path} not found; run from the project root, where params.yaml lives")
+    with path.open() as f:
+        data = yaml.safe_load(f) or {}
+    unknown = sorted(set(data) - set(SECTIONS))
+    if unknown:
+        raise ParamError(f"unknown section {unknown[0]} in {path}; known: {', '.join(SECTIONS)}")
+    return {name: _convert(data.get(name), cls, name) for name, cls in SECTIONS.items()}
+
+
+def as_dict(obj: Any) -> Any:
+    """Plain-dict form of a params dataclass (for fingerprints and checkpoints)."""
+    return dataclasses.asdict(obj)

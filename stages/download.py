@@ -1,0 +1,22 @@
+"""Fetch the competition into data/raw: `dvc repro download`.
+
+download.source picks the demo (rendered here), Kaggle (the API) or a local folder; see params.yaml.
+"""
+
+from pathlib import Path
+
+from pipeline import params, sources
+from pipeline.errors import run_stage
+
+RAW = Path("data/raw")
+TRUTH = Path("data/demo-truth")
+
+
+def main() -> None:
+    p = params.load()["download"]
+    counts = sources.fetch(p, RAW, TRUTH)
+    print(f"{RAW}: {counts['train']} train images with masks, {counts['test']} test images ({p.source})")
+
+
+if __name__ == "__main__":
+    run_stage(main)

@@ -1,0 +1,28 @@
+"""Assign train images to folds grouped by car: `dvc repro split` -> data/split.csv."""
+
+from pathlib import Path
+
+from pipeline import competition, params, split
+from pipeline.errors import run_stage
+
+RAW = Path("data/raw")
+OUT = Path("data/split.csv")
+
+
+def main() -> None:
+    p = params.load()
+    s, hq = p["split"], p["download"].hq
+    comp = competition.open_competition(RAW, hq)
+    train_masks = competition.read_csv(RAW / competition.TRAIN_MASKS_CSV, ("img", "rle_mask"))
+    shape = competition.image_size(comp, train_masks["img"].iloc[0])
+    table = split.make_folds(
+        train_masks["img"].tolist(), split.mask_areas(train_masks, shape),
+        folds=s.folds, seed=s.seed, stratify=s.stratify, group=s.group,
+    )
+    table.to_csv(OUT, index=False, float_format="%.6f")
+    sizes = table.groupby("fold")["car"].nunique().tolist()
+    print(f"{OUT}: {len(table)} images of {table['car'].nunique()} {s.group}s in {s.folds} folds ({sizes} each)")
+
+
+if __name__ == "__main__":
+    run_stage(main)

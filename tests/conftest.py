@@ -1,0 +1,98 @@
+"""Shared fixtures. Before anything imports `kaggle`, point it at localhost and away from real files.
+
+No test may reach the internet: HTTPS_PROXY points at a closed local port (so anything aimed at the
+real Kaggle fails at once, in this process and in child processes such as `dvc exp run`), and the
+`no_internet` fixture refuses any socket connection that is not to the loopback interface.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+import yaml
+
+_HOME = tempfile.mkdtemp(prefix="carvana-test-home-")
+os.environ.update({
+    "KAGGLE_API_ENVIRONMENT": "LOCALHOST",
+    "HOME": _HOME,
+    "KAGGLE_CONFIG_DIR": os.path.join(_HOME, ".kaggle"),
+    "HTTPS_PROXY": "http://127.0.0.1:9",  # discard port: nothing listens, so https fails fast
+    "https_proxy": "http://127.0.0.1:9",
+    "NO_PROXY": "",
+    "no_proxy": "",
+    "DVC_NO_ANALYTICS": "1",
+    "DVC_SITE_CACHE_DIR": os.path.join(_HOME, "dvc-site-cache"),
+})
+for _key in ("KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_API_TOKEN", "HTTP_PROXY", "http_proxy"):
+    os.environ.pop(_key, None)
+
+ROOT = Path(__file__).resolve().parents[1]
+ISBI = ROOT.parent / "shared" / "data" / "isbi2012-membrane"
+
+
+def _is_loopback(address) -> bool:
+    if isinstance(address, tuple) and address:
+        host = address[0]
+        return host in ("localhost", "::1") or str(host).startswith("127.")
+    return True  # unix sockets
+
+
+@pytest.fixture(autouse=True)
+def no_internet(monkeypatch):
+    """Refuse every non-loopback connection made by this process."""
+    real_connect = socket.socket.connect
+
+    def guarded(self, address):
+        if self.family in (socket.AF_INET, socket.AF_INET6) and not _is_loopback(address):
+            raise ConnectionRefusedError(f"tests may not leave the machine (tried {address})")
+        return real_connect(self, address)
+
+    monkeypatch.setattr(socket.socket, "connect", guarded)
+
+
+@pytest.fixture(scope="session")
+def tiny_demo(tmp_path_factory) -> Path:
+    """A small demo competition (3 train cars, 1 test car, 160x96 pixels) in Kaggle's layout."""
+    from pipeline import demo
+
+    root = tmp_path_factory.mktemp("tiny-demo")
+    demo.generate(root / "raw", root / "truth", seed=7, train_cars=3, test_cars=1, width=160, height=96, jobs=1)
+    return root / "raw"
+
+
+COPY_IGNORE = shutil.ignore_patterns(".git", ".venv", "__pycache__", "*.egg-info", ".pytest_cache", "data", "models",
+                                     "dvclive", "reports", "submissions", "checkpoints", "cache", "tmp")
+
+
+def run(cmd: list[str], cwd: Path, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    """Run a command in a project copy; on failure the assertion shows its output."""
+    full_env = {**os.environ, "PYTHONPATH": str(cwd), **(env or {})}
+    proc = subprocess.run(cmd, cwd=cwd, env=full_env, capture_output=True, text=True)
+    if check:
+        assert proc.returncode == 0, f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+    return proc
+
+
+def make_project(dest: Path, params_edit=None) -> Path:
+    """A copy of this project in its own git repository, as a fresh clone would be."""
+    shutil.copytree(ROOT, dest, ignore=COPY_IGNORE)
+    if params_edit:
+        data = yaml.safe_load((dest / "params.yaml").read_text())
+        params_edit(data)
+        (dest / "params.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    for cmd in (["git", "init", "-q"], ["git", "config", "user.email", "t@example.com"],
+                ["git", "config", "user.name", "test"], ["git", "add", "-A"], ["git", "commit", "-qm", "clone"]):
+        run(cmd, dest)
+    return dest
+
+
+def small_demo(data: dict) -> None:
+    """Params for a demo small enough for fast tests (6 train cars, 2 test cars, 320x214)."""
+    data["download"]["demo"].update(train_cars=6, test_cars=2, width=320, height=214)
+    data["split"]["folds"] = 3

@@ -1,0 +1,291 @@
+"""A local stand-in for Kaggle's competition API, for tests and for trying the Kaggle path offline.
+
+The unmodified `kaggle` client reaches it with KAGGLE_API_ENVIRONMENT=LOCALHOST and
+HTTP_PROXY=http://127.0.0.1:PORT: every call then arrives here in proxy form
+(`POST http://localhost/api/v1/competitions.CompetitionApiService/ListDataFiles`). It serves a
+competition folder's files under Kaggle's names (train.zip, train_masks.csv.zip, ...), supports
+byte ranges for resumed downloads, answers 401/403/404 like Kaggle, accepts submissions and scores
+them with Carvana's mean Dice against a truth CSV.
+
+    python -m tests.kaggle_standin --data data/raw --truth data/demo-truth/test_masks.csv --port 8765
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import gzip
+import io
+import json
+import threading
+import zipfile
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from email.utils import formatdate
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import numpy as np
+import pandas as pd
+
+API = "/api/v1/competitions.CompetitionApiService/"
+LAST_MODIFIED = formatdate(1500000000, usegmt=True)  # July 2017, when Carvana's data went up
+
+
+def kaggle_files(folder: Path, hq: bool = False) -> dict[str, bytes | Path]:
+    """A competition folder's files under the names Kaggle gives them (the CSVs zipped)."""
+    suffix = "_hq" if hq else ""
+    files: dict[str, bytes | Path] = {}
+    for name in (f"train{suffix}.zip", "train_masks.zip", f"test{suffix}.zip"):
+        files[name] = folder / name
+    for name in ("train_masks.csv", "sample_submission.csv", "metadata.csv"):
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+            z.write(folder / name, name)
+        files[f"{name}.zip"] = buf.getvalue()
+    return files
+
+
+def mean_dice(submission: bytes, truth: pd.DataFrame, shape: tuple[int, int]) -> float:
+    """Carvana's score: mean per-image Dice, 1 where both masks are empty."""
+    from pipeline import rle
+
+    sub = pd.read_csv(io.BytesIO(gzip.decompress(submission) if submission[:2] == b"\x1f\x8b" else submission),
+                      dtype=str, keep_default_na=False)
+    if list(sub.columns) != ["img", "rle_mask"] or set(sub["img"]) != set(truth["img"]):
+        raise ValueError("Submission must have columns img,rle_mask and one row per test image")
+    pred = dict(zip(sub["img"], sub["rle_mask"]))
+    scores = []
+    for name, code in zip(truth["img"], truth["rle_mask"]):
+        a, b = rle.decode(pred[name], shape).astype(bool), rle.decode(code, shape).astype(bool)
+        total = a.sum() + b.sum()
+        scores.append(1.0 if total == 0 else 2.0 * (a & b).sum() / total)
+    return float(np.mean(scores))
+
+
+@dataclass
+class StandIn:
+    """The server's state: what it serves, who may call, and what it has seen."""
+
+    competitions: dict[str, dict[str, bytes | Path]]
+    users: dict[str, str] = field(default_factory=lambda: {"tester": "secret-key"})
+    rules_not_accepted: set[str] = field(default_factory=set)
+    truth: dict[str, tuple[pd.DataFrame, tuple[int, int]]] = field(default_factory=dict)
+    cut_after: dict[str, int] = field(default_factory=dict)  # file -> bytes sent before dropping the line
+    cuts_left: dict[str, int] = field(default_factory=dict)  # file -> how many more downloads to cut
+    daily_limit: int = 5
+    log: list[dict] = field(default_factory=list)
+    submissions: list[dict] = field(default_factory=list)
+    uploads: dict[str, bytes] = field(default_factory=dict)
+    port: int = 0
+    _server: ThreadingHTTPServer | None = None
+
+    def start(self) -> "StandIn":
+        standin = self
+
+        class Handler(_Handler):
+            state = standin
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.port = self._server.server_address[1]
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server:
+            self._server.shutdown()
+            self._server.server_close()
+
+    @property
+    def proxy(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+class _Handler(BaseHTTPRequestHandler):
+    state: StandIn
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args) -> None:  # quiet: the tests read `state.log` instead
+        pass
+
+    # -- helpers
+    def _json(self, status: int, body: dict) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _error(self, status: int, message: str) -> None:
+        self._json(status, {"code": status, "message": message})
+
+    def _user(self) -> str | None:
+        auth = self.headers.get("Authorization", "")
+        if not auth.startswith("Basic "):
+            return None
+        user, _, key = base64.b64decode(auth[6:]).decode().partition(":")
+        return user if self.state.users.get(user) == key else None
+
+    def _record(self, method: str, path: str, body: dict | None = None) -> None:
+        self.state.log.append({"method": method, "host": urlsplit(self.path).netloc, "path": path,
+                               "range": self.headers.get("Range"), "body": body,
+                               "authorized": self.headers.get("Authorization") is not None})
+
+    # -- HTTP verbs
+    def do_POST(self) -> None:
+        url = urlsplit(self.path)
+        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+        self._record("POST", url.path, body)
+        if not url.path.startswith(API):
+            return self._error(404, "Not found")
+        if self._user() is None:
+            return self._error(401, "Unauthenticated: invalid username or key")
+        method = url.path[len(API):]
+        comp = body.get("competitionName")
+        if method in ("GetSubmission",):
+            return self._get_submission(body)
+        if comp not in self.state.competitions:
+            return self._error(404, f"Competition '{comp}' not found")
+        if comp in self.state.rules_not_accepted and method != "ListSubmissions":
+            return self._error(403, "You must accept this competition's rules before you'll be able to join it")
+        handler = getattr(self, f"_api_{method}", None)
+        if handler is None:
+            return self._error(404, f"Unknown method {method}")
+        handler(comp, body)
+
+    def _api_ListDataFiles(self, comp: str, body: dict) -> None:
+        files = []
+        for name, src in sorted(self.state.competitions[comp].items()):
+            size = len(src) if isinstance(src, bytes) else src.stat().st_size
+            files.append({"name": name, "totalBytes": size, "creationDate": "2017-07-14T00:00:00Z"})
+        self._json(200, {"files": files, "nextPageToken": ""})
+
+    def _api_DownloadDataFile(self, comp: str, body: dict) -> None:
+        name = body.get("fileName")
+        if name not in self.state.competitions[comp]:
+            return self._error(404, f"File {name} not found")
+        self.send_response(302)
+        self.send_header("Location", f"http://localhost/files/{comp}/{name}")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def _api_StartSubmissionUpload(self, comp: str, body: dict) -> None:
+        token = f"blob-{len(self.state.uploads) + 1}"
+        self.state.uploads[token] = b""
+        self._json(200, {"token": token, "createUrl": f"http://localhost/upload/{token}"})
+
+    def _api_CreateSubmission(self, comp: str, body: dict) -> None:
+        today = [s for s in self.state.submissions if s["competition"] == comp]
+        if len(today) >= self.state.daily_limit:
+            return self._error(400, "Submission not allowed: Your team has used its daily Submission allowance "
+                                    f"({self.state.daily_limit}) today, please try again tomorrow UTC")
+        data = self.state.uploads.get(body.get("blobFileTokens", ""), b"")
+        ref = 1000 + len(self.state.submissions)
+        sub = {"competition": comp, "ref": ref, "fileName": "submission.csv.gz",
+               "date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z"),
+               "description": body.get("submissionDescription", ""), "status": "PENDING",
+               "publicScore": "", "privateScore": "", "polls": 0, "size": len(data)}
+        try:
+            if comp in self.state.truth:
+                table, shape = self.state.truth[comp]
+                score = mean_dice(data, table, shape)
+                sub["publicScore"] = sub["privateScore"] = f"{score:.5f}"
+        except Exception as err:  # Kaggle reports a bad file as an errored submission
+            sub["status"], sub["errorDescription"] = "ERROR", str(err)
+        self.state.submissions.append(sub)
+        self._json(200, {"message": "Successfully submitted to the competition", "ref": ref})
+
+    def _api_GetSubmissionLimits(self, comp: str, body: dict) -> None:
+        self._json(200, {})
+
+    def _public(self, sub: dict) -> dict:
+        sub["polls"] += 1
+        if sub["status"] == "PENDING" and sub["polls"] > 1:
+            sub["status"] = "COMPLETE"
+        keys = ("ref", "fileName", "date", "description", "status", "publicScore", "privateScore")
+        return {k: sub[k] for k in keys}
+
+    def _api_ListSubmissions(self, comp: str, body: dict) -> None:
+        subs = [self._public(s) for s in reversed(self.state.submissions) if s["competition"] == comp]
+        self._json(200, {"submissions": subs, "nextPageToken": ""})
+
+    def _get_submission(self, body: dict) -> None:
+        for s in self.state.submissions:
+            if s["ref"] == int(body.get("ref", -1)):
+                return self._json(200, self._public(s))
+        self._error(404, "Submission not found")
+
+    def do_PUT(self) -> None:
+        url = urlsplit(self.path)
+        self._record("PUT", url.path)
+        token = url.path.rsplit("/", 1)[-1]
+        if not url.path.startswith("/upload/") or token not in self.state.uploads:
+            return self._error(404, "Unknown upload")
+        self.state.uploads[token] = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self._json(200, {})
+
+    def do_GET(self) -> None:
+        url = urlsplit(self.path)
+        self._record("GET", url.path)
+        parts = url.path.split("/")
+        if len(parts) != 4 or parts[1] != "files" or parts[3] not in self.state.competitions.get(parts[2], {}):
+            return self._error(404, "Not found")
+        name = parts[3]
+        src = self.state.competitions[parts[2]][name]
+        data = src if isinstance(src, bytes) else src.read_bytes()
+        start = 0
+        rng = self.headers.get("Range")
+        if rng and rng.startswith("bytes="):
+            start = int(rng[6:].split("-")[0])
+        body = data[start:]
+        self.send_response(206 if start else 200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Last-Modified", LAST_MODIFIED)
+        self.send_header("ETag", f'"{name}-{len(data)}"')
+        self.send_header("Accept-Ranges", "bytes")
+        if start:
+            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+        self.end_headers()
+        cut = self.state.cut_after.get(name)
+        if cut is not None and self.state.cuts_left.get(name, 0) > 0:
+            self.state.cuts_left[name] -= 1
+            self.wfile.write(body[:min(cut, len(body) - 1)])
+            self.wfile.flush()
+            self.close_connection = True
+            self.connection.shutdown(2)
+            return
+        self.wfile.write(body)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", type=Path, required=True, help="a competition folder (e.g. data/raw)")
+    parser.add_argument("--truth", type=Path, help="img,rle_mask CSV of the test masks, to score submissions")
+    parser.add_argument("--competition", default="carvana-image-masking-challenge")
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--user", default="tester")
+    parser.add_argument("--key", default="secret-key")
+    args = parser.parse_args()
+    truth = {}
+    if args.truth:
+        from PIL import Image
+
+        from pipeline.archive import ImageArchive
+
+        test = ImageArchive(args.data / "test.zip")
+        with Image.open(io.BytesIO(test.read(test.names()[0]))) as img:
+            shape = (img.height, img.width)
+        truth[args.competition] = (pd.read_csv(args.truth, dtype=str, keep_default_na=False), shape)
+    server = StandIn({args.competition: kaggle_files(args.data)}, users={args.user: args.key},
+                     truth=truth, port=args.port).start()
+    print(f"Kaggle stand-in for {args.competition} on {server.proxy}. Point the client at it with:\n"
+          f"  export KAGGLE_API_ENVIRONMENT=LOCALHOST HTTP_PROXY={server.proxy} NO_PROXY= "
+          f"KAGGLE_USERNAME={args.user} KAGGLE_KEY=...")
+    threading.Event().wait()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,73 @@
+"""The download and split stages under real DVC: demo, Kaggle (via the stand-in) and a local folder."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+
+from tests.conftest import make_project, run, small_demo
+from tests.kaggle_standin import StandIn, kaggle_files
+
+
+def test_repro_split_runs_once_and_exp_run_changes_folds(tmp_path):
+    project = make_project(tmp_path / "p", small_demo)
+    out = run(["dvc", "repro", "split"], project).stdout
+    assert "Running stage 'download'" in out and "Running stage 'split'" in out
+    table = pd.read_csv(project / "data/split.csv")
+    assert list(table.columns) == ["img", "car", "fold", "mask_area"] and len(table) == 96
+    assert (project / "data/demo-truth/test_masks.csv").is_file()
+    again = run(["dvc", "repro", "split"], project).stdout
+    assert "Running stage" not in again
+    run(["dvc", "exp", "run", "-S", "split.folds=4", "split"], project)
+    assert sorted(pd.read_csv(project / "data/split.csv")["fold"].unique()) == [0, 1, 2, 3]
+
+
+def test_kaggle_source_downloads_from_the_standin_through_dvc_exp_run(tmp_path, tiny_demo):
+    project = make_project(tmp_path / "p", small_demo)
+    server = StandIn({"carvana-demo": kaggle_files(tiny_demo)}, users={"tester": "k-7f3a9c"}).start()
+    env = {"KAGGLE_API_ENVIRONMENT": "LOCALHOST", "HTTP_PROXY": server.proxy, "NO_PROXY": "",
+           "KAGGLE_USERNAME": "tester", "KAGGLE_KEY": "k-7f3a9c"}
+    try:
+        proc = run(["dvc", "exp", "run", "-S", "download.source=kaggle", "-S", "download.competition=carvana-demo",
+                    "split"], project, env)
+    finally:
+        server.stop()
+    assert len(pd.read_csv(project / "data/split.csv")) == 48  # the stand-in's 3 cars, not the 6 of the demo
+    assert json.loads((project / "data/raw/SOURCE.json").read_text())["source"] == "kaggle"
+    downloads = [r["body"]["fileName"] for r in server.log if r["path"].endswith("/DownloadDataFile")]
+    assert sorted(downloads) == sorted(["train.zip", "train_masks.zip", "test.zip", "train_masks.csv.zip",
+                                        "sample_submission.csv.zip", "metadata.csv.zip"])
+    for path in [project / "dvc.lock", project / "params.yaml", project / "data/raw/SOURCE.json"]:
+        assert "k-7f3a9c" not in path.read_text(), path
+    assert "k-7f3a9c" not in proc.stdout + proc.stderr
+
+
+def test_switching_away_from_a_kaggle_download_is_refused(tmp_path, tiny_demo):
+    project = make_project(tmp_path / "p", small_demo)
+    raw = project / "data/raw"
+    raw.mkdir(parents=True)
+    (raw / "SOURCE.json").write_text(json.dumps({"source": "kaggle", "competition": "carvana-image-masking-challenge", "hq": False}))
+    (raw / "train.zip").write_bytes(b"25 GB of somebody's download")
+    proc = run(["dvc", "repro", "download"], project, check=False)
+    assert proc.returncode != 0
+    assert "would discard it" in proc.stderr and "Traceback" not in proc.stderr
+    assert (raw / "train.zip").read_bytes() == b"25 GB of somebody's download"
+
+
+def test_local_folder_of_kaggle_zips_is_linked_not_copied(tmp_path, tiny_demo):
+    src = tmp_path / "kaggle"
+    src.mkdir()
+    for name, data in kaggle_files(tiny_demo).items():
+        (src / name).write_bytes(data if isinstance(data, bytes) else data.read_bytes())
+
+    def local(data):
+        small_demo(data)
+        data["download"]["source"] = "local"
+        data["download"]["local"]["path"] = str(src)
+        data["download"]["competition"] = "my-carvana-subset"  # not the real slug: no 5,088/100,064 counts
+
+    project = make_project(tmp_path / "p", local)
+    run(["dvc", "repro", "split"], project)
+    assert (project / "data/raw/train.zip").stat().st_ino == (src / "train.zip").stat().st_ino
+    assert len(pd.read_csv(project / "data/split.csv")) == 48

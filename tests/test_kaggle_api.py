@@ -1,0 +1,137 @@
+"""The download and submit paths, with the real `kaggle` client against the local stand-in."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import pytest
+import requests
+
+from pipeline import competition, kaggle_api, sources
+from tests.kaggle_standin import StandIn, kaggle_files
+
+SLUG = "carvana-demo"
+FILES = competition.kaggle_files(hq=False)
+
+
+BIG = bytes(range(256)) * 12_000  # 3 MB: the client writes 1 MiB chunks, so a cut leaves a partial file
+
+
+@pytest.fixture
+def standin(tiny_demo, monkeypatch):
+    files = {**kaggle_files(tiny_demo), "big.zip": BIG}
+    server = StandIn({SLUG: files, "closed-comp": kaggle_files(tiny_demo)}, rules_not_accepted={"closed-comp"}).start()
+    monkeypatch.setenv("HTTP_PROXY", server.proxy)
+    monkeypatch.setenv("KAGGLE_USERNAME", "tester")
+    monkeypatch.setenv("KAGGLE_KEY", "secret-key")
+    monkeypatch.setattr(time, "sleep", lambda seconds: None)  # the client's back-off, not the test's time
+    yield server
+    server.stop()
+
+
+def _file_gets(server: StandIn) -> list[dict]:
+    return [r for r in server.log if r["method"] == "GET" and r["path"].startswith("/files/")]
+
+
+def test_download_fetches_every_file_byte_for_byte(standin, tiny_demo, tmp_path):
+    dest = tmp_path / "raw"
+    kaggle_api.download(SLUG, FILES, dest)
+    sources._extract_csvs(dest)
+    for name in FILES:
+        src = standin.competitions[SLUG][name]
+        want = src if isinstance(src, bytes) else src.read_bytes()
+        assert (dest / name).read_bytes() == want, name
+    assert competition.verify(dest, hq=False, competition=SLUG) == {"train": 48, "test": 16}
+    assert all(r["host"] == "localhost" for r in standin.log)  # proxy form: the client aimed at localhost
+    calls = [r["path"].rsplit("/", 1)[-1] for r in standin.log if r["method"] == "POST"]
+    assert calls.count("DownloadDataFile") == len(FILES)
+
+
+def test_complete_files_are_skipped(standin, tmp_path):
+    dest = tmp_path / "raw"
+    kaggle_api.download(SLUG, FILES, dest)
+    before = len(_file_gets(standin))
+    kaggle_api.download(SLUG, FILES, dest)
+    assert len(_file_gets(standin)) == before
+
+
+def _range_start(header: str | None) -> int:
+    return int(header.split("=")[1].split("-")[0]) if header else 0
+
+
+def test_dropped_connection_is_resumed_with_a_range_request(standin, tmp_path):
+    standin.cut_after["big.zip"] = 1_500_000
+    standin.cuts_left["big.zip"] = 1
+    kaggle_api.download(SLUG, ["big.zip"], tmp_path)
+    assert (tmp_path / "big.zip").read_bytes() == BIG
+    starts = [_range_start(r["range"]) for r in _file_gets(standin)]
+    assert starts[0] == 0 and starts[1] >= 1 << 20  # the second request continues where the first broke
+
+
+def test_failed_download_resumes_on_the_next_run(standin, tmp_path):
+    standin.cut_after["big.zip"] = 1_500_000
+    standin.cuts_left["big.zip"] = 1000  # every attempt of this run breaks
+    with pytest.raises(kaggle_api.KaggleError, match="run the same command again"):
+        kaggle_api.download(SLUG, ["big.zip"], tmp_path, delays=())
+    partial = tmp_path / "big.zip"
+    assert 0 < partial.stat().st_size < len(BIG)
+    standin.cuts_left["big.zip"] = 0
+    standin.log.clear()
+    kaggle_api.download(SLUG, ["big.zip"], tmp_path)
+    assert partial.read_bytes() == BIG
+    assert _range_start(_file_gets(standin)[-1]["range"]) >= 1 << 20
+
+
+def test_wrong_key_is_401_and_the_key_is_never_shown(standin, monkeypatch, tmp_path):
+    monkeypatch.setenv("KAGGLE_KEY", "not-the-key-123")
+    with pytest.raises(kaggle_api.KaggleError) as err:
+        kaggle_api.download(SLUG, FILES, tmp_path)
+    assert "401" in str(err.value) and "kaggle.json" in str(err.value)
+    assert "not-the-key-123" not in str(err.value)
+
+
+def test_rules_not_accepted_is_403_with_the_rules_page(standin, tmp_path):
+    with pytest.raises(kaggle_api.KaggleError, match=r"403.*competitions/closed-comp/rules"):
+        kaggle_api.download("closed-comp", FILES, tmp_path)
+
+
+def test_unknown_competition_is_404_naming_the_param(standin, tmp_path):
+    with pytest.raises(kaggle_api.KaggleError, match=r"404.*download\.competition"):
+        kaggle_api.download("no-such-comp", FILES, tmp_path)
+
+
+def test_missing_credentials_say_where_they_go_before_any_request(standin, monkeypatch, tmp_path):
+    monkeypatch.delenv("KAGGLE_USERNAME")
+    monkeypatch.delenv("KAGGLE_KEY")
+    with pytest.raises(kaggle_api.KaggleError, match=r"kaggle\.json.*KAGGLE_USERNAME and KAGGLE_KEY"):
+        kaggle_api.download(SLUG, FILES, tmp_path)
+    assert standin.log == []
+
+
+def test_kaggle_json_credentials_are_used(standin, monkeypatch, tmp_path):
+    monkeypatch.delenv("KAGGLE_USERNAME")
+    monkeypatch.delenv("KAGGLE_KEY")
+    token = kaggle_api.config_dir() / "kaggle.json"  # the client reads this folder once, at import
+    token.parent.mkdir(parents=True, exist_ok=True)
+    token.write_text('{"username": "tester", "key": "secret-key"}')
+    token.chmod(0o600)
+    try:
+        kaggle_api.download(SLUG, ["metadata.csv.zip"], tmp_path / "raw")
+    finally:
+        token.unlink()
+    assert (tmp_path / "raw" / "metadata.csv.zip").is_file()
+
+
+def test_not_enough_disk_space_is_reported_before_downloading(standin, monkeypatch, tmp_path):
+    monkeypatch.setattr(kaggle_api.shutil, "disk_usage", lambda path: type("U", (), {"free": 10})())
+    with pytest.raises(kaggle_api.KaggleError, match="not enough disk space"):
+        kaggle_api.download(SLUG, FILES, tmp_path)
+    assert _file_gets(standin) == []
+
+
+def test_no_request_can_leave_the_machine():
+    with pytest.raises(requests.exceptions.RequestException):
+        requests.get("https://www.kaggle.com/api/v1/competitions/list", timeout=5)
+    with pytest.raises(ConnectionRefusedError, match="may not leave"):
+        socket.create_connection(("93.184.216.34", 80), timeout=5)
