@@ -14,7 +14,7 @@ import typing
 from pathlib import Path
 from typing import Any, Literal, Union
 
-import yaml
+from ruamel.yaml import YAML
 
 from pipeline.errors import UserError
 
@@ -190,11 +190,119 @@ class SplitParams:
 
 
 # ----------------------------------------------------------------------------------------------
+# train
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelParams:
+    arch: Literal["unet", "unetplusplus"]
+    base_channels: int
+    depth: int
+    bilinear: bool
+    deep_supervision: bool
+
+    def check(self, key: str) -> None:
+        require(self.base_channels >= 1, f"{key}.base_channels", f"must be at least 1, got {self.base_channels}")
+        require(1 <= self.depth <= 6, f"{key}.depth", f"must be in 1..6, got {self.depth}")
+
+    def kwargs(self) -> dict:
+        """Constructor arguments for pipeline.models.create_model (without channels and classes)."""
+        if self.arch == "unet":
+            return {"base_channels": self.base_channels, "depth": self.depth, "bilinear": self.bilinear}
+        return {"base_channels": self.base_channels, "depth": self.depth, "deep_supervision": self.deep_supervision}
+
+
+@dataclasses.dataclass(frozen=True)
+class AugmentParams:
+    hflip: float
+    shift: float
+    scale: float
+    rotate: float
+    brightness: float
+    contrast: float
+    saturation: float
+    hue: float
+
+    def check(self, key: str) -> None:
+        limits = {"hflip": 1.0, "shift": 0.5, "scale": 0.5, "rotate": 45.0, "brightness": 1.0, "contrast": 1.0,
+                  "saturation": 1.0, "hue": 0.5}
+        for name, top in limits.items():
+            value = getattr(self, name)
+            require(0.0 <= value <= top, f"{key}.{name}", f"must be in 0..{top}, got {value}")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainParams:
+    seed: int
+    model: ModelParams
+    scale: float
+    epochs: int
+    batch_size: int
+    lr: float
+    weight_decay: float
+    warmup_epochs: float
+    grad_clip: float
+    bce_weight: float
+    dice_weight: float
+    augment: AugmentParams
+    amp: bool
+    channels_last: bool
+    compile: bool
+    workers: int
+    init_from: str
+    nproc: int
+
+    def check(self, key: str) -> None:
+        require(0.0 < self.scale <= 1.0, f"{key}.scale", f"must be in (0, 1], got {self.scale}")
+        require(self.epochs >= 1, f"{key}.epochs", f"must be at least 1, got {self.epochs}")
+        require(self.batch_size >= 1, f"{key}.batch_size", f"must be at least 1, got {self.batch_size}")
+        require(0.0 < self.lr < 1.0, f"{key}.lr", f"must be in (0, 1), got {self.lr}")
+        require(self.weight_decay >= 0.0, f"{key}.weight_decay", f"must be >= 0, got {self.weight_decay}")
+        require(0.0 <= self.warmup_epochs < self.epochs, f"{key}.warmup_epochs",
+                f"must be in [0, train.epochs), got {self.warmup_epochs}")
+        require(self.grad_clip >= 0.0, f"{key}.grad_clip", f"must be >= 0 (0 turns it off), got {self.grad_clip}")
+        require(self.bce_weight >= 0 and self.dice_weight >= 0 and self.bce_weight + self.dice_weight > 0,
+                f"{key}.bce_weight/dice_weight", "must be >= 0 and not both 0")
+        require(self.workers >= 0, f"{key}.workers", f"must be >= 0, got {self.workers}")
+        require(self.nproc >= 1, f"{key}.nproc", f"must be at least 1, got {self.nproc}")
+
+
+# ----------------------------------------------------------------------------------------------
+# evaluate and predict
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluateParams:
+    threshold_min: float
+    threshold_max: float
+    worst: int
+
+    def check(self, key: str) -> None:
+        require(0.0 < self.threshold_min <= self.threshold_max < 1.0, f"{key}.threshold_min/threshold_max",
+                f"must satisfy 0 < min <= max < 1, got {self.threshold_min}, {self.threshold_max}")
+        require(self.worst >= 0, f"{key}.worst", f"must be >= 0, got {self.worst}")
+
+
+@dataclasses.dataclass(frozen=True)
+class PredictParams:
+    batch_size: int
+    workers: int
+    tta: bool
+
+    def check(self, key: str) -> None:
+        require(self.batch_size >= 1, f"{key}.batch_size", f"must be at least 1, got {self.batch_size}")
+        require(self.workers >= 0, f"{key}.workers", f"must be >= 0, got {self.workers}")
+
+
+# ----------------------------------------------------------------------------------------------
 
 
 SECTIONS: dict[str, type] = {
     "download": DownloadParams,
     "split": SplitParams,
+    "train": TrainParams,
+    "evaluate": EvaluateParams,
+    "predict": PredictParams,
 }
 
 
@@ -204,7 +312,7 @@ def load(path: str | Path = "params.yaml") -> dict[str, Any]:
     if not path.is_file():
         raise ParamError(f"{path} not found; run from the project root, where params.yaml lives")
     with path.open() as f:
-        data = yaml.safe_load(f) or {}
+        data = YAML(typ="safe", pure=True).load(f) or {}  # YAML 1.2, as DVC reads it: 3e-4 is a number
     unknown = sorted(set(data) - set(SECTIONS))
     if unknown:
         raise ParamError(f"unknown section {unknown[0]} in {path}; known: {', '.join(SECTIONS)}")

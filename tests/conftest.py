@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-import yaml
+from ruamel.yaml import YAML
 
 _HOME = tempfile.mkdtemp(prefix="carvana-test-home-")
 os.environ.update({
@@ -79,13 +79,19 @@ def run(cmd: list[str], cwd: Path, env: dict | None = None, check: bool = True) 
     return proc
 
 
+def edit_yaml(path: Path, edit) -> None:
+    """Change a YAML file in place with `edit(data)`, keeping its comments."""
+    yaml = YAML()
+    data = yaml.load(path)
+    edit(data)
+    yaml.dump(data, path)
+
+
 def make_project(dest: Path, params_edit=None) -> Path:
     """A copy of this project in its own git repository, as a fresh clone would be."""
     shutil.copytree(ROOT, dest, ignore=COPY_IGNORE)
     if params_edit:
-        data = yaml.safe_load((dest / "params.yaml").read_text())
-        params_edit(data)
-        (dest / "params.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+        edit_yaml(dest / "params.yaml", params_edit)
     for cmd in (["git", "init", "-q"], ["git", "config", "user.email", "t@example.com"],
                 ["git", "config", "user.name", "test"], ["git", "add", "-A"], ["git", "commit", "-qm", "clone"]):
         run(cmd, dest)

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
-import yaml
 
 from pipeline import params
-from tests.conftest import ROOT
+from tests.conftest import ROOT, edit_yaml
 
 
 def _write(tmp_path, edit):
-    data = yaml.safe_load((ROOT / "params.yaml").read_text())
-    edit(data)
     path = tmp_path / "params.yaml"
-    path.write_text(yaml.safe_dump(data))
+    shutil.copy(ROOT / "params.yaml", path)
+    edit_yaml(path, edit)
     return path
 
 

@@ -1,0 +1,104 @@
+"""Checkpoints: plain dicts of tensors and numbers that rebuild their model alone.
+
+Every checkpoint carries the architecture and its arguments, the preprocessing and the class names,
+so predict never asks for architecture flags. Files are written atomically (temp file + rename): a
+run killed while saving leaves the previous checkpoint intact. Loading uses `weights_only=True`, which
+refuses pickled code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+import zipfile
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from pipeline.errors import UserError
+from pipeline.models import create_model
+
+FORMAT = "carvana-pipeline/1"
+
+
+class CheckpointError(UserError):
+    """A file that is not a usable checkpoint of this pipeline."""
+
+
+def fingerprint(obj) -> str:
+    """A short stable hash of JSON-able data."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def file_hash(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def save(path: Path, payload: dict) -> None:
+    """Write a checkpoint atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save({"format": FORMAT, **payload}, tmp)
+    os.replace(tmp, path)
+
+
+def load_any(path: Path) -> dict:
+    """Load a checkpoint file with weights_only=True: ours, or a plain state_dict (e.g. the seed's)."""
+    if not Path(path).is_file():
+        raise CheckpointError(f"{path} does not exist; train a model first (`dvc repro train`) or fix the path")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as err:
+        raise CheckpointError(f"{path} is not a PyTorch checkpoint or it is damaged ({str(err).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path} holds a {type(data).__name__}, not a checkpoint dict")
+    return data
+
+
+def load(path: Path) -> dict:
+    """Load one of this pipeline's checkpoints, with a clear error for anything else."""
+    data = load_any(path)
+    if data.get("format") != FORMAT:
+        raise CheckpointError(f"{path} was not written by this pipeline (no format {FORMAT!r}); "
+                              f"to start training from its weights, use train.init_from")
+    return data
+
+
+def model_config(arch: str, in_channels: int, classes: int, kwargs: dict) -> dict:
+    return {"arch": arch, "in_channels": in_channels, "classes": classes, **kwargs}
+
+
+def build_model(ckpt: dict) -> nn.Module:
+    """The model a checkpoint describes, with its weights, in eval mode."""
+    config = dict(ckpt["model"])
+    model = create_model(config.pop("arch"), **config)
+    model.load_state_dict(ckpt["state_dict"])
+    return model.eval()
+
+
+def init_from(model: nn.Module, path: Path) -> list[str]:
+    """Copy the weights of `path` whose names and shapes match; return what was skipped and why."""
+    data = load_any(path)
+    state = data.get("state_dict", data) if data.get("format") == FORMAT else data
+    own = model.state_dict()
+    copied, skipped = {}, []
+    for key, value in state.items():
+        if not isinstance(value, torch.Tensor):
+            continue  # e.g. the seed's 'mask_values' list
+        if key not in own:
+            skipped.append(f"{key} (not in this model)")
+        elif own[key].shape != value.shape:
+            skipped.append(f"{key} (shape {tuple(value.shape)} here {tuple(own[key].shape)})")
+        else:
+            copied[key] = value
+    if not copied:
+        raise CheckpointError(f"{path} shares no layer with this model; is it a checkpoint of this architecture?")
+    model.load_state_dict(copied, strict=False)
+    return skipped

@@ -1,0 +1,128 @@
+"""Datasets over the competition zips: training samples, validation samples with full-size truth,
+and test images.
+
+Images are decoded at the model size straight from the zips (draft-mode JPEG decoding), normalised
+with fixed per-channel statistics that the checkpoint records, and masks are resized with nearest
+neighbour. Validation samples also carry the full-resolution mask, because the metric is computed at
+the original size.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from pipeline import augment as aug
+from pipeline.archive import ImageArchive
+from pipeline.competition import Competition
+from pipeline.images import Size, decode_image, decode_mask, resize_mask
+from pipeline.params import AugmentParams
+
+CLASSES_FILE = "classes.json"  # written beside multi-class data: {"names": ["background", ...]}
+MEAN = {3: (0.485, 0.456, 0.406), 1: (0.5,)}
+STD = {3: (0.229, 0.224, 0.225), 1: (0.25,)}
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """How a model's inputs are made; stored in every checkpoint so that inference repeats it."""
+
+    size: Size  # model input (height, width)
+    channels: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    @staticmethod
+    def for_data(original: Size, scale: float, channels: int) -> "Preprocess":
+        size = (max(1, round(original[0] * scale)), max(1, round(original[1] * scale)))
+        return Preprocess(size, channels, MEAN[channels], STD[channels])
+
+    def to_dict(self) -> dict:
+        return {"size": list(self.size), "channels": self.channels, "mean": list(self.mean), "std": list(self.std)}
+
+    @staticmethod
+    def from_dict(d: dict) -> "Preprocess":
+        return Preprocess(tuple(d["size"]), int(d["channels"]), tuple(d["mean"]), tuple(d["std"]))
+
+    def normalize(self, image: torch.Tensor) -> torch.Tensor:
+        """(C, H, W) in [0, 1] -> normalised."""
+        mean = torch.tensor(self.mean, dtype=image.dtype).view(-1, 1, 1)
+        std = torch.tensor(self.std, dtype=image.dtype).view(-1, 1, 1)
+        return (image - mean) / std
+
+    def load(self, data: bytes, name: str) -> tuple[torch.Tensor, Size]:
+        """Decode and normalise one image to (C, H, W) at the model size; also its original size."""
+        array, original = decode_image(data, name, self.channels, self.size)
+        return self.normalize(torch.from_numpy(array).permute(2, 0, 1).contiguous()), original
+
+
+def class_names(root: Path) -> list[str]:
+    """The data's classes: from classes.json when the masks are multi-class, else background and car."""
+    path = root / CLASSES_FILE
+    if path.is_file():
+        return list(json.loads(path.read_text())["names"])
+    return ["background", "car"]
+
+
+def output_channels(names: list[str]) -> int:
+    """One sigmoid channel for two classes, one softmax channel per class otherwise."""
+    return 1 if len(names) == 2 else len(names)
+
+
+class TrainDataset(Dataset):
+    """(image (C, H, W), mask (H, W) uint8) at the model size, augmented when `augment` is given."""
+
+    def __init__(self, comp: Competition, names: list[str], pre: Preprocess, classes: int,
+                 augment: AugmentParams | None = None, seed: int = 0):
+        self.comp, self.names, self.pre, self.classes = comp, list(names), pre, classes
+        self.augment, self.seed, self.epoch = augment, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def _load(self, index: int, full_mask: bool) -> tuple[torch.Tensor, np.ndarray]:
+        """(image (C, H, W) in [0, 1] at the model size, mask at the model size or the original size)."""
+        name = self.names[index]
+        array, original = decode_image(self.comp.train.read(name), name, self.pre.channels, self.pre.size)
+        mask = decode_mask(self.comp.read_mask(name), self.comp.mask_of.get(name, name), self.classes,
+                           expected=original, size=None if full_mask else self.pre.size)
+        return torch.from_numpy(array).permute(2, 0, 1).contiguous(), mask
+
+    def __getitem__(self, index: int):
+        image, mask = self._load(index, full_mask=False)
+        mask_t = torch.from_numpy(np.ascontiguousarray(mask))
+        if self.augment is not None:
+            image, mask_t = aug.augment(image, mask_t, self.augment, aug.sample_generator(self.seed, self.epoch, index))
+        return self.pre.normalize(image), mask_t
+
+
+class ValidationDataset(TrainDataset):
+    """(image, mask at the model size, full-size mask, index): the metric needs the full size."""
+
+    def __getitem__(self, index: int):
+        image, full = self._load(index, full_mask=True)
+        small = resize_mask(full, self.pre.size)
+        return self.pre.normalize(image), torch.from_numpy(small), torch.from_numpy(full), index
+
+
+class ImageDataset(Dataset):
+    """Images of an archive (test or train) by name: (image (C, H, W), index), normalised for a model."""
+
+    def __init__(self, archive: ImageArchive, names: list[str], pre: Preprocess):
+        self.archive, self.names, self.pre = archive, list(names), pre
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __getitem__(self, index: int):
+        name = self.names[index]
+        image, _ = self.pre.load(self.archive.read(name), name)
+        return image, index

@@ -1,0 +1,107 @@
+"""Decoding images and masks, fast and with errors that name the file.
+
+JPEGs are decoded with Pillow's draft mode when the target is smaller: the DCT-domain down-scaling
+(1/2, 1/4, 1/8) skips most of the work, then an exact resize reaches the model size. Masks are class
+indices (0/1 for Carvana's GIFs) resized with nearest neighbour, so no new values appear.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from PIL import Image
+
+from pipeline.errors import UserError
+
+Size = tuple[int, int]  # (height, width)
+
+
+class ImageError(UserError):
+    """An image or mask that cannot be used; the message names the file and the fix."""
+
+
+def _open(data: bytes, name: str, draft_to: Size | None = None, mode: str = "RGB") -> tuple[Image.Image, Size]:
+    """The decoded image and its original (height, width)."""
+    try:
+        img = Image.open(io.BytesIO(data))
+        original = (img.height, img.width)
+        if draft_to is not None and img.format == "JPEG":
+            img.draft(mode, (draft_to[1], draft_to[0]))  # keeps a size >= the target
+        img.load()
+        return img, original
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+        raise ImageError(f"{name} is not a readable image ({err}); the file is corrupt or truncated: "
+                         f"replace it (for Kaggle's data, delete the zip and run `dvc repro download`)") from None
+
+
+GRAY_MODES = ("L", "I", "I;16", "I;16B", "I;16L", "F", "1")
+
+
+def channels_of(data: bytes, name: str) -> int:
+    """1 for grayscale (8- or 16-bit) images, 3 for colour ones."""
+    img, _ = _open(data, name)
+    return 1 if img.mode in GRAY_MODES else 3
+
+
+def to_array(img: Image.Image, channels: int, name: str) -> np.ndarray:
+    """Float32 (H, W, C) in [0, 1], from 8- or 16-bit grayscale or colour."""
+    have = 1 if img.mode in GRAY_MODES else 3
+    if have != channels:
+        raise ImageError(f"{name} has {have} channel(s) ({img.mode}) but the model takes {channels}; "
+                         f"convert the image or train a model on such images")
+    if channels == 3:
+        arr = np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
+    elif img.mode in ("L", "1"):
+        arr = np.asarray(img.convert("L"), dtype=np.float32)[..., None] / 255.0
+    else:  # 16-bit or float grayscale
+        arr = np.asarray(img, dtype=np.float32)[..., None]
+        arr = arr / (65535.0 if arr.max() > 255 else 255.0)
+    return arr
+
+
+def decode_image(data: bytes, name: str, channels: int, size: Size | None = None) -> tuple[np.ndarray, Size]:
+    """Decode to float32 (H, W, C) at `size` (or the original size); also returns the original size."""
+    img, original = _open(data, name, size, "RGB" if channels == 3 else "L")
+    if size is not None and (img.height, img.width) != size:
+        resample = Image.BILINEAR
+        if img.mode.startswith("I;16"):
+            img = img.convert("I")
+        img = img.resize((size[1], size[0]), resample)
+    return to_array(img, channels, name), original
+
+
+def decode_mask(data: bytes, name: str, classes: int, expected: Size | None = None, size: Size | None = None) -> np.ndarray:
+    """Decode a class-index mask to uint8 (H, W), checked against the image size and class count.
+
+    `classes` is the model's output count: 1 for a binary (sigmoid) mask with values 0/1, N >= 2 for
+    index masks with values 0..N-1.
+    """
+    img, _ = _open(data, name)
+    if img.mode in ("RGB", "RGBA", "CMYK", "YCbCr", "LAB", "HSV"):
+        raise ImageError(f"{name} is a colour ({img.mode}) mask; masks must hold class indices (0/1 for Carvana). "
+                         f"Import colour-coded masks with download.local.mask_values: colors")
+    if expected is not None and (img.height, img.width) != expected:
+        raise ImageError(f"{name} is {img.width}x{img.height} but its image is {expected[1]}x{expected[0]}; "
+                         f"a mask must have its image's size")
+    arr = np.array(img.convert("L") if img.mode == "1" else img)  # a writable copy
+    if arr.dtype != np.uint8:
+        arr = arr.astype(np.int64)
+    top = int(arr.max()) if arr.size else 0
+    limit = max(classes, 2)
+    if top >= limit:
+        values = np.unique(arr)
+        if classes == 1 and set(values.tolist()) <= {0, 255}:
+            raise ImageError(f"{name} holds 0/255; the pipeline's binary masks are 0/1 (Carvana's GIFs). "
+                             f"Import such masks with download.local.mask_values: binary, which maps 255 to 1")
+        raise ImageError(f"{name} holds class {top} but the data has {limit} classes (0..{limit - 1}); "
+                         f"check the mask or the class list")
+    arr = arr.astype(np.uint8, copy=False)
+    return arr if size is None else resize_mask(arr, size)
+
+
+def resize_mask(mask: np.ndarray, size: Size) -> np.ndarray:
+    """Nearest-neighbour resize of a uint8 index mask to (height, width)."""
+    if mask.shape == size:
+        return np.ascontiguousarray(mask)
+    return np.array(Image.fromarray(mask).resize((size[1], size[0]), Image.NEAREST))

@@ -1,0 +1,30 @@
+"""Model factory: one place that maps an architecture name and its arguments to a network.
+
+Checkpoints store `{"arch": ..., **kwargs}` so that a model rebuilds itself; nothing downstream asks for
+architecture flags again.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from pipeline.errors import UserError
+from pipeline.unet import UNet
+from pipeline.unetplusplus import UNetPlusPlus
+
+ARCHS: dict[str, type[nn.Module]] = {"unet": UNet, "unetplusplus": UNetPlusPlus}
+
+
+def create_model(arch: str, **kwargs) -> nn.Module:
+    """Build a network by name; the error lists the valid names and arguments."""
+    cls = ARCHS.get(arch)
+    if cls is None:
+        raise UserError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHS)}")
+    try:
+        return cls(**kwargs)
+    except TypeError as err:
+        raise UserError(f"{arch}: {err}") from None
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,276 @@
+"""Training, top to bottom: runtime (device, precision, DDP) once, then data, model, optimiser, resume,
+and the epoch loop of `train_one_epoch` and `validate`.
+
+One call of `train_fold` trains the model that holds out one fold. It writes `last.pt` (everything
+needed to resume) after every epoch and `best.pt` whenever the full-resolution validation Dice improves.
+A killed run resumes from `last.pt` and ends with the same weights as an uninterrupted one: shuffling
+and augmentation are seeded per epoch and per sample, and `last.pt` holds the optimiser, scheduler,
+scaler and RNG states. A `last.pt` from other params, data or code is never resumed.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
+
+from pipeline import checkpoint
+from pipeline import params as P
+from pipeline.competition import Competition
+from pipeline.data import Preprocess, TrainDataset, ValidationDataset, output_channels
+from pipeline.errors import UserError
+from pipeline.evaluation import Scoreboard
+from pipeline.images import channels_of, decode_image
+from pipeline.inference import to_probs
+from pipeline.losses import SegmentationLoss
+from pipeline.models import create_model
+
+
+class TrainingError(UserError):
+    """Training cannot go on (empty fold, NaN loss); what is already trained is kept."""
+
+
+@dataclass
+class Runtime:
+    """Where and how the training runs, decided once."""
+
+    device: torch.device
+    rank: int
+    world: int
+    local_rank: int
+    autocast: Callable
+    scaler: torch.amp.GradScaler
+    memory_format: torch.memory_format
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def setup(p: P.TrainParams) -> Runtime:
+    """Device, DDP process group, mixed precision and memory format."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    rank = dist.get_rank() if world > 1 else 0
+    if torch.cuda.is_available():
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    else:
+        device = torch.device("cpu")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    dtype = None
+    if device.type == "cuda" and p.amp:
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    autocast = partial(torch.autocast, device.type, dtype=dtype) if dtype else nullcontext
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+    memory_format = torch.channels_last if p.channels_last else torch.contiguous_format
+    return Runtime(device, rank, world, local_rank, autocast, scaler, memory_format)
+
+
+def code_version() -> str:
+    """Hash of the pipeline's source: a code change makes an old last.pt unusable for resuming."""
+    root = Path(__file__).parent
+    return checkpoint.fingerprint({p.name: p.read_text() for p in sorted(root.glob("*.py"))})
+
+
+def warmup_cosine(step: int, warmup: int, total: int) -> float:
+    """LR factor: linear warm-up to 1, then cosine decay to 1 % of the peak."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.01 + 0.99 * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def collate_validation(batch):
+    images, small, full, index = zip(*batch)
+    return torch.stack(images), torch.stack(small), list(full), torch.tensor(index)
+
+
+def _all_finite(loss: torch.Tensor, rt: Runtime) -> bool:
+    finite = torch.isfinite(loss.detach()).float()
+    if rt.world > 1:
+        dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+    return bool(finite.item())
+
+
+def train_one_epoch(model, loader, loss_fn, optimizer, scheduler, rt: Runtime, grad_clip: float, epoch: int) -> tuple[float, int]:
+    """One pass over the training data; returns (mean loss, images seen by this process)."""
+    model.train()
+    total, seen = 0.0, 0
+    for step, (x, y) in enumerate(loader):
+        x = x.to(rt.device, non_blocking=True, memory_format=rt.memory_format)
+        y = y.to(rt.device, non_blocking=True)
+        with rt.autocast():
+            logits = model(x)  # (N, C, H, W), or a list of them with deep supervision
+        loss = loss_fn(logits, y)
+        if not _all_finite(loss, rt):
+            raise TrainingError(
+                f"the loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}; the last good checkpoint is "
+                f"kept. Lower train.lr, raise train.grad_clip, or set train.amp false"
+            )
+        optimizer.zero_grad(set_to_none=True)
+        rt.scaler.scale(loss).backward()
+        if grad_clip > 0:
+            rt.scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        rt.scaler.step(optimizer)
+        rt.scaler.update()
+        scheduler.step()
+        total += loss.item() * len(x)
+        seen += len(x)
+    return total / max(seen, 1), seen
+
+
+@torch.inference_mode()
+def validate(model, loader, loss_fn, rt: Runtime, classes: int, names: list[str]) -> tuple[dict, Scoreboard]:
+    """Loss at the model size and Dice at full resolution (threshold 0.5) on the validation fold."""
+    model.eval()
+    board = Scoreboard(classes)
+    total, seen = 0.0, 0
+    for x, small, full, index in loader:
+        x = x.to(rt.device, non_blocking=True, memory_format=rt.memory_format)
+        with rt.autocast():
+            logits = model(x)
+        total += loss_fn(logits, small.to(rt.device)).item() * len(x)
+        seen += len(x)
+        probs = to_probs(logits).cpu()
+        for i, j in enumerate(index.tolist()):
+            board.add(names[j], probs[i], full[i].numpy())
+    return {"val_loss": total / max(seen, 1), "val_dice": board.dice(0.5)}, board
+
+
+@dataclass
+class FoldResult:
+    fold: int
+    best_dice: float
+    best_epoch: int
+    history: list[dict]
+
+
+def _log(live, fold: int, record: dict) -> None:
+    if live is None:
+        return
+    live.step = record["epoch"]
+    for key, value in record.items():
+        if key != "epoch":
+            live.log_metric(f"fold{fold}/{key}", value)
+    live.make_summary()
+
+
+def train_fold(p: P.TrainParams, rt: Runtime, comp: Competition, table: pd.DataFrame, fold: int,
+               class_names: list[str], out_dir: Path, live=None, progress: bool = True) -> FoldResult:
+    """Train the model that holds out `fold`; resumable from out_dir/last.pt."""
+    # ---- data
+    val_names = table.loc[table["fold"] == fold, "img"].tolist()
+    train_names = table.loc[table["fold"] != fold, "img"].tolist()
+    if not val_names or not train_names:
+        raise TrainingError(f"fold {fold} leaves {len(train_names)} training and {len(val_names)} validation images; "
+                            f"check split.folds and split.fold against data/split.csv")
+    first = train_names[0]
+    channels = channels_of(comp.train.read(first), first)
+    _, original = decode_image(comp.train.read(first), first, channels, (8, 8))
+    pre = Preprocess.for_data(original, p.scale, channels)
+    classes = output_channels(class_names)
+    train_set = TrainDataset(comp, train_names, pre, classes, p.augment, p.seed)
+    val_set = ValidationDataset(comp, val_names, pre, classes)
+    shuffle_gen = torch.Generator()
+    sampler = DistributedSampler(train_set, rt.world, rt.rank, shuffle=True, seed=p.seed) if rt.world > 1 else None
+    pin = rt.device.type == "cuda"
+    loader = DataLoader(train_set, batch_size=p.batch_size, shuffle=sampler is None, sampler=sampler,
+                        generator=shuffle_gen, num_workers=p.workers, pin_memory=pin)
+    val_loader = DataLoader(val_set, batch_size=p.batch_size, num_workers=p.workers, pin_memory=pin,
+                            collate_fn=collate_validation)
+
+    # ---- model, optimiser, schedule
+    torch.manual_seed(p.seed)
+    config = checkpoint.model_config(p.model.arch, channels, classes, p.model.kwargs())
+    model = create_model(**config)
+    if p.init_from:
+        skipped = checkpoint.init_from(model, Path(p.init_from))
+        if rt.main:
+            print(f"fold {fold}: initialised from {p.init_from}" + (f"; skipped {len(skipped)} layer(s): "
+                  + ", ".join(skipped) if skipped else ""))
+    model.to(rt.device, memory_format=rt.memory_format)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=p.lr, weight_decay=p.weight_decay)
+    steps = len(loader)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, partial(warmup_cosine, warmup=int(p.warmup_epochs * steps), total=p.epochs * steps))
+    loss_fn = SegmentationLoss(classes, p.bce_weight, p.dice_weight)
+
+    # ---- resume: only a last.pt of the same params, data, split and code
+    run_id = checkpoint.fingerprint({
+        "train": {k: v for k, v in P.as_dict(p).items() if k != "workers"}, "fold": fold, "classes": class_names,
+        "preprocess": pre.to_dict(), "world": rt.world, "code": code_version(),
+        "data": checkpoint.fingerprint(table[["img", "fold"]].values.tolist() + [comp.root.name]),
+        "init": checkpoint.file_hash(Path(p.init_from)) if p.init_from else "",
+    })
+    meta = {"model": config, "preprocess": pre.to_dict(), "class_names": class_names, "fold": fold,
+            "fingerprint": run_id}
+    start, best, best_epoch, history = 0, -1.0, 0, []
+    last = out_dir / "last.pt"
+    if last.is_file():
+        state = checkpoint.load(last)
+        if state.get("fingerprint") == run_id:
+            model.load_state_dict(state["state_dict"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            rt.scaler.load_state_dict(state["scaler"])
+            torch.set_rng_state(state["rng"])
+            start, best, best_epoch, history = state["epoch"], state["best_dice"], state["best_epoch"], state["history"]
+            if rt.main:
+                print(f"fold {fold}: resuming from {last} after epoch {start} of {p.epochs}")
+        elif rt.main:
+            print(f"fold {fold}: {last} comes from other params, data or code; training from scratch")
+    for record in history:
+        _log(live, fold, record)
+
+    net = torch.compile(model) if p.compile else model
+    if rt.world > 1:
+        net = DistributedDataParallel(net, device_ids=[rt.local_rank] if rt.device.type == "cuda" else None)
+
+    # ---- the loop
+    for epoch in range(start, p.epochs):
+        train_set.set_epoch(epoch)
+        shuffle_gen.manual_seed(p.seed * 10_007 + epoch)
+        if sampler is not None:
+            sampler.set_epoch(epoch)
+        started = time.perf_counter()
+        train_loss, seen = train_one_epoch(net, loader, loss_fn, optimizer, scheduler, rt, p.grad_clip, epoch)
+        seconds = time.perf_counter() - started
+        record = {"epoch": epoch + 1, "train_loss": train_loss, "lr": optimizer.param_groups[0]["lr"],
+                  "images_per_s": seen * rt.world / seconds}
+        if rt.main:
+            scores, _ = validate(model, val_loader, loss_fn, rt, classes, val_names)
+            record.update(scores)
+            history.append(record)
+            if record["val_dice"] > best:
+                best, best_epoch = record["val_dice"], epoch + 1
+                checkpoint.save(out_dir / "best.pt", {**meta, "state_dict": model.state_dict(), "epoch": epoch + 1,
+                                                      "dice": best})
+            checkpoint.save(last, {**meta, "state_dict": model.state_dict(), "optimizer": optimizer.state_dict(),
+                                   "scheduler": scheduler.state_dict(), "scaler": rt.scaler.state_dict(),
+                                   "rng": torch.get_rng_state(), "epoch": epoch + 1, "best_dice": best,
+                                   "best_epoch": best_epoch, "history": history})
+            _log(live, fold, record)
+            if progress:
+                print(f"fold {fold} epoch {epoch + 1}/{p.epochs}: loss {train_loss:.4f}, val loss "
+                      f"{record['val_loss']:.4f}, val Dice {record['val_dice']:.5f} (full size), "
+                      f"{record['images_per_s']:.1f} img/s")
+        if rt.world > 1:
+            dist.barrier()
+    return FoldResult(fold, best, best_epoch, history)

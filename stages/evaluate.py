@@ -1,0 +1,56 @@
+"""Kaggle-exact Dice of the trained models on their validation folds: `dvc repro evaluate`.
+
+Probabilities are up-sampled to 1918x1280 before thresholding, exactly as the submission will be;
+every threshold between evaluate.threshold_min and threshold_max is tried, and the best one is what
+the encode stage uses. Writes reports/evaluate/{metrics.json, threshold_sweep.csv, per_image.csv, worst/}.
+"""
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from pipeline import competition, data, evaluation, params
+from pipeline.errors import run_stage
+
+RAW, SPLIT, MODELS, OUT = Path("data/raw"), Path("data/split.csv"), Path("models"), Path("reports/evaluate")
+
+
+def main() -> None:
+    p = params.load()
+    e, pr, folds = p["evaluate"], p["predict"], p["split"].validation_folds()
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    comp = competition.open_competition(RAW, p["download"].hq)
+    table = pd.read_csv(SPLIT)
+    board, fold_of = evaluation.evaluate_folds(comp, table, MODELS, folds, batch_size=pr.batch_size,
+                                               workers=pr.workers, tta=pr.tta, device=device)
+    shutil.rmtree(OUT, ignore_errors=True)
+    (OUT / "worst").mkdir(parents=True)
+    metrics = {"images": len(board), "folds": folds, "tta": pr.tta}
+    if board.classes == 1:
+        threshold, dice, sweep = board.sweep(e.threshold_min, e.threshold_max)
+        metrics.update(dice=dice, threshold=threshold, dice_at_0_5=board.dice(0.5))
+        pd.DataFrame(sweep, columns=["threshold", "dice"]).to_csv(OUT / "threshold_sweep.csv", index=False)
+    else:
+        threshold, scores = 0.5, board.class_scores()
+        names = data.class_names(RAW)
+        metrics.update(dice=board.dice(), mean_iou=float(scores["iou"].mean()),
+                       classes={n: {"dice": float(d), "iou": float(i)} for n, d, i in zip(names, scores["dice"], scores["iou"])})
+    per_image = pd.DataFrame({"img": board.names, "fold": [fold_of[n] for n in board.names],
+                              "dice": board.per_image(threshold), "mask_area": board.areas}).sort_values("dice")
+    per_image.to_csv(OUT / "per_image.csv", index=False, float_format="%.6f")
+    (OUT / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+
+    scores = dict(zip(per_image["img"], per_image["dice"]))
+    for fold, worst in per_image.head(e.worst).groupby("fold")["img"]:
+        for name, picture in evaluation.pictures(MODELS / f"fold{fold}" / "best.pt", comp, worst.tolist(), threshold,
+                                                 device, pr.tta, scores):
+            picture.save(OUT / "worst" / f"{name.rsplit('.', 1)[0]}.jpg", quality=88)
+    print(f"{OUT}: Dice {metrics['dice']:.5f} over {len(board)} validation images (full size"
+          + (f", threshold {threshold:.3f})" if board.classes == 1 else ")"))
+
+
+if __name__ == "__main__":
+    run_stage(main)

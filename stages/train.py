@@ -1,0 +1,52 @@
+"""Train one U-Net per validation fold: `dvc repro train` -> models/fold<k>/{best,last}.pt.
+
+split.fold picks the held-out fold (`all`: one model per fold). With train.nproc > 1 the stage
+relaunches itself under torchrun (DDP: one process per GPU, or gloo processes on a CPU).
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from pipeline import competition, data, evaluation, params, training
+from pipeline.errors import run_stage
+
+RAW, SPLIT, MODELS, LIVE = Path("data/raw"), Path("data/split.csv"), Path("models"), Path("dvclive/train")
+
+
+def main() -> None:
+    p = params.load()
+    t, folds = p["train"], p["split"].validation_folds()
+    if t.nproc > 1 and "WORLD_SIZE" not in os.environ:
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={t.nproc}", __file__]
+        raise SystemExit(subprocess.call(cmd))
+    rt = training.setup(t)
+    comp = competition.open_competition(RAW, p["download"].hq)
+    table = pd.read_csv(SPLIT)
+    names = data.class_names(RAW)
+    for stale in MODELS.glob("fold*"):  # models of folds no longer asked for
+        if rt.main and stale.name not in {f"fold{k}" for k in folds}:
+            shutil.rmtree(stale)
+
+    from dvclive import Live
+
+    live = Live(str(LIVE), dvcyaml=None, save_dvc_exp=False, report=None) if rt.main else None
+    results = [training.train_fold(t, rt, comp, table, k, names, MODELS / f"fold{k}", live) for k in folds]
+    if live is not None:
+        for r in results:
+            live.summary[f"fold{r.fold}"] = {**live.summary.get(f"fold{r.fold}", {}),
+                                            "best_val_dice": r.best_dice, "best_epoch": r.best_epoch}
+            val = table.loc[table["fold"] == r.fold, "img"].tolist()[:3]
+            for name, picture in evaluation.pictures(MODELS / f"fold{r.fold}" / "best.pt", comp, val, 0.5, rt.device):
+                live.log_image(f"fold{r.fold}/{name.rsplit('.', 1)[0]}.jpg", picture)
+        live.summary["best_val_dice"] = sum(r.best_dice for r in results) / len(results)
+        live.make_summary()
+        live.end()
+
+
+if __name__ == "__main__":
+    run_stage(main)
