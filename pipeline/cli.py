@@ -1,12 +1,15 @@
 """The `carvana` command: the pipeline's functions for use outside `dvc repro`.
 
+    carvana train [-e E] [-b B] [-l LR] [-f LOAD] [-s SCALE] [-v VAL] [--amp]   the seed's training flags
     carvana submissions [-c SLUG] [--wait]   list your Kaggle submissions and their scores
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
+from pathlib import Path
 
 from pipeline.errors import run_stage
 
@@ -30,9 +33,57 @@ def _submissions(args: argparse.Namespace) -> None:
               f"{r['private_score']:>8}  {r['description']}")
 
 
+def _train(args: argparse.Namespace) -> None:
+    """The train stage's code with the seed's flags laid over params.yaml's train section."""
+    from pipeline import competition, data, params, split, training
+    from pipeline.errors import UserError
+
+    p = params.load("download", "split", "train", path=args.params)
+    flags = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.learning_rate,
+             "init_from": args.load, "scale": args.scale, "amp": True if args.amp else None}
+    t = dataclasses.replace(p["train"], **{k: v for k, v in flags.items() if v is not None})
+    t.check("train")
+    if args.validation is not None and not 0 < args.validation < 100:
+        raise UserError(f"--validation must be a percentage in (0, 100), got {args.validation}")
+    comp = competition.open_competition(args.data, p["download"].hq)
+    names = data.class_names(args.data)
+    if args.classes is not None and args.classes != data.output_channels(names):
+        raise UserError(f"--classes {args.classes} does not match the data in {args.data}: it has {len(names)} classes "
+                        f"({', '.join(names)}), which the model predicts with {data.output_channels(names)} output "
+                        f"channel(s)")
+    masks = competition.read_csv(args.data / competition.TRAIN_MASKS_CSV, ("img", "rle_mask"))
+    shape = competition.image_size(comp, masks["img"].iloc[0])
+    folds = max(2, round(100 / args.validation)) if args.validation else p["split"].folds
+    table = split.make_folds(masks["img"].tolist(), split.mask_areas(masks, shape), folds=folds,
+                             seed=p["split"].seed, stratify=p["split"].stratify, group=p["split"].group)
+    print(f"{len(table)} images, {(table['fold'] == 0).sum()} of them held out for validation "
+          f"(1 fold of {folds}, grouped by {p['split'].group})")
+    from dvclive import Live
+
+    with Live(str(args.out / "dvclive"), dvcyaml=None, save_dvc_exp=False, report=None) as live:
+        result = training.train_fold(t, training.setup(t), comp, table, 0, names, args.out, live)
+    print(f"best full-size validation Dice {result.best_dice:.5f} (epoch {result.best_epoch}): {args.out / 'best.pt'}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="carvana", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train a model with the seed's flags (the train stage's code)",
+                       description="Train the UNet on images and target masks. Unset flags come from params.yaml.")
+    t.add_argument("--epochs", "-e", type=int, metavar="E", help="number of epochs")
+    t.add_argument("--batch-size", "-b", type=int, metavar="B", help="batch size")
+    t.add_argument("--learning-rate", "-l", type=float, metavar="LR", help="learning rate")
+    t.add_argument("--load", "-f", metavar="LOAD", help="start from the weights of a .pt/.pth file")
+    t.add_argument("--scale", "-s", type=float, metavar="SCALE", help="downscaling factor of the images")
+    t.add_argument("--validation", "-v", type=float, metavar="VAL",
+                   help="percent of the data (whole cars) used as validation (default: 1 fold of split.folds)")
+    t.add_argument("--amp", action="store_true", help="use mixed precision (on CUDA)")
+    t.add_argument("--classes", "-c", type=int, help="output classes; must match the data (1 for Carvana)")
+    t.add_argument("--data", type=Path, default=Path("data/raw"), help="competition folder (default %(default)s)")
+    t.add_argument("--out", type=Path, default=Path("checkpoints"), help="checkpoint folder (default %(default)s)")
+    t.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file (default %(default)s)")
+    t.set_defaults(func=_train)
 
     s = sub.add_parser("submissions", help="list your Kaggle submissions and their scores")
     s.add_argument("-c", "--competition", default=CARVANA, help="competition slug (default: %(default)s)")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import functools
 import io
+import json
 import math
 import zipfile
 from dataclasses import dataclass
@@ -435,6 +436,11 @@ def generate(out_dir: Path, truth_dir: Path, *, seed: int, train_cars: int, test
     meta = [(c.car_id, c.year, *MAKES[c.kind], c.color_name, "") for split in (0, 1) for c in cars[split]]
     _write_csv(out_dir / "metadata.csv", ("id", "year", "make", "model", "trim1", "trim2"), meta)
     _write_csv(truth_dir / "test_masks.csv", ("img", "rle_mask"), test_rows)
+    classes = out_dir / "classes.json"
+    if multiclass:
+        classes.write_text(json.dumps({"names": list(CLASSES)}) + "\n")
+    else:
+        classes.unlink(missing_ok=True)
     return {"train": len(train_rows), "test": len(test_rows)}
 
 

@@ -306,8 +306,11 @@ SECTIONS: dict[str, type] = {
 }
 
 
-def load(path: str | Path = "params.yaml") -> dict[str, Any]:
-    """Load and validate every section of params.yaml; returns {section: dataclass}."""
+def load(*sections: str, path: str | Path = "params.yaml") -> dict[str, Any]:
+    """Load and validate the named sections of params.yaml (all when none is named): {section: dataclass}.
+
+    A stage checks only the sections it reads, so a typo in train.* cannot stop the download.
+    """
     path = Path(path)
     if not path.is_file():
         raise ParamError(f"{path} not found; run from the project root, where params.yaml lives")
@@ -316,7 +319,7 @@ def load(path: str | Path = "params.yaml") -> dict[str, Any]:
     unknown = sorted(set(data) - set(SECTIONS))
     if unknown:
         raise ParamError(f"unknown section {unknown[0]} in {path}; known: {', '.join(SECTIONS)}")
-    return {name: _convert(data.get(name), cls, name) for name, cls in SECTIONS.items()}
+    return {name: _convert(data.get(name), SECTIONS[name], name) for name in sections or SECTIONS}
 
 
 def as_dict(obj: Any) -> Any:

@@ -13,7 +13,7 @@ TRUTH = Path("data/demo-truth")
 
 
 def main() -> None:
-    p = params.load()["download"]
+    p = params.load("download")["download"]
     counts = sources.fetch(p, RAW, TRUTH)
     print(f"{RAW}: {counts['train']} train images with masks, {counts['test']} test images ({p.source})")
 

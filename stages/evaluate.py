@@ -19,7 +19,7 @@ RAW, SPLIT, MODELS, OUT = Path("data/raw"), Path("data/split.csv"), Path("models
 
 
 def main() -> None:
-    p = params.load()
+    p = params.load("download", "split", "evaluate", "predict")
     e, pr, folds = p["evaluate"], p["predict"], p["split"].validation_folds()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     comp = competition.open_competition(RAW, p["download"].hq)

@@ -10,7 +10,7 @@ OUT = Path("data/split.csv")
 
 
 def main() -> None:
-    p = params.load()
+    p = params.load("download", "split")
     s, hq = p["split"], p["download"].hq
     comp = competition.open_competition(RAW, hq)
     train_masks = competition.read_csv(RAW / competition.TRAIN_MASKS_CSV, ("img", "rle_mask"))

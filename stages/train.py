@@ -19,7 +19,7 @@ RAW, SPLIT, MODELS, LIVE = Path("data/raw"), Path("data/split.csv"), Path("model
 
 
 def main() -> None:
-    p = params.load()
+    p = params.load("download", "split", "train")
     t, folds = p["train"], p["split"].validation_folds()
     if t.nproc > 1 and "WORLD_SIZE" not in os.environ:
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={t.nproc}", __file__]

@@ -102,3 +102,26 @@ def small_demo(data: dict) -> None:
     """Params for a demo small enough for fast tests (6 train cars, 2 test cars, 320x214)."""
     data["download"]["demo"].update(train_cars=6, test_cars=2, width=320, height=214)
     data["split"]["folds"] = 3
+
+
+@pytest.fixture(scope="session")
+def tiny_multiclass(tmp_path_factory) -> Path:
+    """The multi-class variant of `tiny_demo` (masks: background, body, windows, wheels, lights)."""
+    from pipeline import demo
+
+    root = tmp_path_factory.mktemp("tiny-multiclass")
+    demo.generate(root / "raw", root / "truth", seed=7, train_cars=3, test_cars=1, width=160, height=96,
+                  multiclass=True, jobs=1)
+    return root / "raw"
+
+
+def tiny_train_params(**changes):
+    """The project's train params, shrunk for tests (a 4-channel U-Net of depth 2 on 80x48 images)."""
+    import dataclasses
+
+    from pipeline import params
+
+    p = params.load(path=ROOT / "params.yaml")["train"]
+    model = dataclasses.replace(p.model, base_channels=4, depth=2)
+    base = dict(model=model, scale=0.5, epochs=2, batch_size=8, workers=0, warmup_epochs=0.5)
+    return dataclasses.replace(p, **{**base, **changes})

@@ -18,7 +18,7 @@ def _write(tmp_path, edit):
 
 
 def test_the_project_params_load():
-    p = params.load(ROOT / "params.yaml")
+    p = params.load(path=ROOT / "params.yaml")
     assert p["download"].source == "demo"
     assert p["split"].validation_folds() == [p["split"].fold]
 
@@ -38,9 +38,9 @@ def test_the_project_params_load():
 )
 def test_bad_values_name_the_key(tmp_path, edit, message):
     with pytest.raises(params.ParamError, match=message):
-        params.load(_write(tmp_path, edit))
+        params.load(path=_write(tmp_path, edit))
 
 
 def test_fold_all_means_every_fold(tmp_path):
-    p = params.load(_write(tmp_path, lambda d: d["split"].update(fold="all", folds=3)))
+    p = params.load(path=_write(tmp_path, lambda d: d["split"].update(fold="all", folds=3)))
     assert p["split"].validation_folds() == [0, 1, 2]

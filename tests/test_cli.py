@@ -1,0 +1,47 @@
+"""The `carvana` command line."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+
+from pipeline import checkpoint
+from tests.conftest import ROOT, edit_yaml
+
+
+def carvana(*args, cwd=None, check=True):
+    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", *map(str, args)], cwd=cwd, capture_output=True, text=True)
+    if check:
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc
+
+
+def _params(tmp_path):
+    path = tmp_path / "params.yaml"
+    shutil.copy(ROOT / "params.yaml", path)
+    edit_yaml(path, lambda d: d["train"]["model"].update(base_channels=4, depth=2))
+    edit_yaml(path, lambda d: d["train"].update(workers=0, warmup_epochs=0))
+    return path
+
+
+def test_train_with_the_seed_flags(tiny_demo, tmp_path):
+    out = carvana("train", "-e", "1", "-b", "4", "-l", "0.001", "-s", "0.5", "-v", "34", "--data", tiny_demo,
+                  "--out", tmp_path / "ckpt", "--params", _params(tmp_path)).stdout
+    assert "48 images, 16 of them held out for validation (1 fold of 3" in out
+    best = checkpoint.load(tmp_path / "ckpt/best.pt")
+    assert best["preprocess"]["size"] == [48, 80] and best["epoch"] == 1
+    again = carvana("train", "-e", "1", "-b", "4", "-s", "0.5", "-v", "34", "--load", tmp_path / "ckpt/best.pt",
+                    "--data", tiny_demo, "--out", tmp_path / "tuned", "--params", _params(tmp_path)).stdout
+    assert "initialised from" in again
+
+
+def test_bad_flags_get_one_line_errors(tiny_demo, tmp_path):
+    proc = carvana("train", "-s", "0", "--data", tiny_demo, "--params", _params(tmp_path), check=False)
+    assert proc.returncode == 1 and "train.scale must be in (0, 1], got 0.0" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    proc = carvana("train", "--classes", "2", "--data", tiny_demo, "--params", _params(tmp_path), check=False)
+    assert "--classes 2 does not match" in proc.stderr
+    proc = carvana("train", "--load", tmp_path / "nope.pt", "-e", "1", "-v", "34", "--data", tiny_demo, "--params",
+                   _params(tmp_path), "--out", tmp_path / "x", check=False)
+    assert "nope.pt does not exist" in proc.stderr

@@ -1,0 +1,50 @@
+"""Train and evaluate under real DVC: metrics, plots, experiments, k-fold out-of-fold Dice."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+
+from tests.conftest import make_project, run
+
+
+def _tiny(data):
+    data["download"]["demo"].update(train_cars=4, test_cars=1, width=160, height=96)
+    data["split"]["folds"] = 2
+    data["train"]["model"].update(base_channels=4, depth=2)
+    data["train"].update(epochs=2, scale=0.5, workers=0, warmup_epochs=0)
+    data["predict"].update(workers=0)
+    data["evaluate"].update(worst=2)
+
+
+def test_evaluate_metrics_plots_and_experiments(tmp_path):
+    project = make_project(tmp_path / "p", _tiny)
+    run(["dvc", "repro", "evaluate"], project)
+    metrics = json.loads((project / "reports/evaluate/metrics.json").read_text())
+    assert metrics["images"] == 32 and 0.2 <= metrics["threshold"] <= 0.8 and 0.0 < metrics["dice"] <= 1.0
+    sweep = pd.read_csv(project / "reports/evaluate/threshold_sweep.csv")
+    assert abs(sweep["dice"].max() - metrics["dice"]) < 1e-9
+    assert len(list((project / "reports/evaluate/worst").glob("*.jpg"))) == 2
+    assert "Running stage" not in run(["dvc", "repro", "evaluate"], project).stdout
+
+    plots = json.loads(run(["dvc", "plots", "show", "--json"], project).stdout)["data"]
+    assert "dvclive/train/plots/metrics/fold0/val_dice.tsv" in plots
+    assert "reports/evaluate/threshold_sweep.csv" in plots
+    assert any(k.startswith("dvclive/train/plots/images/fold0/") for k in plots)
+
+    run(["dvc", "exp", "run", "-S", "train.lr=3e-4", "evaluate"], project)
+    shown = json.loads(run(["dvc", "exp", "show", "--json"], project).stdout)
+    text = json.dumps(shown)
+    assert "best_val_dice" in text and '"lr": 0.0003' in text
+
+
+def test_every_fold_trains_and_evaluate_reports_out_of_fold_dice(tmp_path):
+    project = make_project(tmp_path / "p", _tiny)
+    run(["dvc", "exp", "run", "-S", "split.fold=all", "-S", "train.epochs=1", "evaluate"], project)
+    assert sorted(p.name for p in (project / "models").iterdir()) == ["fold0", "fold1"]
+    metrics = json.loads((project / "reports/evaluate/metrics.json").read_text())
+    per_image = pd.read_csv(project / "reports/evaluate/per_image.csv")
+    assert metrics["images"] == 64 and metrics["folds"] == [0, 1] and sorted(per_image["fold"].unique()) == [0, 1]
+    live = json.loads((project / "dvclive/train/metrics.json").read_text())
+    assert {"fold0", "fold1", "best_val_dice"} <= set(live)

@@ -1,0 +1,130 @@
+"""Training: checkpoints, determinism, resume after an interruption, NaN, transfer, DDP."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pandas as pd
+import pytest
+import torch
+
+from pipeline import checkpoint, competition, data, losses, split, training
+from tests.conftest import make_project, run, tiny_train_params
+
+
+def _setup(raw, folds=3):
+    comp = competition.open_competition(raw, hq=False)
+    masks = pd.read_csv(raw / "train_masks.csv", dtype=str, keep_default_na=False)
+    table = split.make_folds(masks["img"].tolist(), split.mask_areas(masks, (96, 160)), folds=folds, seed=0,
+                             stratify=False, group="car")
+    return comp, table, data.class_names(raw)
+
+
+def _train(raw, out, **changes):
+    p = tiny_train_params(**changes)
+    comp, table, names = _setup(raw)
+    return training.train_fold(p, training.setup(p), comp, table, 0, names, out, progress=False)
+
+
+def _weights(path):
+    return checkpoint.load(path)["state_dict"]
+
+
+def _same(a, b):
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_checkpoints_are_written_and_the_same_params_give_the_same_weights(tiny_demo, tmp_path):
+    result = _train(tiny_demo, tmp_path / "a")
+    _train(tiny_demo, tmp_path / "b")
+    assert [r["epoch"] for r in result.history] == [1, 2]
+    assert {"train_loss", "val_loss", "val_dice", "lr", "images_per_s"} <= set(result.history[-1])
+    assert _same(_weights(tmp_path / "a/last.pt"), _weights(tmp_path / "b/last.pt"))
+    best = checkpoint.load(tmp_path / "a/best.pt")
+    model = checkpoint.build_model(best)
+    assert best["model"]["arch"] == "unet" and best["preprocess"]["size"] == [48, 80]
+    assert model(torch.zeros(1, 3, 48, 80)).shape == (1, 1, 48, 80)
+
+
+def test_an_interrupted_training_resumes_to_the_same_weights(tiny_demo, tmp_path, monkeypatch):
+    _train(tiny_demo, tmp_path / "whole", epochs=3)
+    calls = {"n": 0}
+    original = losses.SegmentationLoss.forward
+
+    def dies_in_epoch_two(self, logits, mask):
+        calls["n"] += 1
+        if calls["n"] == 8:  # epoch 1 has 4 steps + 2 validation batches; this is the middle of epoch 2
+            raise KeyboardInterrupt
+        return original(self, logits, mask)
+
+    monkeypatch.setattr(losses.SegmentationLoss, "forward", dies_in_epoch_two)
+    with pytest.raises(KeyboardInterrupt):
+        _train(tiny_demo, tmp_path / "cut", epochs=3)
+    assert checkpoint.load(tmp_path / "cut/last.pt")["epoch"] == 1
+    monkeypatch.setattr(losses.SegmentationLoss, "forward", original)
+    resumed = _train(tiny_demo, tmp_path / "cut", epochs=3)
+    assert [r["epoch"] for r in resumed.history] == [1, 2, 3]
+    assert _same(_weights(tmp_path / "whole/last.pt"), _weights(tmp_path / "cut/last.pt"))
+
+
+def test_other_params_never_resume_a_stale_checkpoint(tiny_demo, tmp_path, capsys):
+    _train(tiny_demo, tmp_path / "m", epochs=1)
+    _train(tiny_demo, tmp_path / "m", epochs=1, lr=0.01)
+    assert "comes from other params" in capsys.readouterr().out
+    assert checkpoint.load(tmp_path / "m/last.pt")["epoch"] == 1
+
+
+def test_nan_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(tiny_demo, tmp_path, monkeypatch):
+    original = losses.SegmentationLoss.forward
+    calls = {"n": 0}
+
+    def nan_later(self, logits, mask):
+        calls["n"] += 1
+        value = original(self, logits, mask)
+        return value * float("nan") if calls["n"] == 8 else value
+
+    monkeypatch.setattr(losses.SegmentationLoss, "forward", nan_later)
+    with pytest.raises(training.TrainingError, match="loss became nan at epoch 2.*last good checkpoint is kept"):
+        _train(tiny_demo, tmp_path / "n", epochs=3)
+    kept = checkpoint.load(tmp_path / "n/last.pt")
+    assert kept["epoch"] == 1 and all(torch.isfinite(v).all() for v in kept["state_dict"].values() if v.is_floating_point())
+
+
+def test_init_from_another_class_count_skips_the_head(tiny_demo, tiny_multiclass, tmp_path, capsys):
+    _train(tiny_demo, tmp_path / "binary", epochs=1)
+    result = _train(tiny_multiclass, tmp_path / "multi", epochs=1, init_from=str(tmp_path / "binary/best.pt"))
+    out = capsys.readouterr().out
+    assert "skipped 2 layer(s): head.weight (shape (1, 4, 1, 1) here (5, 4, 1, 1))" in out
+    assert checkpoint.load(tmp_path / "multi/best.pt")["model"]["classes"] == 5
+    assert 0.0 <= result.best_dice <= 1.0
+
+
+def test_an_empty_fold_is_refused(tiny_demo, tmp_path):
+    p = tiny_train_params()
+    comp, table, names = _setup(tiny_demo)
+    table = table.assign(fold=0)
+    with pytest.raises(training.TrainingError, match="leaves 0 training and 48 validation images"):
+        training.train_fold(p, training.setup(p), comp, table, 0, names, tmp_path)
+
+
+def test_unet_plus_plus_with_deep_supervision_trains(tiny_demo, tmp_path):
+    p = tiny_train_params()
+    model = dataclasses.replace(p.model, arch="unetplusplus", deep_supervision=True)
+    result = _train(tiny_demo, tmp_path / "upp", epochs=1, model=model)
+    assert checkpoint.load(tmp_path / "upp/best.pt")["model"]["deep_supervision"] is True
+    assert result.history[0]["val_dice"] >= 0.0
+
+
+def _tiny_project(data):
+    data["download"]["demo"].update(train_cars=4, test_cars=1, width=160, height=96)
+    data["split"]["folds"] = 2
+    data["train"]["model"].update(base_channels=4, depth=2)
+    data["train"].update(epochs=1, scale=0.5, workers=0, warmup_epochs=0)
+
+
+def test_ddp_with_two_gloo_processes(tmp_path):
+    project = make_project(tmp_path / "p", _tiny_project)
+    out = run(["dvc", "exp", "run", "-S", "train.nproc=2", "train"], project).stdout
+    assert out.count("fold 0 epoch 1/1") == 1  # only rank 0 logs
+    best = checkpoint.load(project / "models/fold0/best.pt")
+    assert best["epoch"] == 1 and (project / "dvclive/train/metrics.json").is_file()
