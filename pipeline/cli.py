@@ -1,6 +1,7 @@
 """The `carvana` command: the pipeline's functions for use outside `dvc repro`.
 
     carvana train [-e E] [-b B] [-l LR] [-f LOAD] [-s SCALE] [-v VAL] [--amp]   the seed's training flags
+    carvana predict -m MODEL -i a.jpg b.jpg [-o a.png b.png] [--viz] [--no-save] [-t 0.5] [-s 0.5] [--rle]
     carvana submissions [-c SLUG] [--wait]   list your Kaggle submissions and their scores
 """
 
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 import time
 from pathlib import Path
 
@@ -65,6 +67,61 @@ def _train(args: argparse.Namespace) -> None:
     print(f"best full-size validation Dice {result.best_dice:.5f} (epoch {result.best_epoch}): {args.out / 'best.pt'}")
 
 
+def _predict(args: argparse.Namespace) -> None:
+    """Masks for any images with a trained model, one image at a time, like the seed's predict.py."""
+    import io
+
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from pipeline import overlay, postprocess, rle
+    from pipeline.data import Preprocess
+    from pipeline.errors import UserError
+    from pipeline.evaluation import class_maps
+    from pipeline.images import ImageError
+    from pipeline.inference import probabilities
+    from pipeline.prediction import load_ensemble
+
+    outputs = args.output or [str(Path(i).with_name(Path(i).stem + "_OUT.png")) for i in args.input]
+    if len(outputs) != len(args.input):
+        raise UserError(f"{len(args.input)} input(s) but {len(outputs)} output name(s); give one -o per -i, or none")
+    if not 0 < args.mask_threshold < 1:
+        raise UserError(f"--mask-threshold must be in (0, 1), got {args.mask_threshold}")
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    ensemble = load_ensemble([Path(args.model)], device)
+    pre = ensemble.pre
+    scale = args.scale or pre.size[0] / pre.original[0]
+    for source, target in zip(args.input, outputs):
+        path = Path(source)
+        if not path.is_file():
+            raise ImageError(f"{path} does not exist")
+        data = path.read_bytes()
+        with Image.open(io.BytesIO(data)) as header:
+            original = (header.height, header.width)
+        sized = Preprocess.for_data(original, scale, pre.channels)
+        x, _ = dataclasses.replace(pre, size=sized.size).load(data, path.name)
+        probs = probabilities(ensemble.models, x[None].to(device), args.tta)[0].cpu()
+        if ensemble.classes == 1:
+            mask = postprocess.binary_mask(postprocess.to_uint8(probs[0]), original, args.mask_threshold)
+            picture = Image.fromarray(mask.astype(np.uint8) * 255)
+        else:
+            mask = class_maps(probs, original)
+            picture = Image.fromarray(mask)
+        if args.rle:
+            print(f"{path.name},{rle.encode(mask > 0)}")
+        if not args.no_save:
+            picture.save(target)
+            if ensemble.classes > 1:
+                overlay.colorize(mask).save(Path(target).with_name(Path(target).stem + "_colors.png"))
+            print(f"{path} -> {target}", file=sys.stderr)
+        if args.viz:
+            rgb = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+            viz = Path(target).with_name(Path(target).stem + "_viz.png")
+            overlay.compare(rgb, mask > 0, None, caption=path.name).save(viz)
+            print(f"{path} -> {viz}", file=sys.stderr)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="carvana", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -84,6 +141,21 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", type=Path, default=Path("checkpoints"), help="checkpoint folder (default %(default)s)")
     t.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file (default %(default)s)")
     t.set_defaults(func=_train)
+
+    pr = sub.add_parser("predict", help="predict masks of images with a trained model",
+                        description="Predict masks from input images")
+    pr.add_argument("--model", "-m", default="models/fold0/best.pt", metavar="FILE",
+                    help="checkpoint to use (default %(default)s)")
+    pr.add_argument("--input", "-i", nargs="+", required=True, metavar="INPUT", help="filenames of input images")
+    pr.add_argument("--output", "-o", nargs="+", metavar="OUTPUT", help="filenames of output masks")
+    pr.add_argument("--viz", "-v", action="store_true", help="also write an overlay picture <output>_viz.png")
+    pr.add_argument("--no-save", "-n", action="store_true", help="do not save the output masks")
+    pr.add_argument("--mask-threshold", "-t", type=float, default=0.5,
+                    help="minimum probability for a mask pixel (default %(default)s)")
+    pr.add_argument("--scale", "-s", type=float, help="scale factor for the input images (default: the model's)")
+    pr.add_argument("--rle", action="store_true", help="print img,rle_mask lines (Carvana's run-length encoding)")
+    pr.add_argument("--tta", action="store_true", help="average with the horizontally flipped prediction")
+    pr.set_defaults(func=_predict)
 
     s = sub.add_parser("submissions", help="list your Kaggle submissions and their scores")
     s.add_argument("-c", "--competition", default=CARVANA, help="competition slug (default: %(default)s)")

@@ -20,6 +20,7 @@ from torch.utils.data import Dataset
 from pipeline import augment as aug
 from pipeline.archive import ImageArchive
 from pipeline.competition import Competition
+from pipeline.errors import UserError
 from pipeline.images import Size, decode_image, decode_mask, resize_mask
 from pipeline.params import AugmentParams
 
@@ -33,6 +34,7 @@ class Preprocess:
     """How a model's inputs are made; stored in every checkpoint so that inference repeats it."""
 
     size: Size  # model input (height, width)
+    original: Size  # the training images' (height, width)
     channels: int
     mean: tuple[float, ...]
     std: tuple[float, ...]
@@ -40,14 +42,15 @@ class Preprocess:
     @staticmethod
     def for_data(original: Size, scale: float, channels: int) -> "Preprocess":
         size = (max(1, round(original[0] * scale)), max(1, round(original[1] * scale)))
-        return Preprocess(size, channels, MEAN[channels], STD[channels])
+        return Preprocess(size, tuple(original), channels, MEAN[channels], STD[channels])
 
     def to_dict(self) -> dict:
-        return {"size": list(self.size), "channels": self.channels, "mean": list(self.mean), "std": list(self.std)}
+        return {"size": list(self.size), "original": list(self.original), "channels": self.channels,
+                "mean": list(self.mean), "std": list(self.std)}
 
     @staticmethod
     def from_dict(d: dict) -> "Preprocess":
-        return Preprocess(tuple(d["size"]), int(d["channels"]), tuple(d["mean"]), tuple(d["std"]))
+        return Preprocess(tuple(d["size"]), tuple(d["original"]), int(d["channels"]), tuple(d["mean"]), tuple(d["std"]))
 
     def normalize(self, image: torch.Tensor) -> torch.Tensor:
         """(C, H, W) in [0, 1] -> normalised."""
@@ -114,7 +117,11 @@ class ValidationDataset(TrainDataset):
 
 
 class ImageDataset(Dataset):
-    """Images of an archive (test or train) by name: (image (C, H, W), index), normalised for a model."""
+    """Images of an archive by name: (image (C, H, W), index, original (H, W), error message).
+
+    A file that cannot be decoded yields an empty error-free tensor and its message instead of raising
+    inside a worker, so that the main process can stop with that message after keeping finished work.
+    """
 
     def __init__(self, archive: ImageArchive, names: list[str], pre: Preprocess):
         self.archive, self.names, self.pre = archive, list(names), pre
@@ -124,5 +131,8 @@ class ImageDataset(Dataset):
 
     def __getitem__(self, index: int):
         name = self.names[index]
-        image, _ = self.pre.load(self.archive.read(name), name)
-        return image, index
+        try:
+            image, original = self.pre.load(self.archive.read(name), name)
+            return image, index, torch.tensor(original), ""
+        except UserError as err:
+            return torch.zeros(self.pre.channels, *self.pre.size), index, torch.tensor([0, 0]), str(err)

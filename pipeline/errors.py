@@ -14,12 +14,25 @@ class UserError(Exception):
     """Bad input, a bad param or a missing prerequisite: reported as a message, never a traceback."""
 
 
+def message(err: BaseException) -> str:
+    """The user-facing text of an error, also when a DataLoader worker raised it.
+
+    A worker's exception reaches the main process as 'Caught X in DataLoader worker ... Original
+    Traceback ...'; only its last line, the original message, is for the user.
+    """
+    text = str(err)
+    if "Original Traceback" in text:
+        last = text.rstrip().splitlines()[-1]
+        return last.split(": ", 1)[1] if ": " in last else last
+    return text
+
+
 def run_stage(main: Callable[[], object]) -> None:
     """Run an entry point, turning UserError and Ctrl-C into a message and an exit status."""
     try:
         main()
     except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {message(err)}", file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt:
         print("interrupted: finished work is kept; run the same command again to resume", file=sys.stderr)

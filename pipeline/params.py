@@ -288,10 +288,33 @@ class PredictParams:
     batch_size: int
     workers: int
     tta: bool
+    shard_size: int
+    amp: bool
+    nproc: int
 
     def check(self, key: str) -> None:
         require(self.batch_size >= 1, f"{key}.batch_size", f"must be at least 1, got {self.batch_size}")
         require(self.workers >= 0, f"{key}.workers", f"must be >= 0, got {self.workers}")
+        require(self.shard_size >= 1, f"{key}.shard_size", f"must be at least 1, got {self.shard_size}")
+        require(self.nproc >= 1, f"{key}.nproc", f"must be at least 1, got {self.nproc}")
+
+
+@dataclasses.dataclass(frozen=True)
+class EncodeParams:
+    threshold: Union[float, Literal["best"]]
+    jobs: int
+
+    def check(self, key: str) -> None:
+        if self.threshold != "best":
+            require(0.0 < self.threshold < 1.0, f"{key}.threshold", f"must be in (0, 1) or 'best', got {self.threshold}")
+        require(self.jobs != 0, f"{key}.jobs", "must be a number of processes (-1: one per core), not 0")
+
+
+@dataclasses.dataclass(frozen=True)
+class SubmitParams:
+    enabled: bool
+    message: str
+    force: bool
 
 
 # ----------------------------------------------------------------------------------------------
@@ -303,6 +326,8 @@ SECTIONS: dict[str, type] = {
     "train": TrainParams,
     "evaluate": EvaluateParams,
     "predict": PredictParams,
+    "encode": EncodeParams,
+    "submit": SubmitParams,
 }
 
 

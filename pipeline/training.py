@@ -11,7 +11,6 @@ scaler and RNG states. A `last.pt` from other params, data or code is never resu
 from __future__ import annotations
 
 import math
-import os
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
-from pipeline import checkpoint
+from pipeline import checkpoint, distributed
 from pipeline import params as P
 from pipeline.competition import Competition
 from pipeline.data import Preprocess, TrainDataset, ValidationDataset, output_channels
@@ -60,18 +59,12 @@ class Runtime:
 
 def setup(p: P.TrainParams) -> Runtime:
     """Device, DDP process group, mixed precision and memory format."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    rank = dist.get_rank() if world > 1 else 0
-    if torch.cuda.is_available():
-        device = torch.device("cuda", local_rank)
-        torch.cuda.set_device(device)
+    rank, world, local_rank = distributed.init()
+    device = distributed.device(local_rank)
+    if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     else:
-        device = torch.device("cpu")
         torch.use_deterministic_algorithms(True, warn_only=True)
     dtype = None
     if device.type == "cuda" and p.amp:
@@ -271,6 +264,5 @@ def train_fold(p: P.TrainParams, rt: Runtime, comp: Competition, table: pd.DataF
                 print(f"fold {fold} epoch {epoch + 1}/{p.epochs}: loss {train_loss:.4f}, val loss "
                       f"{record['val_loss']:.4f}, val Dice {record['val_dice']:.5f} (full size), "
                       f"{record['images_per_s']:.1f} img/s")
-        if rt.world > 1:
-            dist.barrier()
+        distributed.barrier(rt.world)
     return FoldResult(fold, best, best_epoch, history)

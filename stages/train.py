@@ -4,15 +4,12 @@ split.fold picks the held-out fold (`all`: one model per fold). With train.nproc
 relaunches itself under torchrun (DDP: one process per GPU, or gloo processes on a CPU).
 """
 
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 
-from pipeline import competition, data, evaluation, params, training
+from pipeline import competition, data, distributed, evaluation, params, training
 from pipeline.errors import run_stage
 
 RAW, SPLIT, MODELS, LIVE = Path("data/raw"), Path("data/split.csv"), Path("models"), Path("dvclive/train")
@@ -21,9 +18,9 @@ RAW, SPLIT, MODELS, LIVE = Path("data/raw"), Path("data/split.csv"), Path("model
 def main() -> None:
     p = params.load("download", "split", "train")
     t, folds = p["train"], p["split"].validation_folds()
-    if t.nproc > 1 and "WORLD_SIZE" not in os.environ:
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={t.nproc}", __file__]
-        raise SystemExit(subprocess.call(cmd))
+    status = distributed.relaunch(__file__, t.nproc)
+    if status is not None:
+        raise SystemExit(status)
     rt = training.setup(t)
     comp = competition.open_competition(RAW, p["download"].hq)
     table = pd.read_csv(SPLIT)

@@ -125,3 +125,40 @@ def tiny_train_params(**changes):
     model = dataclasses.replace(p.model, base_channels=4, depth=2)
     base = dict(model=model, scale=0.5, epochs=2, batch_size=8, workers=0, warmup_epochs=0.5)
     return dataclasses.replace(p, **{**base, **changes})
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_demo, tmp_path_factory) -> Path:
+    """best.pt of a tiny U-Net trained for one epoch on `tiny_demo` (fold 0 of 3)."""
+    import pandas as pd
+
+    from pipeline import competition, data, split, training
+
+    out = tmp_path_factory.mktemp("tiny-model")
+    p = tiny_train_params(epochs=1)
+    comp = competition.open_competition(tiny_demo, hq=False)
+    masks = pd.read_csv(tiny_demo / "train_masks.csv", dtype=str, keep_default_na=False)
+    table = split.make_folds(masks["img"].tolist(), split.mask_areas(masks, (96, 160)), folds=3, seed=0,
+                             stratify=False, group="car")
+    training.train_fold(p, training.setup(p), comp, table, 0, data.class_names(tiny_demo), out, progress=False)
+    return out / "best.pt"
+
+
+@pytest.fixture(scope="session")
+def tiny_submission(tiny_demo, tiny_model, tmp_path_factory) -> Path:
+    """submission.csv.gz of `tiny_model` on the test images of `tiny_demo`."""
+    from contextlib import nullcontext
+
+    import torch
+
+    from pipeline import competition, prediction, submission
+    from pipeline.archive import ImageArchive
+
+    out = tmp_path_factory.mktemp("tiny-submission")
+    names = competition.read_csv(tiny_demo / "sample_submission.csv", ("img", "rle_mask"))["img"].tolist()
+    ensemble = prediction.load_ensemble([tiny_model], torch.device("cpu"))
+    manifest = prediction.prepare(out / "pred", names, 8, ensemble, {})
+    prediction.predict_shards(ensemble, ImageArchive(tiny_demo / "test.zip"), names, out / "pred", manifest,
+                              batch_size=8, workers=0, tta=False, device=torch.device("cpu"), autocast=nullcontext)
+    submission.write(out / "pred", names, out / "submission.csv.gz", 0.5, jobs=1)
+    return out / "submission.csv.gz"

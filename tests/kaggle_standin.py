@@ -26,7 +26,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import numpy as np
 import pandas as pd
 
 API = "/api/v1/competitions.CompetitionApiService/"
@@ -47,21 +46,15 @@ def kaggle_files(folder: Path, hq: bool = False) -> dict[str, bytes | Path]:
     return files
 
 
-def mean_dice(submission: bytes, truth: pd.DataFrame, shape: tuple[int, int]) -> float:
-    """Carvana's score: mean per-image Dice, 1 where both masks are empty."""
-    from pipeline import rle
+def score(submission: bytes, truth: pd.DataFrame, shape: tuple[int, int]) -> float:
+    """Carvana's score of an uploaded file (gzip or plain CSV): mean per-image Dice."""
+    from pipeline.submission import mean_dice
 
-    sub = pd.read_csv(io.BytesIO(gzip.decompress(submission) if submission[:2] == b"\x1f\x8b" else submission),
-                      dtype=str, keep_default_na=False)
+    text = gzip.decompress(submission) if submission[:2] == b"\x1f\x8b" else submission
+    sub = pd.read_csv(io.BytesIO(text), dtype=str, keep_default_na=False)
     if list(sub.columns) != ["img", "rle_mask"] or set(sub["img"]) != set(truth["img"]):
         raise ValueError("Submission must have columns img,rle_mask and one row per test image")
-    pred = dict(zip(sub["img"], sub["rle_mask"]))
-    scores = []
-    for name, code in zip(truth["img"], truth["rle_mask"]):
-        a, b = rle.decode(pred[name], shape).astype(bool), rle.decode(code, shape).astype(bool)
-        total = a.sum() + b.sum()
-        scores.append(1.0 if total == 0 else 2.0 * (a & b).sum() / total)
-    return float(np.mean(scores))
+    return mean_dice(dict(zip(sub["img"], sub["rle_mask"])), dict(zip(truth["img"], truth["rle_mask"])), shape)
 
 
 @dataclass
@@ -190,8 +183,7 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             if comp in self.state.truth:
                 table, shape = self.state.truth[comp]
-                score = mean_dice(data, table, shape)
-                sub["publicScore"] = sub["privateScore"] = f"{score:.5f}"
+                sub["publicScore"] = sub["privateScore"] = f"{score(data, table, shape):.5f}"
         except Exception as err:  # Kaggle reports a bad file as an errored submission
             sub["status"], sub["errorDescription"] = "ERROR", str(err)
         self.state.submissions.append(sub)

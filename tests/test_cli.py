@@ -45,3 +45,43 @@ def test_bad_flags_get_one_line_errors(tiny_demo, tmp_path):
     proc = carvana("train", "--load", tmp_path / "nope.pt", "-e", "1", "-v", "34", "--data", tiny_demo, "--params",
                    _params(tmp_path), "--out", tmp_path / "x", check=False)
     assert "nope.pt does not exist" in proc.stderr
+
+
+def _test_images(tiny_demo, tmp_path, count=2):
+    from pipeline.archive import ImageArchive
+
+    test = ImageArchive(tiny_demo / "test.zip")
+    paths = []
+    for name in test.names()[:count]:
+        (tmp_path / name).write_bytes(test.read(name))
+        paths.append(tmp_path / name)
+    return paths
+
+
+def test_predict_writes_masks_overlays_and_rle(tiny_demo, tiny_model, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from pipeline import rle
+
+    a, b = _test_images(tiny_demo, tmp_path)
+    proc = carvana("predict", "-m", tiny_model, "-i", a, b, "-o", tmp_path / "a.png", tmp_path / "b.png", "--viz",
+                   "--rle", "-t", "0.4")
+    mask = np.asarray(Image.open(tmp_path / "a.png"))
+    assert mask.shape == (96, 160) and set(np.unique(mask)) <= {0, 255}
+    assert (tmp_path / "a_viz.png").is_file() and (tmp_path / "b_viz.png").is_file()
+    line = proc.stdout.splitlines()[0]
+    assert line.startswith(a.name + ",")
+    assert np.array_equal(rle.decode(line.split(",", 1)[1], (96, 160)) * 255, mask)
+
+
+def test_predict_default_names_no_save_and_errors(tiny_demo, tiny_model, tmp_path):
+    (a,) = _test_images(tiny_demo, tmp_path, 1)
+    carvana("predict", "-m", tiny_model, "-i", a, "-s", "0.25")
+    assert (tmp_path / f"{a.stem}_OUT.png").is_file()
+    carvana("predict", "-m", tiny_model, "-i", a, "-o", tmp_path / "x.png", "--no-save", "--rle")
+    assert not (tmp_path / "x.png").exists()
+    proc = carvana("predict", "-m", tiny_model, "-i", a, a, "-o", tmp_path / "x.png", check=False)
+    assert "2 input(s) but 1 output name(s)" in proc.stderr
+    proc = carvana("predict", "-m", tmp_path / "missing.pt", "-i", a, check=False)
+    assert "missing.pt does not exist" in proc.stderr and "Traceback" not in proc.stderr

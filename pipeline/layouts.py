@@ -1,0 +1,233 @@
+"""Datasets in other layouts, imported into the competition folder's layout.
+
+`download.local.layout` picks the reader:
+
+- `folder-pairs`: `<path>/<images>/<name>.<ext>` with `<path>/<masks>/<stem><mask_suffix>.<ext>`
+  (the Pytorch-UNet seed's `imgs/` + `masks/`, ISBI's per-slice PNGs);
+- `mindspore`: `<path>/<id>/image.png` + `<path>/<id>/mask.png` (also under `train/` and `val/`);
+- `tiff-stack`: multi-page TIFFs, `<path>/<images>` and `<path>/<masks>` (ISBI's train-volume.tif and
+  train-labels.tif), one page per slice.
+
+Images keep their bytes where they already are PNG or JPEG (no recompression); TIFF pages become
+PNGs (16-bit preserved). Masks become class-index PNGs: `mask_values: binary` maps 0/255 (or 0/1) to
+0/1, `index` keeps class ids, `colors` maps RGB colours through the `colors` table. Multi-class data
+gets a classes.json. Names are checked for pairs, sizes and unmapped values before anything is written.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from PIL import Image, ImageSequence
+from tqdm import tqdm
+
+from pipeline import competition, rle
+from pipeline.data import CLASSES_FILE
+from pipeline.errors import UserError
+from pipeline.params import LocalParams
+
+IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif")
+KEEP_FORMATS = ("PNG", "JPEG")
+
+
+class LayoutError(UserError):
+    """The folder does not match the layout the params describe."""
+
+
+@dataclass
+class Item:
+    """One image (and its mask, for training data), readable on demand."""
+
+    name: str  # file name in the competition folder, e.g. "12.png"
+    image: Callable[[], tuple[bytes, Image.Image]]
+    mask: Callable[[], Image.Image] | None
+    source: str  # where it came from, for messages
+
+
+def _file(path: Path) -> Callable[[], tuple[bytes, Image.Image]]:
+    def read():
+        data = path.read_bytes()
+        try:
+            img = Image.open(io.BytesIO(data))
+            img.load()
+        except (OSError, SyntaxError) as err:
+            raise LayoutError(f"{path} is not a readable image ({err})") from None
+        return data, img
+    return read
+
+
+def _open_mask(path: Path) -> Callable[[], Image.Image]:
+    return lambda: _file(path)()[1]
+
+
+def _images_in(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        raise LayoutError(f"{folder} is not a folder; check download.local.path and the layout's folder names")
+    files = sorted((p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTS), key=_natural)
+    if not files:
+        raise LayoutError(f"{folder} holds no images ({', '.join(IMAGE_EXTS)})")
+    return files
+
+
+def _natural(path: Path):
+    stem = path.stem
+    return (0, int(stem), "") if stem.isdigit() else (1, 0, stem)
+
+
+def folder_pairs(p: LocalParams) -> tuple[list[Item], list[Item]]:
+    root = Path(p.path)
+    masks = {m.stem: m for m in _images_in(root / p.masks)}
+    train = []
+    for image in _images_in(root / p.images):
+        mask = masks.get(image.stem + p.mask_suffix)
+        if mask is None:
+            raise LayoutError(f"{image} has no mask {image.stem}{p.mask_suffix}.* in {root / p.masks}; "
+                              f"check download.local.mask_suffix")
+        train.append(Item(_png_name(image), _file(image), _open_mask(mask), str(image)))
+    test = [Item(_png_name(t), _file(t), None, str(t)) for t in _images_in(root / p.test_images)] if p.test_images else []
+    return train, test
+
+
+def mindspore(p: LocalParams) -> tuple[list[Item], list[Item]]:
+    root = Path(p.path)
+    folders = [root / "train", root / "val"] if (root / "train").is_dir() else [root]
+    train = []
+    for folder in folders:
+        for sample in sorted((d for d in folder.iterdir() if d.is_dir()), key=_natural):
+            image, mask = sample / "image.png", sample / "mask.png"
+            if not image.is_file() or not mask.is_file():
+                raise LayoutError(f"{sample} needs image.png and mask.png (the MindSpore multi-class layout)")
+            train.append(Item(f"{sample.name}.png", _file(image), _open_mask(mask), str(image)))
+    if not train:
+        raise LayoutError(f"{root} holds no <id>/image.png + <id>/mask.png folders")
+    test = [Item(_png_name(t), _file(t), None, str(t)) for t in _images_in(root / p.test_images)] if p.test_images else []
+    return train, test
+
+
+def _pages(path: Path) -> list[Image.Image]:
+    if not path.is_file():
+        raise LayoutError(f"{path} does not exist; set download.local.images/masks to the TIFF stacks")
+    with Image.open(path) as stack:
+        return [page.copy() for page in ImageSequence.Iterator(stack)]
+
+
+def tiff_stack(p: LocalParams) -> tuple[list[Item], list[Item]]:
+    root = Path(p.path)
+    images, masks = _pages(root / p.images), _pages(root / p.masks)
+    if len(images) != len(masks):
+        raise LayoutError(f"{root / p.images} has {len(images)} pages but {root / p.masks} has {len(masks)}; "
+                          f"every slice needs its label page")
+    stem = Path(p.images).stem
+
+    def page(img):
+        return lambda: (b"", img)
+
+    train = [Item(f"{stem}_{i:03d}.png", page(img), (lambda m=m: m), f"{root / p.images} page {i}")
+             for i, (img, m) in enumerate(zip(images, masks))]
+    test = []
+    if p.test_images:
+        tstem = Path(p.test_images).stem
+        test = [Item(f"{tstem}_{i:03d}.png", page(img), None, f"{root / p.test_images} page {i}")
+                for i, img in enumerate(_pages(root / p.test_images))]
+    return train, test
+
+
+READERS = {"folder-pairs": folder_pairs, "mindspore": mindspore, "tiff-stack": tiff_stack}
+
+
+def _png_name(path: Path) -> str:
+    return path.name if path.suffix.lower() in (".png", ".jpg", ".jpeg") else f"{path.stem}.png"
+
+
+def _image_bytes(item: Item) -> tuple[bytes, tuple[int, int]]:
+    data, img = item.image()
+    if data and img.format in KEEP_FORMATS:
+        return data, (img.height, img.width)
+    buf = io.BytesIO()
+    (img if img.mode in ("L", "RGB", "I;16", "I") else img.convert("RGB")).save(buf, format="PNG")
+    return buf.getvalue(), (img.height, img.width)
+
+
+def to_index(mask: Image.Image, p: LocalParams, source: str) -> np.ndarray:
+    """A mask image -> uint8 class indices, following download.local.mask_values."""
+    if p.mask_values == "colors":
+        rgb = np.asarray(mask.convert("RGB"))
+        table = {tuple(v): k for k, v in p.colors.items()}
+        table.setdefault((0, 0, 0), 0)
+        codes = rgb[..., 0].astype(np.int64) << 16 | rgb[..., 1].astype(np.int64) << 8 | rgb[..., 2]
+        out = np.zeros(codes.shape, np.uint8)
+        for code in np.unique(codes):
+            colour = ((code >> 16) & 255, (code >> 8) & 255, code & 255)
+            if colour not in table:
+                raise LayoutError(f"{source}: colour {list(colour)} is not in download.local.colors; add it "
+                                  f"(class id: [r, g, b])")
+            out[codes == code] = table[colour]
+        return out
+    if mask.mode in ("RGB", "RGBA"):
+        raise LayoutError(f"{source} is an RGB mask; set download.local.mask_values to colors and map its colours")
+    values = np.asarray(mask)
+    if p.mask_values == "binary":
+        present = set(np.unique(values).tolist())
+        if not (present <= {0, 1} or present <= {0, 255}):
+            raise LayoutError(f"{source} holds values {sorted(present)[:6]}: not a 0/1 or 0/255 mask; "
+                              f"use download.local.mask_values: index for class ids")
+        return (values > 0).astype(np.uint8)
+    if values.max() > 255:
+        raise LayoutError(f"{source} holds class {int(values.max())}; at most 256 classes are supported")
+    return values.astype(np.uint8)
+
+
+def _entry(archive: zipfile.ZipFile, name: str, data: bytes) -> None:
+    info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+    info.external_attr = 0o644 << 16
+    archive.writestr(info, data)
+
+
+def import_folder(p: LocalParams, out: Path) -> None:
+    """Read the folder with its layout's reader and write the competition layout into `out`."""
+    train, test = READERS[p.layout](p)
+    for items in (train, test):
+        names = [i.name for i in items]
+        if len(set(names)) != len(names):
+            raise LayoutError(f"{p.path}: two images would share a name in the competition folder")
+    rows, top = [], 0
+    parts = {n: out / f".{n}.part" for n in ("train.zip", "train_masks.zip", "test.zip")}
+    with zipfile.ZipFile(parts["train.zip"], "w") as z_img, zipfile.ZipFile(parts["train_masks.zip"], "w") as z_mask:
+        for item in tqdm(train, desc="import train", unit="img"):
+            data, size = _image_bytes(item)
+            index = to_index(item.mask(), p, item.source)
+            if index.shape != size:
+                raise LayoutError(f"{item.source}: its mask is {index.shape[1]}x{index.shape[0]} but the image is "
+                                  f"{size[1]}x{size[0]}")
+            top = max(top, int(index.max()))
+            buf = io.BytesIO()
+            Image.fromarray(index).save(buf, format="PNG")
+            _entry(z_img, f"train/{item.name}", data)
+            _entry(z_mask, f"train_masks/{competition.stem(item.name)}_mask.png", buf.getvalue())
+            rows.append((item.name, rle.encode(index > 0)))
+    with zipfile.ZipFile(parts["test.zip"], "w") as z_test:
+        for item in tqdm(test, desc="import test", unit="img"):
+            _entry(z_test, f"test/{item.name}", _image_bytes(item)[0])
+    for name, part in parts.items():
+        part.replace(out / name)
+    _csv(out / competition.TRAIN_MASKS_CSV, rows)
+    _csv(out / competition.SAMPLE_SUBMISSION_CSV, [(i.name, "1 1") for i in test])
+    classes = out / CLASSES_FILE
+    if p.mask_values == "binary":
+        classes.unlink(missing_ok=True)
+    else:
+        count = max(top + 1, max(p.colors, default=0) + 1, 2)
+        classes.write_text(json.dumps({"names": ["background"] + [f"class_{k}" for k in range(1, count)]}) + "\n")
+
+
+def _csv(path: Path, rows) -> None:
+    with path.open("w") as f:
+        f.write("img,rle_mask\n")
+        for name, code in rows:
+            f.write(f"{name},{code}\n")

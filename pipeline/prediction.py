@@ -1,0 +1,189 @@
+"""Predict a test set into shards of uint8 probability maps, streaming and resumable.
+
+The output folder holds `manifest.json` and `shard-NNNNN.zip` files of `predict.shard_size` images
+each, in sample-submission order: per image a `.npy` of uint8 probabilities (C, h, w) at the model
+size, plus `index.json` (names and original sizes). A shard appears under its final name only once
+complete, so an interrupted run redoes at most one shard per process. The manifest's fingerprint
+covers the models, the image list and every setting that changes the numbers; when it changes, the
+old shards are deleted before any new one is written, so a changed model never mixes with stale shards.
+"""
+
+from __future__ import annotations
+
+import errno
+import io
+import json
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Subset
+from tqdm import tqdm
+
+from pipeline import checkpoint, postprocess
+from pipeline.archive import ImageArchive
+from pipeline.data import ImageDataset, Preprocess
+from pipeline.errors import UserError
+from pipeline.images import ImageError
+from pipeline.inference import probabilities
+
+MANIFEST = "manifest.json"
+
+
+class PredictionError(UserError):
+    """Prediction cannot go on; finished shards are kept."""
+
+
+def shard_name(k: int) -> str:
+    return f"shard-{k:05d}.zip"
+
+
+@dataclass
+class Ensemble:
+    """The models to average and what they agree on."""
+
+    models: list[nn.Module]
+    pre: Preprocess
+    classes: int
+    class_names: list[str]
+    hashes: list[str]
+
+
+def load_ensemble(paths: list[Path], device: torch.device, memory_format=torch.contiguous_format) -> Ensemble:
+    """Load checkpoints that share preprocessing and classes (e.g. the fold models)."""
+    if not paths:
+        raise PredictionError("no model to predict with; train one first (`dvc repro train`)")
+    models, first = [], None
+    for path in paths:
+        ckpt = checkpoint.load(path)
+        if first is None:
+            first = (path, ckpt)
+        elif ckpt["model"]["classes"] != first[1]["model"]["classes"] or ckpt["preprocess"] != first[1]["preprocess"]:
+            raise PredictionError(f"{path} predicts {ckpt['model']['classes']} class(es) at {ckpt['preprocess']['size']} "
+                                  f"but {first[0]} predicts {first[1]['model']['classes']} at "
+                                  f"{first[1]['preprocess']['size']}; models to average must match: retrain them together")
+        models.append(checkpoint.build_model(ckpt).to(device, memory_format=memory_format))
+    ckpt = first[1]
+    return Ensemble(models, Preprocess.from_dict(ckpt["preprocess"]), ckpt["model"]["classes"], ckpt["class_names"],
+                    [checkpoint.file_hash(p) for p in paths])
+
+
+def _manifest(out: Path, run_id: str, names: list[str], shard_size: int, ensemble: Ensemble) -> dict:
+    return {"fingerprint": run_id, "images": len(names), "shard_size": shard_size,
+            "shards": -(-len(names) // shard_size), "classes": ensemble.classes, "class_names": ensemble.class_names,
+            "size": list(ensemble.pre.size)}
+
+
+def prepare(out: Path, names: list[str], shard_size: int, ensemble: Ensemble, settings: dict) -> dict:
+    """Write the manifest, deleting every shard of another fingerprint first. Returns the manifest."""
+    run_id = checkpoint.fingerprint({"models": ensemble.hashes, "names": names, "shard_size": shard_size, **settings})
+    manifest = _manifest(out, run_id, names, shard_size, ensemble)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / MANIFEST
+    old = json.loads(path.read_text()) if path.is_file() else None
+    if old != manifest:
+        for stale in list(out.glob("shard-*.zip")) + list(out.glob("shard-*.part")):
+            stale.unlink()
+        if old is not None:
+            print(f"{out}: models or settings changed; the old shards were deleted")
+        path.write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+class _ShardWriter:
+    """Collects one shard's members under a temporary name; renames it when complete."""
+
+    def __init__(self, out: Path, k: int):
+        self.path = out / shard_name(k)
+        self.part = out / (shard_name(k) + ".part")
+        self.zip = zipfile.ZipFile(self.part, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1)
+        self.index: list[dict] = []
+
+    def add(self, name: str, probs: np.ndarray, original: list[int]) -> None:
+        buf = io.BytesIO()
+        np.save(buf, probs)
+        self.zip.writestr(name.rsplit(".", 1)[0] + ".npy", buf.getvalue())
+        self.index.append({"img": name, "size": original})
+
+    def close(self) -> None:
+        self.zip.writestr("index.json", json.dumps(self.index))
+        self.zip.close()
+        self.part.replace(self.path)
+
+    def discard(self) -> None:
+        self.zip.close()
+        self.part.unlink(missing_ok=True)
+
+
+def predict_shards(ensemble: Ensemble, archive: ImageArchive, names: list[str], out: Path, manifest: dict, *,
+                   batch_size: int, workers: int, tta: bool, device: torch.device, autocast, rank: int = 0,
+                   world: int = 1, memory_format=torch.contiguous_format) -> int:
+    """Predict every missing shard assigned to this process (shard k goes to process k % world)."""
+    size, shards = manifest["shard_size"], manifest["shards"]
+    todo = [k for k in range(shards) if k % world == rank and not (out / shard_name(k)).is_file()]
+    indices = [i for k in todo for i in range(k * size, min((k + 1) * size, len(names)))]
+    if not indices:
+        return 0
+    loader = DataLoader(Subset(ImageDataset(archive, names, ensemble.pre), indices), batch_size=batch_size,
+                        num_workers=workers, pin_memory=device.type == "cuda")
+    writer: _ShardWriter | None = None
+    done = 0
+    bar = tqdm(total=len(indices), desc=f"predict{f' [{rank}]' if world > 1 else ''}", unit="img", smoothing=0.05)
+    try:
+        for x, index, original, errors in loader:
+            probs = probabilities(ensemble.models, x.to(device, non_blocking=True, memory_format=memory_format), tta,
+                                  autocast)
+            probs_u8 = postprocess.to_uint8(probs)  # (N, C, h, w)
+            for i, j in enumerate(index.tolist()):
+                if errors[i]:
+                    raise ImageError(errors[i])
+                size_j = original[i].tolist()
+                if tuple(size_j) != tuple(ensemble.pre.original):
+                    raise ImageError(f"{names[j]} is {size_j[1]}x{size_j[0]} but the model was trained on "
+                                     f"{ensemble.pre.original[1]}x{ensemble.pre.original[0]} images; every test image "
+                                     f"must have the training size: replace the file")
+                k = j // size
+                writer = writer or _ShardWriter(out, k)
+                writer.add(names[j], probs_u8[i], size_j)
+                if len(writer.index) == min(size, len(names) - k * size):  # the shard's last image
+                    writer.close()
+                    writer, done = None, done + 1
+                bar.update(1)
+    except OSError as err:
+        if err.errno == errno.ENOSPC:
+            raise PredictionError(f"disk full while writing {out}; finished shards are kept: free space and run "
+                                  f"again to continue") from None
+        raise
+    finally:
+        bar.close()
+        if writer is not None:
+            writer.discard()
+    return done
+
+
+def read_shard(path: Path):
+    """Yield (name, original (H, W), uint8 probabilities (C, h, w)) of one shard, in order."""
+    with zipfile.ZipFile(path) as z:
+        for entry in json.loads(z.read("index.json")):
+            probs = np.load(io.BytesIO(z.read(entry["img"].rsplit(".", 1)[0] + ".npy")))
+            yield entry["img"], tuple(entry["size"]), probs
+
+
+def check_manifest(out: Path) -> dict:
+    path = out / MANIFEST
+    if not path.is_file():
+        raise PredictionError(f"{out} has no {MANIFEST}; run `dvc repro predict`")
+    return json.loads(path.read_text())
+
+
+def check_complete(out: Path) -> dict:
+    """The manifest, once every shard it announces is there."""
+    manifest = check_manifest(out)
+    missing = [shard_name(k) for k in range(manifest["shards"]) if not (out / shard_name(k)).is_file()]
+    if missing:
+        raise PredictionError(f"{out} lacks {len(missing)} of {manifest['shards']} shards (e.g. {missing[0]}); "
+                              f"run `dvc repro predict` to finish them")
+    return manifest

@@ -1,0 +1,108 @@
+"""The submission file: up-sample, threshold and run-length encode every prediction, in parallel, into
+`img,rle_mask` rows in sample_submission order, gzip-compressed as it streams.
+
+Each shard is encoded by one worker into a complete gzip member; the members are written one after
+the other (a multi-member gzip is one valid .gz file), so compression runs on every core and memory
+holds one shard's text per worker. The file is checked before it replaces the previous one: exactly
+the sample submission's images, once each, in order, and every RLE valid for its image.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+from pathlib import Path
+
+import numpy as np
+from joblib import Parallel, delayed
+from tqdm import tqdm
+
+from pipeline import postprocess, prediction, rle
+from pipeline.errors import UserError
+
+HEADER = "img,rle_mask\n"
+
+
+class SubmissionError(UserError):
+    """The submission would not be valid; nothing was overwritten."""
+
+
+def encode_shard(path: Path, threshold: float) -> tuple[list[str], bytes]:
+    """(names, gzip member of their rows) for one shard of binary predictions."""
+    names, lines = [], []
+    for name, size, probs in prediction.read_shard(path):
+        mask = postprocess.binary_mask(probs[0], size, threshold)
+        code = rle.encode(mask)
+        rle.validate(code, size)
+        names.append(name)
+        lines.append(f"{name},{code}\n")
+    return names, gzip.compress("".join(lines).encode(), compresslevel=6, mtime=0)  # same rows, same bytes
+
+
+def write(predictions: Path, sample_names: list[str], out: Path, threshold: float, jobs: int) -> dict:
+    """Write the submission for binary predictions; returns {'rows', 'bytes'}."""
+    manifest = prediction.check_complete(predictions)
+    if manifest["classes"] != 1:
+        raise SubmissionError(f"{predictions} holds {manifest['classes']}-class predictions; a Carvana submission "
+                              f"needs a binary model")
+    if manifest["images"] != len(sample_names):
+        raise SubmissionError(f"{predictions} holds {manifest['images']} predictions but the sample submission lists "
+                              f"{len(sample_names)} images; run `dvc repro predict`")
+    shards = [predictions / prediction.shard_name(k) for k in range(manifest["shards"])]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    part = out.with_name(out.name + ".part")
+    position = 0
+    try:
+        with open(part, "wb") as f:
+            f.write(gzip.compress(HEADER.encode(), mtime=0))
+            results = Parallel(n_jobs=jobs, return_as="generator")(delayed(encode_shard)(s, threshold) for s in shards)
+            with tqdm(total=len(sample_names), desc="encode", unit="img") as bar:
+                for shard, (names, member) in zip(shards, results):
+                    expected = sample_names[position:position + len(names)]
+                    if names != expected:
+                        raise SubmissionError(f"{shard} holds {names[:1]} where sample_submission.csv has {expected[:1]}; "
+                                              f"the predictions are out of date: run `dvc repro predict`")
+                    f.write(member)
+                    position += len(names)
+                    bar.update(len(names))
+        if position != len(sample_names):
+            raise SubmissionError(f"{position} rows written but the sample submission lists {len(sample_names)} images")
+        rows = check_file(part, sample_names)
+    except BaseException:
+        part.unlink(missing_ok=True)
+        raise
+    os.replace(part, out)
+    return {"rows": rows, "bytes": out.stat().st_size}
+
+
+def check_file(path: Path, sample_names: list[str]) -> int:
+    """Re-read a written submission: header, names in order, one row each; returns the row count."""
+    with gzip.open(path, "rt") as f:
+        if f.readline() != HEADER:
+            raise SubmissionError(f"{path} does not start with the header {HEADER.strip()!r}")
+        count = 0
+        for count, line in enumerate(f, 1):
+            name = line.split(",", 1)[0]
+            if count > len(sample_names) or name != sample_names[count - 1]:
+                raise SubmissionError(f"{path}, row {count}: {name} is not the sample submission's image there")
+    if count != len(sample_names):
+        raise SubmissionError(f"{path} has {count} rows; the sample submission lists {len(sample_names)}")
+    return count
+
+
+def read(path: Path) -> dict[str, str]:
+    """{img: rle_mask} of a submission file."""
+    with gzip.open(path, "rt") as f:
+        f.readline()
+        return dict(line.rstrip("\n").split(",", 1) for line in f)
+
+
+def mean_dice(submission: dict[str, str], truth: dict[str, str], shape: tuple[int, int]) -> float:
+    """Carvana's score of a submission against true RLEs."""
+    scores = []
+    for name, code in truth.items():
+        a = rle.decode(submission[name], shape).astype(bool)
+        b = rle.decode(code, shape).astype(bool)
+        total = a.sum() + b.sum()
+        scores.append(1.0 if total == 0 else 2.0 * (a & b).sum() / total)
+    return float(np.mean(scores))

@@ -1,0 +1,54 @@
+"""Predict the test set with the fold models: `dvc repro predict` -> data/predictions/.
+
+Shards of uint8 probability maps at the model size, in sample_submission order; an interrupted run
+continues with the first unfinished shard. With predict.nproc > 1 the stage relaunches itself under
+torchrun and the processes share the shards (one GPU each).
+"""
+
+from contextlib import nullcontext
+from functools import partial
+from pathlib import Path
+
+import torch
+
+from pipeline import competition, distributed, params, prediction
+from pipeline.errors import run_stage
+
+RAW, MODELS, OUT = Path("data/raw"), Path("models"), Path("data/predictions")
+
+
+def main() -> None:
+    p = params.load("download", "split", "predict")
+    pr = p["predict"]
+    status = distributed.relaunch(__file__, pr.nproc)
+    if status is not None:
+        raise SystemExit(status)
+    rank, world, local_rank = distributed.init()
+    device = distributed.device(local_rank)
+    dtype = None
+    if device.type == "cuda" and pr.amp:
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    autocast = partial(torch.autocast, "cuda", dtype=dtype) if dtype else nullcontext
+    memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
+
+    comp = competition.open_competition(RAW, p["download"].hq)
+    names = competition.read_csv(RAW / competition.SAMPLE_SUBMISSION_CSV, ("img", "rle_mask"))["img"].tolist()
+    models = [MODELS / f"fold{k}" / "best.pt" for k in p["split"].validation_folds()]
+    ensemble = prediction.load_ensemble(models, device, memory_format)
+    settings = {"tta": pr.tta, "precision": str(dtype)}
+    if rank == 0:
+        prediction.prepare(OUT, names, pr.shard_size, ensemble, settings)
+    distributed.barrier(world)
+    manifest = prediction.check_manifest(OUT)
+    done = prediction.predict_shards(ensemble, comp.test, names, OUT, manifest, batch_size=pr.batch_size,
+                                     workers=pr.workers, tta=pr.tta, device=device, autocast=autocast, rank=rank,
+                                     world=world, memory_format=memory_format)
+    distributed.barrier(world)
+    if rank == 0:
+        prediction.check_complete(OUT)
+        print(f"{OUT}: {len(names)} images in {manifest['shards']} shards ({done} written now by process 0, "
+              f"{len(models)} model(s){', flip TTA' if pr.tta else ''})")
+
+
+if __name__ == "__main__":
+    run_stage(main)

@@ -1,0 +1,118 @@
+"""Predicting the test set into shards: resumable, never stale, errors that keep finished work."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import zipfile
+from contextlib import nullcontext
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from pipeline import competition, prediction, submission
+from pipeline.archive import ImageArchive
+from pipeline.images import ImageError
+
+CPU = torch.device("cpu")
+
+
+def _run(ensemble, archive, names, out, shard_size=5, tta=False):
+    manifest = prediction.prepare(out, names, shard_size, ensemble, {"tta": tta})
+    return prediction.predict_shards(ensemble, archive, names, out, manifest, batch_size=4, workers=0, tta=tta,
+                                     device=CPU, autocast=nullcontext)
+
+
+def _test_names(raw):
+    return competition.read_csv(raw / "sample_submission.csv", ("img", "rle_mask"))["img"].tolist()
+
+
+def test_shards_hold_every_image_in_order_and_encode_to_a_valid_submission(tiny_demo, tiny_model, tmp_path):
+    ensemble = prediction.load_ensemble([tiny_model], CPU)
+    names = _test_names(tiny_demo)
+    assert _run(ensemble, ImageArchive(tiny_demo / "test.zip"), names, tmp_path / "pred") == 4  # 16 images / 5
+    seen = [n for k in range(4) for n, _, _ in prediction.read_shard(tmp_path / "pred" / prediction.shard_name(k))]
+    assert seen == names
+    name, size, probs = next(prediction.read_shard(tmp_path / "pred" / prediction.shard_name(0)))
+    assert size == (96, 160) and probs.shape == (1, 48, 80) and probs.dtype == np.uint8
+    stats = submission.write(tmp_path / "pred", names, tmp_path / "sub.csv.gz", 0.5, jobs=2)
+    assert stats["rows"] == 16
+    import pandas as pd
+
+    table = pd.read_csv(tmp_path / "sub.csv.gz", dtype=str, keep_default_na=False)  # multi-member gzip reads as one
+    assert list(table.columns) == ["img", "rle_mask"] and list(table["img"]) == names
+
+
+def test_an_interrupted_run_keeps_finished_shards_and_does_not_redo_them(tiny_demo, tiny_model, tmp_path, monkeypatch):
+    ensemble = prediction.load_ensemble([tiny_model], CPU)
+    names, archive, out = _test_names(tiny_demo), ImageArchive(tiny_demo / "test.zip"), tmp_path / "pred"
+    original = prediction._ShardWriter.close
+    closed = {"n": 0}
+
+    def dies_after_two_shards(self):
+        original(self)
+        closed["n"] += 1
+        if closed["n"] == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(prediction._ShardWriter, "close", dies_after_two_shards)
+    with pytest.raises(KeyboardInterrupt):
+        _run(ensemble, archive, names, out)
+    monkeypatch.setattr(prediction._ShardWriter, "close", original)
+    finished = {p.name: p.stat().st_mtime_ns for p in out.glob("shard-*.zip")}
+    assert sorted(finished) == ["shard-00000.zip", "shard-00001.zip"] and not list(out.glob("*.part"))
+    assert _run(ensemble, archive, names, out) == 2  # only the two missing shards
+    assert all((out / n).stat().st_mtime_ns == t for n, t in finished.items())
+    prediction.check_complete(out)
+
+
+def test_a_changed_model_or_setting_deletes_the_stale_shards(tiny_demo, tiny_model, tmp_path, capsys):
+    ensemble = prediction.load_ensemble([tiny_model], CPU)
+    names, archive, out = _test_names(tiny_demo), ImageArchive(tiny_demo / "test.zip"), tmp_path / "pred"
+    _run(ensemble, archive, names, out)
+    assert _run(ensemble, archive, names, out) == 0
+    assert _run(ensemble, archive, names, out, tta=True) == 4
+    assert "the old shards were deleted" in capsys.readouterr().out
+
+
+def _with_member(src, dest, name, data):
+    with zipfile.ZipFile(src) as z_in, zipfile.ZipFile(dest, "w") as z_out:
+        for info in z_in.infolist():
+            z_out.writestr(info, data if info.filename.endswith(name) else z_in.read(info))
+
+
+def test_a_corrupt_test_image_is_named_and_finished_shards_are_kept(tiny_demo, tiny_model, tmp_path):
+    names = _test_names(tiny_demo)
+    broken = tmp_path / "test.zip"
+    original = ImageArchive(tiny_demo / "test.zip").read(names[7])
+    _with_member(tiny_demo / "test.zip", broken, names[7], original[: len(original) // 3])
+    ensemble = prediction.load_ensemble([tiny_model], CPU)
+    with pytest.raises(ImageError, match=f"{names[7]} is not a readable image"):
+        _run(ensemble, ImageArchive(broken), names, tmp_path / "pred")
+    assert [p.name for p in (tmp_path / "pred").glob("shard-*")] == ["shard-00000.zip"]
+
+
+def test_a_test_image_of_another_size_is_refused(tiny_demo, tiny_model, tmp_path):
+    names = _test_names(tiny_demo)
+    buf = io.BytesIO()
+    Image.new("RGB", (150, 100)).save(buf, "JPEG")
+    odd = tmp_path / "test.zip"
+    _with_member(tiny_demo / "test.zip", odd, names[0], buf.getvalue())
+    with pytest.raises(ImageError, match=f"{names[0]} is 150x100 but the model was trained on 160x96"):
+        _run(prediction.load_ensemble([tiny_model], CPU), ImageArchive(odd), names, tmp_path / "pred")
+
+
+def test_models_that_do_not_match_are_not_averaged(tiny_model, tiny_multiclass, tmp_path):
+    other = tmp_path / "other.pt"
+    shutil.copy(tiny_model, other)
+    ckpt = torch.load(other, weights_only=True)
+    ckpt["model"]["classes"] = 5
+    torch.save(ckpt, other)
+    with pytest.raises(prediction.PredictionError, match="models to average must match"):
+        prediction.load_ensemble([tiny_model, other], CPU)
+    with pytest.raises(Exception, match="not written by this pipeline"):
+        (tmp_path / "plain.pt").write_bytes(b"")
+        torch.save({"weight": torch.zeros(1)}, tmp_path / "plain.pt")
+        prediction.load_ensemble([tmp_path / "plain.pt"], CPU)

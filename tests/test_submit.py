@@ -1,0 +1,102 @@
+"""Submitting with the real kaggle client against the stand-in: once per file, receipts, scores, errors."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from pipeline import kaggle_api, rle, submission, submit
+from tests.conftest import make_project, run
+from tests.kaggle_standin import StandIn
+from tests.test_cli import carvana
+
+SLUG = "carvana-demo"
+
+
+def _truth(raw_root):
+    return pd.read_csv(raw_root.parent / "truth" / "test_masks.csv", dtype=str, keep_default_na=False), (96, 160)
+
+
+@pytest.fixture
+def standin(tiny_demo, monkeypatch):
+    server = StandIn({SLUG: {}, "closed": {}}, rules_not_accepted={"closed"}, truth={SLUG: _truth(tiny_demo)}).start()
+    monkeypatch.setenv("HTTP_PROXY", server.proxy)
+    monkeypatch.setenv("KAGGLE_USERNAME", "tester")
+    monkeypatch.setenv("KAGGLE_KEY", "secret-key")
+    yield server
+    server.stop()
+
+
+def test_a_file_is_submitted_once_with_a_descriptive_message(standin, tiny_submission, tmp_path):
+    history = tmp_path / "history.jsonl"
+    first = submit.submit_once(SLUG, tiny_submission, "my note", {"arch": "unet"}, history, force=False)
+    assert first["submitted"] and first["ref"] == 1000
+    message = standin.submissions[0]["description"]
+    assert message.startswith("my note | commit ") and "sha256:" in message and "arch=unet" in message
+    again = submit.submit_once(SLUG, tiny_submission, "my note", {}, history, force=False)
+    assert not again["submitted"] and "already submitted (ref 1000)" in again["reason"]
+    history.unlink()  # a lost local history: the competition's own list still knows the file
+    again = submit.submit_once(SLUG, tiny_submission, "", {}, history, force=False)
+    assert not again["submitted"] and len(standin.submissions) == 1
+    forced = submit.submit_once(SLUG, tiny_submission, "", {}, history, force=True)
+    assert forced["submitted"] and len(standin.submissions) == 2
+
+
+def test_the_score_is_the_carvana_dice_of_the_file(standin, tiny_demo, tiny_submission, tmp_path):
+    submit.submit_once(SLUG, tiny_submission, "", {}, tmp_path / "h.jsonl", force=False)
+    rows = kaggle_api.submissions(SLUG)
+    rows = kaggle_api.submissions(SLUG)  # the stand-in scores on the second look, like a queue
+    truth, shape = _truth(tiny_demo)
+    expected = submission.mean_dice(submission.read(tiny_submission), dict(truth.values), shape)
+    assert rows[0]["status"] == "COMPLETE" and float(rows[0]["public_score"]) == pytest.approx(expected, abs=1e-5)
+
+
+def test_carvana_submissions_waits_for_the_score(standin, tiny_submission, tmp_path, monkeypatch):
+    submit.submit_once(SLUG, tiny_submission, "", {}, tmp_path / "h.jsonl", force=False)
+    proc = carvana("submissions", "-c", SLUG, "--wait", "--poll", "0")
+    assert "waiting for Kaggle" in proc.stdout and "COMPLETE" in proc.stdout and "1000" in proc.stdout
+
+
+def test_errors_name_the_fix(standin, tiny_submission, tmp_path, monkeypatch):
+    with pytest.raises(kaggle_api.KaggleError, match="accept the rules of closed"):
+        submit.submit_once("closed", tiny_submission, "", {}, tmp_path / "h.jsonl", force=True)
+    standin.daily_limit = 0
+    with pytest.raises(kaggle_api.KaggleError, match="daily submission allowance resets at 00:00 UTC"):
+        submit.submit_once(SLUG, tiny_submission, "", {}, tmp_path / "h.jsonl", force=True)
+    monkeypatch.delenv("KAGGLE_KEY")
+    with pytest.raises(kaggle_api.KaggleError, match="no Kaggle credentials found"):
+        submit.submit_once(SLUG, tiny_submission, "", {}, tmp_path / "h.jsonl", force=True)
+
+
+def _tiny(data):
+    data["download"]["demo"].update(train_cars=4, test_cars=1, width=160, height=96)
+    data["split"]["folds"] = 2
+    data["train"]["model"].update(base_channels=4, depth=2)
+    data["train"].update(epochs=1, scale=0.5, workers=0, warmup_epochs=0)
+    data["predict"].update(workers=0)
+    data["evaluate"].update(worst=1)
+
+
+def test_the_submit_stage_under_dvc(tmp_path):
+    project = make_project(tmp_path / "p", _tiny)
+    run(["dvc", "repro"], project)
+    assert json.loads((project / "submissions/receipt.json").read_text())["submitted"] is False
+    truth = pd.read_csv(project / "data/demo-truth/test_masks.csv", dtype=str, keep_default_na=False)
+    server = StandIn({SLUG: {}}, truth={SLUG: (truth, (96, 160))}).start()
+    env = {"KAGGLE_API_ENVIRONMENT": "LOCALHOST", "HTTP_PROXY": server.proxy, "NO_PROXY": "",
+           "KAGGLE_USERNAME": "tester", "KAGGLE_KEY": "secret-key"}
+    try:
+        run(["dvc", "exp", "run", "-S", "submit.enabled=true", "-S", f"download.competition={SLUG}",
+             "-S", "submit.message=first try"], project, env)
+        receipt = json.loads((project / "submissions/receipt.json").read_text())
+        assert receipt["submitted"] and receipt["ref"] == 1000 and receipt["message"].startswith("first try | commit")
+        assert "secret-key" not in (project / "dvc.lock").read_text() + json.dumps(receipt)
+        run(["dvc", "repro", "-f", "-s", "submit"], project, env)  # a forced rerun of the stage: not resubmitted
+        assert len(server.submissions) == 1, [(s["description"], s["size"]) for s in server.submissions]
+        assert "already submitted" in json.loads((project / "submissions/receipt.json").read_text())["reason"]
+    finally:
+        server.stop()
+    for code in submission.read(project / "submissions/submission.csv.gz").values():
+        rle.validate(code, (96, 160))
