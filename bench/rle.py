@@ -1,6 +1,6 @@
 """RLE encode speed on 1918x1280 car masks: ours against the standard Kaggle snippet.
 
-    python bench/rle.py [--masks 32] [--repeat 20]
+    python -m bench.rle [--masks 32] [--repeat 20]
 
 The reference is the snippet most public Carvana kernels used (`np.concatenate([[0], m.flatten(),
 [0]])`, then `np.where` on the shifted copies). Both run on the same demo masks in the same process;

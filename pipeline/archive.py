@@ -73,10 +73,11 @@ class ImageArchive:
         return sorted(self._members)
 
     def read(self, name: str) -> bytes:
-        """The bytes of one member; KeyError names the archive when it is absent."""
+        """The bytes of one member, or ArchiveError naming the archive when it is absent."""
         member = self._members.get(name)
         if member is None:
-            raise KeyError(f"{name} is not in {self.path}")
+            raise ArchiveError(f"{name} is not in {self.path}; the file is incomplete: delete it and run "
+                               f"`dvc repro download`")
         if self._zip is None or self._pid != os.getpid():
             self._zip = open_zip(self.path)
             self._pid = os.getpid()

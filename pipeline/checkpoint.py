@@ -79,7 +79,11 @@ def build_model(ckpt: dict) -> nn.Module:
     """The model a checkpoint describes, with its weights, in eval mode."""
     config = dict(ckpt["model"])
     model = create_model(config.pop("arch"), **config)
-    model.load_state_dict(ckpt["state_dict"])
+    try:
+        model.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as err:
+        raise CheckpointError(f"the checkpoint's weights do not fit the {ckpt['model']['arch']} it describes "
+                              f"({str(err).splitlines()[1].strip()}); the file is damaged or was edited") from None
     return model.eval()
 
 

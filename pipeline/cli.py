@@ -2,6 +2,8 @@
 
     carvana train [-e E] [-b B] [-l LR] [-f LOAD] [-s SCALE] [-v VAL] [--amp]   the seed's training flags
     carvana predict -m MODEL -i a.jpg b.jpg [-o a.png b.png] [--viz] [--no-save] [-t 0.5] [-s 0.5] [--rle]
+    carvana export [-m MODEL] [-o OUT.onnx]   ONNX with dynamic batch, height and width
+    carvana masks [-p data/predictions] [-o DIR] [-t 0.5]   index and colour PNGs of the predictions
     carvana submissions [-c SLUG] [--wait]   list your Kaggle submissions and their scores
 """
 
@@ -122,6 +124,39 @@ def _predict(args: argparse.Namespace) -> None:
             print(f"{path} -> {viz}", file=sys.stderr)
 
 
+def _export(args: argparse.Namespace) -> None:
+    from pipeline.onnx_export import OnnxModel, export
+
+    out = export(Path(args.model), Path(args.output), args.opset)
+    OnnxModel(out)  # loads, and checks what it wrote
+    print(f"{args.model} -> {out} (input 'image' (N, C, H, W) of any size, output 'logits')")
+
+
+def _masks(args: argparse.Namespace) -> None:
+    """Index masks (and colour pictures) of every prediction, from the predict stage's shards."""
+    from PIL import Image
+
+    from pipeline import overlay, postprocess, prediction
+    from pipeline.evaluation import class_maps
+
+    manifest = prediction.check_complete(args.predictions)
+    args.output.mkdir(parents=True, exist_ok=True)
+    count = 0
+    for k in range(manifest["shards"]):
+        for name, size, probs in prediction.read_shard(args.predictions / prediction.shard_name(k)):
+            stem = name.rsplit(".", 1)[0]
+            if manifest["classes"] == 1:
+                mask = postprocess.binary_mask(probs[0], size, args.threshold).astype("uint8")
+            else:
+                import torch
+
+                mask = class_maps(torch.from_numpy(probs).float() / 255, size)
+            Image.fromarray(mask).save(args.output / f"{stem}.png")
+            overlay.colorize(mask).save(args.output / f"{stem}_colors.png")
+            count += 1
+    print(f"{args.output}: {count} index masks and colour pictures")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="carvana", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -156,6 +191,18 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--rle", action="store_true", help="print img,rle_mask lines (Carvana's run-length encoding)")
     pr.add_argument("--tta", action="store_true", help="average with the horizontally flipped prediction")
     pr.set_defaults(func=_predict)
+
+    e = sub.add_parser("export", help="export a checkpoint to ONNX (dynamic batch, height, width)")
+    e.add_argument("--model", "-m", default="models/fold0/best.pt", help="checkpoint (default %(default)s)")
+    e.add_argument("--output", "-o", default="model.onnx", help="ONNX file to write (default %(default)s)")
+    e.add_argument("--opset", type=int, default=17, help="ONNX opset (default %(default)s)")
+    e.set_defaults(func=_export)
+
+    m = sub.add_parser("masks", help="write index masks and colour pictures of the predict stage's output")
+    m.add_argument("--predictions", "-p", type=Path, default=Path("data/predictions"))
+    m.add_argument("--output", "-o", type=Path, default=Path("submissions/masks"))
+    m.add_argument("--threshold", "-t", type=float, default=0.5, help="binary models only (default %(default)s)")
+    m.set_defaults(func=_masks)
 
     s = sub.add_parser("submissions", help="list your Kaggle submissions and their scores")
     s.add_argument("-c", "--competition", default=CARVANA, help="competition slug (default: %(default)s)")

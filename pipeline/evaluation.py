@@ -29,13 +29,23 @@ def class_maps(probs: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
     return stacked.argmax(axis=0).astype(np.uint8)
 
 
+def car_probability(probs: torch.Tensor) -> np.ndarray:
+    """uint8 (h, w) probability of the car: the one channel, or 1 - P(background) with several classes."""
+    q = postprocess.to_uint8(probs[0])
+    return q if probs.shape[0] == 1 else 255 - q
+
+
 class Scoreboard:
-    """Per-image full-resolution scores of one evaluation."""
+    """Per-image full-resolution scores of one evaluation.
+
+    Every model is scored as Carvana scores it, on the car (for a multi-class model: not background),
+    with the Dice at all 256 cuts per image; multi-class models also keep a confusion matrix per image.
+    """
 
     def __init__(self, classes: int):
         self.classes = classes  # model output channels: 1 = binary
         self.names: list[str] = []
-        self.curves: list[np.ndarray] = []  # binary: (256,) Dice per cut
+        self.curves: list[np.ndarray] = []  # (256,) car Dice per cut
         self.confusions: list[np.ndarray] = []  # multi-class: (C, C)
         self.areas: list[float] = []
 
@@ -43,26 +53,20 @@ class Scoreboard:
         """probs (C, h, w) for one image, full (H, W) its original-size index mask."""
         self.names.append(name)
         self.areas.append(float((full > 0).mean()))
-        if self.classes == 1:
-            prob = postprocess.upsample(postprocess.to_uint8(probs[0]), full.shape)
-            self.curves.append(metrics.dice_curve(metrics.dice_counts(prob, full)))
-        else:
-            pred = class_maps(probs, full.shape)
-            self.confusions.append(metrics.confusion(pred, full, self.classes))
+        prob = postprocess.upsample(car_probability(probs), full.shape)
+        self.curves.append(metrics.dice_curve(metrics.dice_counts(prob, full > 0)))
+        if self.classes > 1:
+            self.confusions.append(metrics.confusion(class_maps(probs, full.shape), full, self.classes))
 
     def __len__(self) -> int:
         return len(self.names)
 
     def dice(self, threshold: float = 0.5) -> float:
-        """Binary: mean per-image Dice at a threshold. Multi-class: mean Dice of the non-background classes."""
-        if self.classes == 1:
-            return float(np.mean([c[postprocess.cut(threshold)] for c in self.curves]))
-        return float(self.class_scores()["dice"][1:].mean())
+        """Mean per-image Dice of the car at a threshold: Kaggle's score."""
+        return float(np.mean([c[postprocess.cut(threshold)] for c in self.curves]))
 
     def per_image(self, threshold: float = 0.5) -> np.ndarray:
-        if self.classes == 1:
-            return np.array([c[postprocess.cut(threshold)] for c in self.curves])
-        return np.array([metrics.class_scores(m)["dice"][1:].mean() for m in self.confusions])
+        return np.array([c[postprocess.cut(threshold)] for c in self.curves])
 
     def sweep(self, low: float, high: float) -> tuple[float, float, list[tuple[float, float]]]:
         """(best threshold, its Dice, [(threshold, Dice)...]) over every uint8 cut in [low, high]."""
@@ -74,6 +78,10 @@ class Scoreboard:
 
     def class_scores(self) -> dict[str, np.ndarray]:
         return metrics.class_scores(np.sum(self.confusions, axis=0))
+
+    def selection_score(self) -> float:
+        """What 'best' means for a checkpoint: the car's Dice, or the mean Dice of the classes but background."""
+        return self.dice(0.5) if self.classes == 1 else float(self.class_scores()["dice"][1:].mean())
 
 
 def _collate(batch):
@@ -115,10 +123,7 @@ def pictures(best: Path, comp: Competition, names: list[str], threshold: float, 
         x, original = pre.load(data, name)
         probs = probabilities([model], x[None].to(device), tta)[0].cpu()
         truth = decode_mask(comp.read_mask(name), name, classes, expected=original) > 0
-        if classes == 1:
-            pred = postprocess.binary_mask(postprocess.to_uint8(probs[0]), original, threshold)
-        else:
-            pred = class_maps(probs, original) > 0
+        pred = postprocess.binary_mask(car_probability(probs), original, threshold)
         caption = name if scores is None else f"{name}  Dice {scores[name]:.4f}"
         rgb = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
         out.append((name, overlay.compare(rgb, pred, truth, caption=caption)))

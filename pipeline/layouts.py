@@ -47,7 +47,8 @@ class Item:
     name: str  # file name in the competition folder, e.g. "12.png"
     image: Callable[[], tuple[bytes, Image.Image]]
     mask: Callable[[], Image.Image] | None
-    source: str  # where it came from, for messages
+    source: str  # where the image came from, for messages
+    mask_source: str = ""
 
 
 def _file(path: Path) -> Callable[[], tuple[bytes, Image.Image]]:
@@ -89,7 +90,7 @@ def folder_pairs(p: LocalParams) -> tuple[list[Item], list[Item]]:
         if mask is None:
             raise LayoutError(f"{image} has no mask {image.stem}{p.mask_suffix}.* in {root / p.masks}; "
                               f"check download.local.mask_suffix")
-        train.append(Item(_png_name(image), _file(image), _open_mask(mask), str(image)))
+        train.append(Item(_png_name(image), _file(image), _open_mask(mask), str(image), str(mask)))
     test = [Item(_png_name(t), _file(t), None, str(t)) for t in _images_in(root / p.test_images)] if p.test_images else []
     return train, test
 
@@ -103,7 +104,7 @@ def mindspore(p: LocalParams) -> tuple[list[Item], list[Item]]:
             image, mask = sample / "image.png", sample / "mask.png"
             if not image.is_file() or not mask.is_file():
                 raise LayoutError(f"{sample} needs image.png and mask.png (the MindSpore multi-class layout)")
-            train.append(Item(f"{sample.name}.png", _file(image), _open_mask(mask), str(image)))
+            train.append(Item(f"{sample.name}.png", _file(image), _open_mask(mask), str(image), str(mask)))
     if not train:
         raise LayoutError(f"{root} holds no <id>/image.png + <id>/mask.png folders")
     test = [Item(_png_name(t), _file(t), None, str(t)) for t in _images_in(root / p.test_images)] if p.test_images else []
@@ -128,7 +129,8 @@ def tiff_stack(p: LocalParams) -> tuple[list[Item], list[Item]]:
     def page(img):
         return lambda: (b"", img)
 
-    train = [Item(f"{stem}_{i:03d}.png", page(img), (lambda m=m: m), f"{root / p.images} page {i}")
+    train = [Item(f"{stem}_{i:03d}.png", page(img), (lambda m=m: m), f"{root / p.images} page {i}",
+                  f"{root / p.masks} page {i}")
              for i, (img, m) in enumerate(zip(images, masks))]
     test = []
     if p.test_images:
@@ -163,7 +165,7 @@ def to_index(mask: Image.Image, p: LocalParams, source: str) -> np.ndarray:
         codes = rgb[..., 0].astype(np.int64) << 16 | rgb[..., 1].astype(np.int64) << 8 | rgb[..., 2]
         out = np.zeros(codes.shape, np.uint8)
         for code in np.unique(codes):
-            colour = ((code >> 16) & 255, (code >> 8) & 255, code & 255)
+            colour = (int(code >> 16) & 255, int(code >> 8) & 255, int(code) & 255)
             if colour not in table:
                 raise LayoutError(f"{source}: colour {list(colour)} is not in download.local.colors; add it "
                                   f"(class id: [r, g, b])")
@@ -197,11 +199,12 @@ def import_folder(p: LocalParams, out: Path) -> None:
         if len(set(names)) != len(names):
             raise LayoutError(f"{p.path}: two images would share a name in the competition folder")
     rows, top = [], 0
+    out.mkdir(parents=True, exist_ok=True)
     parts = {n: out / f".{n}.part" for n in ("train.zip", "train_masks.zip", "test.zip")}
     with zipfile.ZipFile(parts["train.zip"], "w") as z_img, zipfile.ZipFile(parts["train_masks.zip"], "w") as z_mask:
         for item in tqdm(train, desc="import train", unit="img"):
             data, size = _image_bytes(item)
-            index = to_index(item.mask(), p, item.source)
+            index = to_index(item.mask(), p, item.mask_source)
             if index.shape != size:
                 raise LayoutError(f"{item.source}: its mask is {index.shape[1]}x{index.shape[0]} but the image is "
                                   f"{size[1]}x{size[0]}")

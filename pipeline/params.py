@@ -291,6 +291,7 @@ class PredictParams:
     shard_size: int
     amp: bool
     nproc: int
+    backend: Literal["torch", "onnxruntime"]
 
     def check(self, key: str) -> None:
         require(self.batch_size >= 1, f"{key}.batch_size", f"must be at least 1, got {self.batch_size}")

@@ -45,30 +45,42 @@ def shard_name(k: int) -> str:
 class Ensemble:
     """The models to average and what they agree on."""
 
-    models: list[nn.Module]
+    models: list[nn.Module]  # or OnnxModel: anything that maps a batch to logits
     pre: Preprocess
     classes: int
     class_names: list[str]
     hashes: list[str]
 
 
+def load_model(path: Path, device: torch.device, memory_format=torch.contiguous_format) -> tuple[object, dict]:
+    """(callable model, its description) from a .pt checkpoint (torch) or an exported .onnx (ONNX Runtime)."""
+    if Path(path).suffix == ".onnx":
+        from pipeline.onnx_export import OnnxModel
+
+        model = OnnxModel(path)
+        return model, model.meta
+    ckpt = checkpoint.load(path)
+    return checkpoint.build_model(ckpt).to(device, memory_format=memory_format), ckpt
+
+
 def load_ensemble(paths: list[Path], device: torch.device, memory_format=torch.contiguous_format) -> Ensemble:
-    """Load checkpoints that share preprocessing and classes (e.g. the fold models)."""
+    """Load models (.pt or .onnx) that share preprocessing and classes (e.g. the fold models)."""
     if not paths:
         raise PredictionError("no model to predict with; train one first (`dvc repro train`)")
     models, first = [], None
     for path in paths:
-        ckpt = checkpoint.load(path)
+        model, ckpt = load_model(path, device, memory_format)
         if first is None:
             first = (path, ckpt)
         elif ckpt["model"]["classes"] != first[1]["model"]["classes"] or ckpt["preprocess"] != first[1]["preprocess"]:
             raise PredictionError(f"{path} predicts {ckpt['model']['classes']} class(es) at {ckpt['preprocess']['size']} "
                                   f"but {first[0]} predicts {first[1]['model']['classes']} at "
                                   f"{first[1]['preprocess']['size']}; models to average must match: retrain them together")
-        models.append(checkpoint.build_model(ckpt).to(device, memory_format=memory_format))
+        models.append(model)
     ckpt = first[1]
-    return Ensemble(models, Preprocess.from_dict(ckpt["preprocess"]), ckpt["model"]["classes"], ckpt["class_names"],
-                    [checkpoint.file_hash(p) for p in paths])
+    hashes = [f"onnx:{m.meta['source_sha256']}" if Path(p).suffix == ".onnx" else checkpoint.file_hash(p)
+              for p, m in zip(paths, models)]  # an .onnx is known by the checkpoint it came from
+    return Ensemble(models, Preprocess.from_dict(ckpt["preprocess"]), ckpt["model"]["classes"], ckpt["class_names"], hashes)
 
 
 def _manifest(out: Path, run_id: str, names: list[str], shard_size: int, ensemble: Ensemble) -> dict:

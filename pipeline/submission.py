@@ -28,10 +28,11 @@ class SubmissionError(UserError):
 
 
 def encode_shard(path: Path, threshold: float) -> tuple[list[str], bytes]:
-    """(names, gzip member of their rows) for one shard of binary predictions."""
+    """(names, gzip member of their rows) for one shard of predictions."""
     names, lines = [], []
     for name, size, probs in prediction.read_shard(path):
-        mask = postprocess.binary_mask(probs[0], size, threshold)
+        car = probs[0] if probs.shape[0] == 1 else 255 - probs[0]  # as evaluation.car_probability, in uint8
+        mask = postprocess.binary_mask(car, size, threshold)
         code = rle.encode(mask)
         rle.validate(code, size)
         names.append(name)
@@ -40,11 +41,8 @@ def encode_shard(path: Path, threshold: float) -> tuple[list[str], bytes]:
 
 
 def write(predictions: Path, sample_names: list[str], out: Path, threshold: float, jobs: int) -> dict:
-    """Write the submission for binary predictions; returns {'rows', 'bytes'}."""
+    """Write the submission (the car's mask of every test image); returns {'rows', 'bytes'}."""
     manifest = prediction.check_complete(predictions)
-    if manifest["classes"] != 1:
-        raise SubmissionError(f"{predictions} holds {manifest['classes']}-class predictions; a Carvana submission "
-                              f"needs a binary model")
     if manifest["images"] != len(sample_names):
         raise SubmissionError(f"{predictions} holds {manifest['images']} predictions but the sample submission lists "
                               f"{len(sample_names)} images; run `dvc repro predict`")

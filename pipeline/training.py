@@ -131,7 +131,8 @@ def train_one_epoch(model, loader, loss_fn, optimizer, scheduler, rt: Runtime, g
 
 @torch.inference_mode()
 def validate(model, loader, loss_fn, rt: Runtime, classes: int, names: list[str]) -> tuple[dict, Scoreboard]:
-    """Loss at the model size and Dice at full resolution (threshold 0.5) on the validation fold."""
+    """Loss at the model size and Dice at full resolution (threshold 0.5) on the validation fold; with
+    several classes also the mean Dice of the classes but background, which then picks the best epoch."""
     model.eval()
     board = Scoreboard(classes)
     total, seen = 0.0, 0
@@ -144,7 +145,10 @@ def validate(model, loader, loss_fn, rt: Runtime, classes: int, names: list[str]
         probs = to_probs(logits).cpu()
         for i, j in enumerate(index.tolist()):
             board.add(names[j], probs[i], full[i].numpy())
-    return {"val_loss": total / max(seen, 1), "val_dice": board.dice(0.5)}, board
+    scores = {"val_loss": total / max(seen, 1), "val_dice": board.dice(0.5)}
+    if classes > 1:
+        scores["val_class_dice"] = board.selection_score()
+    return scores, board
 
 
 @dataclass
@@ -251,8 +255,9 @@ def train_fold(p: P.TrainParams, rt: Runtime, comp: Competition, table: pd.DataF
             scores, _ = validate(model, val_loader, loss_fn, rt, classes, val_names)
             record.update(scores)
             history.append(record)
-            if record["val_dice"] > best:
-                best, best_epoch = record["val_dice"], epoch + 1
+            score = record.get("val_class_dice", record["val_dice"])
+            if score > best:
+                best, best_epoch = score, epoch + 1
                 checkpoint.save(out_dir / "best.pt", {**meta, "state_dict": model.state_dict(), "epoch": epoch + 1,
                                                       "dice": best})
             checkpoint.save(last, {**meta, "state_dict": model.state_dict(), "optimizer": optimizer.state_dict(),

@@ -39,12 +39,14 @@ class Up(nn.Module):
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:
-    """Replicate-pad (N, C, H, W) on the bottom/right to a multiple; returns the original (H, W)."""
+    """Replicate-pad (N, C, H, W) on the bottom/right to a multiple; returns the original (H, W).
+
+    Always pads (by zero where nothing is needed) instead of branching on the size, so that an exported
+    ONNX graph keeps height and width dynamic.
+    """
     h, w = x.shape[-2:]
-    ph, pw = -h % multiple, -w % multiple
-    if ph or pw:
-        x = F.pad(x, (0, pw, 0, ph), mode="replicate")
-    return x, (h, w)
+    return F.pad(x, (0, (multiple - w % multiple) % multiple, 0, (multiple - h % multiple) % multiple),
+                 mode="replicate"), (h, w)
 
 
 class UNet(nn.Module):

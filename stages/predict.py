@@ -1,7 +1,8 @@
 """Predict the test set with the fold models: `dvc repro predict` -> data/predictions/.
 
 Shards of uint8 probability maps at the model size, in sample_submission order; an interrupted run
-continues with the first unfinished shard. With predict.nproc > 1 the stage relaunches itself under
+continues with the first unfinished shard. predict.backend onnxruntime exports the fold models to
+data/predictions/onnx/ and runs them with ONNX Runtime. With predict.nproc > 1 the stage relaunches itself under
 torchrun and the processes share the shards (one GPU each).
 """
 
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from pipeline import competition, distributed, params, prediction
+from pipeline import competition, distributed, onnx_export, params, prediction
 from pipeline.errors import run_stage
 
 RAW, MODELS, OUT = Path("data/raw"), Path("models"), Path("data/predictions")
@@ -34,8 +35,15 @@ def main() -> None:
     comp = competition.open_competition(RAW, p["download"].hq)
     names = competition.read_csv(RAW / competition.SAMPLE_SUBMISSION_CSV, ("img", "rle_mask"))["img"].tolist()
     models = [MODELS / f"fold{k}" / "best.pt" for k in p["split"].validation_folds()]
+    if pr.backend == "onnxruntime":
+        exported = [OUT / "onnx" / f"{m.parent.name}.onnx" for m in models]
+        for onnx_path, ckpt_path in zip(exported, models):
+            if rank == 0 and not onnx_export.is_current(onnx_path, ckpt_path):
+                onnx_export.export(ckpt_path, onnx_path)
+        distributed.barrier(world)
+        models = exported
     ensemble = prediction.load_ensemble(models, device, memory_format)
-    settings = {"tta": pr.tta, "precision": str(dtype)}
+    settings = {"tta": pr.tta, "precision": str(dtype), "backend": pr.backend}
     if rank == 0:
         prediction.prepare(OUT, names, pr.shard_size, ensemble, settings)
     distributed.barrier(world)

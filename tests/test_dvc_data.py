@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import zipfile
 
 import pandas as pd
 
-from tests.conftest import make_project, run, small_demo
+from pipeline import competition, params, sources
+from tests.conftest import ROOT, make_project, run, small_demo
 from tests.kaggle_standin import StandIn, kaggle_files
 
 
@@ -71,3 +74,19 @@ def test_local_folder_of_kaggle_zips_is_linked_not_copied(tmp_path, tiny_demo):
     run(["dvc", "repro", "split"], project)
     assert (project / "data/raw/train.zip").stat().st_ino == (src / "train.zip").stat().st_ino
     assert len(pd.read_csv(project / "data/split.csv")) == 48
+
+
+def test_local_folder_of_extracted_kaggle_files_is_packed(tmp_path, tiny_demo):
+    src = tmp_path / "kaggle"
+    for archive in ("train.zip", "train_masks.zip", "test.zip"):
+        with zipfile.ZipFile(tiny_demo / archive) as z:
+            z.extractall(src)
+    for name in ("train_masks.csv", "sample_submission.csv", "metadata.csv"):
+        (src / name).write_bytes((tiny_demo / name).read_bytes())
+    p = params.load("download", path=ROOT / "params.yaml")["download"]
+    p = dataclasses.replace(p, source="local", competition="subset",
+                            local=dataclasses.replace(p.local, path=str(src), layout="kaggle"))
+    counts = sources.fetch(p, tmp_path / "raw", tmp_path / "truth")
+    assert counts == {"train": 48, "test": 16}
+    assert competition.open_competition(tmp_path / "raw", False).train.read(
+        sorted((src / "train").iterdir())[0].name) == sorted((src / "train").iterdir())[0].read_bytes()

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import gzip
 
+import numpy as np
+
+from pipeline import prediction
 from tests.conftest import make_project, run
 from tests.test_submit import _tiny
 
@@ -21,3 +24,21 @@ def test_a_forced_rerun_keeps_shards_and_a_new_threshold_reuses_them(tmp_path):
     out = run(["dvc", "exp", "run", "-S", "encode.threshold=0.2", "encode"], project).stdout
     assert "Running stage 'predict'" not in out and "Running stage 'encode'" in out
     assert gzip.open(project / "submissions/submission.csv.gz").read() != before
+
+
+def _maps(folder):
+    return {name: probs for shard in sorted(folder.glob("shard-*.zip")) for name, _, probs in prediction.read_shard(shard)}
+
+
+def test_two_processes_share_the_shards_and_onnx_runtime_is_a_backend(tmp_path):
+    project = make_project(tmp_path / "p", lambda d: (_tiny(d), d["predict"].update(shard_size=5)))
+    run(["dvc", "repro", "predict"], project)
+    torch_maps = _maps(project / "data/predictions")
+    run(["dvc", "exp", "run", "-S", "predict.nproc=2", "-S", "predict.shard_size=4", "predict"], project)
+    assert len(list((project / "data/predictions").glob("shard-*.zip"))) == 4
+    assert all(np.array_equal(torch_maps[k], v) for k, v in _maps(project / "data/predictions").items())
+    run(["dvc", "exp", "run", "-S", "predict.backend=onnxruntime", "encode"], project)
+    assert (project / "data/predictions/onnx/fold0.onnx").is_file()
+    onnx_maps = _maps(project / "data/predictions")
+    assert onnx_maps.keys() == torch_maps.keys()
+    assert all(np.abs(onnx_maps[k].astype(int) - torch_maps[k].astype(int)).max() <= 1 for k in torch_maps)

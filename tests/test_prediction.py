@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import shutil
 import zipfile
 from contextlib import nullcontext
 
@@ -12,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from pipeline import competition, prediction, submission
+from pipeline import checkpoint, competition, prediction, submission
 from pipeline.archive import ImageArchive
 from pipeline.images import ImageError
 
@@ -105,14 +104,16 @@ def test_a_test_image_of_another_size_is_refused(tiny_demo, tiny_model, tmp_path
 
 
 def test_models_that_do_not_match_are_not_averaged(tiny_model, tiny_multiclass, tmp_path):
-    other = tmp_path / "other.pt"
-    shutil.copy(tiny_model, other)
-    ckpt = torch.load(other, weights_only=True)
-    ckpt["model"]["classes"] = 5
-    torch.save(ckpt, other)
-    with pytest.raises(prediction.PredictionError, match="models to average must match"):
-        prediction.load_ensemble([tiny_model, other], CPU)
-    with pytest.raises(Exception, match="not written by this pipeline"):
-        (tmp_path / "plain.pt").write_bytes(b"")
-        torch.save({"weight": torch.zeros(1)}, tmp_path / "plain.pt")
+    from tests.test_training import _train
+
+    _train(tiny_multiclass, tmp_path / "multi", epochs=1)
+    with pytest.raises(prediction.PredictionError, match="predicts 5 class.*models to average must match"):
+        prediction.load_ensemble([tiny_model, tmp_path / "multi/best.pt"], CPU)
+    torch.save({"weight": torch.zeros(1)}, tmp_path / "plain.pt")
+    with pytest.raises(checkpoint.CheckpointError, match="not written by this pipeline"):
         prediction.load_ensemble([tmp_path / "plain.pt"], CPU)
+    edited = torch.load(tiny_model, weights_only=True)
+    edited["model"]["classes"] = 5
+    torch.save(edited, tmp_path / "edited.pt")
+    with pytest.raises(checkpoint.CheckpointError, match="do not fit the unet it describes"):
+        prediction.load_ensemble([tmp_path / "edited.pt"], CPU)

@@ -1,0 +1,54 @@
+"""Encode alone: up-sampling to 1918x1280, threshold, RLE and gzip, in masks per second per core.
+
+    python -m bench.encode [--images 64] [--model models/fold0/best.pt]
+
+Predicts the demo test images once into shards, then times the encode stage's per-shard work on one
+core (`submission.encode_shard`) and the whole `submission.write` on every core.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+
+from bench.common import demo_competition, machine, open_demo
+from bench.predict import load_model
+from pipeline import prediction, submission
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--images", type=int, default=64)
+    parser.add_argument("--model", type=Path, default=Path("models/fold0/best.pt"))
+    args = parser.parse_args()
+    comp = open_demo(demo_competition())
+    names = (comp.test.names() * (1 + args.images // len(comp.test)))[: args.images]
+    model, pre = load_model(args.model)
+    work = Path(tempfile.mkdtemp(prefix="carvana-bench-encode-"))
+    ensemble = prediction.Ensemble([model], pre, 1, ["background", "car"], ["bench"])
+    manifest = prediction.prepare(work, names, 16, ensemble, {})
+    prediction.predict_shards(ensemble, comp.test, names, work, manifest, batch_size=8, workers=2, tta=False,
+                              device=torch.device("cpu"), autocast=nullcontext)
+    shards = sorted(work.glob("shard-*.zip"))
+    start = time.perf_counter()
+    for shard in shards:
+        submission.encode_shard(shard, 0.5)
+    one_core = len(names) / (time.perf_counter() - start)
+    start = time.perf_counter()
+    submission.write(work, names, work / "submission.csv.gz", 0.5, jobs=-1)
+    every_core = len(names) / (time.perf_counter() - start)
+    cores = os.cpu_count()
+    print(f"machine: {machine()}, {cores} cores")
+    print(f"{len(names)} masks of 1918x1280 from {pre.size[1]}x{pre.size[0]} uint8 probabilities")
+    print(f"one core  : {one_core:7.1f} masks/s (up-sample, threshold, RLE, validate, gzip)")
+    print(f"{cores} cores   : {every_core:7.1f} masks/s ({every_core / cores:.1f} per core, with the ordered write)")
+
+
+if __name__ == "__main__":
+    main()

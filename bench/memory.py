@@ -1,0 +1,98 @@
+"""Peak memory of predict + encode as the test set grows: 200 against 2,000 demo test images.
+
+    python -m bench.memory [--small 200] [--large 2000] [--model models/fold0/best.pt]
+
+Each size runs in a child process (the predict and encode stages' code, DataLoader workers and
+joblib workers included); the peak is the largest sum of resident memory over the whole process
+tree, sampled every 20 ms from /proc. Streaming means the two peaks are about the same.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+
+from bench.common import demo_competition, machine
+
+
+def _tree_rss_kb(root: int) -> int:
+    children: dict[int, list[int]] = {}
+    rss: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/status") as f:
+                fields = dict(line.split(":", 1) for line in f if ":" in line)
+        except OSError:
+            continue
+        pid = int(entry)
+        children.setdefault(int(fields.get("PPid", "0")), []).append(pid)
+        rss[pid] = int(fields.get("VmRSS", "0 kB").split()[0])
+    total, stack = 0, [root]
+    while stack:
+        pid = stack.pop()
+        total += rss.get(pid, 0)
+        stack.extend(children.get(pid, []))
+    return total
+
+
+def peak_memory_mb(raw: Path, model: Path, work: Path) -> tuple[float, float]:
+    cmd = [sys.executable, "-m", "bench.memory", "--child", str(raw), str(model), str(work)]
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd)
+    peak = 0
+    while proc.poll() is None:
+        peak = max(peak, _tree_rss_kb(proc.pid))
+        time.sleep(0.02)
+    if proc.returncode:
+        raise SystemExit(f"child failed: {' '.join(cmd)}")
+    return peak / 1024, time.perf_counter() - start
+
+
+def child(raw: Path, model_path: Path, work: Path) -> None:
+    from bench.predict import load_model
+    from pipeline import competition, prediction, submission
+
+    comp = competition.open_competition(raw, hq=False)
+    names = competition.read_csv(raw / "sample_submission.csv", ("img", "rle_mask"))["img"].tolist()
+    model, pre = load_model(model_path)
+    ensemble = prediction.Ensemble([model], pre, 1, ["background", "car"], ["bench"])
+    manifest = prediction.prepare(work / "pred", names, 100, ensemble, {})
+    prediction.predict_shards(ensemble, comp.test, names, work / "pred", manifest, batch_size=8, workers=2,
+                              tta=False, device=torch.device("cpu"), autocast=nullcontext)
+    submission.write(work / "pred", names, work / "submission.csv.gz", 0.5, jobs=-1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--small", type=int, default=200)
+    parser.add_argument("--large", type=int, default=2000)
+    parser.add_argument("--model", type=Path, default=Path("models/fold0/best.pt"))
+    parser.add_argument("--child", nargs=3, type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        return child(*args.child)
+    results = {}
+    for count in (args.small, args.large):
+        root = Path(tempfile.mkdtemp(prefix=f"carvana-bench-memory-{count}-"))
+        raw = demo_competition(train_cars=2, test_cars=-(-count // 16), root=root)  # 16 views per car
+        images = sum(1 for _ in open(raw / "sample_submission.csv")) - 1
+        results[images] = peak_memory_mb(raw, args.model, root / "work")
+    print(f"machine: {machine()}")
+    for images, (peak, seconds) in results.items():
+        print(f"{images:6d} test images (1918x1280): peak {peak:7.1f} MB over the process tree, {seconds:6.1f} s")
+    small, large = (results[k][0] for k in sorted(results))
+    print(f"ratio of peaks (large / small): {large / small:.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,128 @@
+"""Predict + encode at 1918x1280: the batched pipeline against a per-image loop written the seeds' way.
+
+    python -m bench.predict [--images 64] [--model models/fold0/best.pt]
+
+The per-image loop is the seed's predict.py plus the standard RLE snippet: decode the full JPEG,
+resize, normalise, forward one image, up-sample the probabilities to full size with F.interpolate,
+threshold, encode, write a gzip CSV line. Ours is the predict and encode stages' code (DataLoader
+workers, draft-mode decoding, batches, uint8 shards, parallel up-sampling + RLE). Same model, same
+scale, no TTA. Each path runs twice: with the model, then with a replay of its recorded outputs,
+which leaves everything but the model; the difference is the model's time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import io
+import tempfile
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+
+from bench.common import demo_competition, machine, open_demo
+from bench.rle import standard_snippet
+from pipeline import checkpoint, data, params, prediction, submission
+from pipeline.models import create_model
+
+
+class Recorder(nn.Module):
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model, self.outputs = model, []
+
+    def forward(self, x):
+        out = self.model(x)
+        self.outputs.extend(out.unbind(0))
+        return out
+
+
+class Replay(nn.Module):
+    """Returns the recorded logits in order: the pipeline around the model, without the model."""
+
+    def __init__(self, outputs: list[torch.Tensor]):
+        super().__init__()
+        self.outputs, self.position = outputs, 0
+
+    def forward(self, x):
+        out = torch.stack(self.outputs[self.position:self.position + len(x)])
+        self.position += len(x)
+        return out
+
+
+def load_model(path: Path) -> tuple[nn.Module, data.Preprocess]:
+    if path.is_file():
+        ckpt = checkpoint.load(path)
+        return checkpoint.build_model(ckpt), data.Preprocess.from_dict(ckpt["preprocess"])
+    print(f"{path} not found: using an untrained model with params.yaml's architecture (run `dvc repro train` for "
+          f"realistic masks)")
+    t = params.load("train")["train"]
+    model = create_model(t.model.arch, in_channels=3, classes=1, **t.model.kwargs()).eval()
+    return model, data.Preprocess.for_data((1280, 1918), t.scale, 3)
+
+
+def ours(model, pre, comp, names, workdir: Path) -> float:
+    ensemble = prediction.Ensemble([model], pre, 1, ["background", "car"], ["bench"])
+    start = time.perf_counter()
+    manifest = prediction.prepare(workdir / "pred", names, 500, ensemble, {})
+    prediction.predict_shards(ensemble, comp.test, names, workdir / "pred", manifest, batch_size=8, workers=2,
+                              tta=False, device=torch.device("cpu"), autocast=nullcontext)
+    submission.write(workdir / "pred", names, workdir / "ours.csv.gz", 0.5, jobs=-1)
+    return time.perf_counter() - start
+
+
+def seed_loop(model, pre, comp, names, workdir: Path) -> float:
+    mean = torch.tensor(pre.mean).view(3, 1, 1)
+    std = torch.tensor(pre.std).view(3, 1, 1)
+    start = time.perf_counter()
+    with gzip.open(workdir / "seed.csv.gz", "wt") as out, torch.no_grad():
+        out.write("img,rle_mask\n")
+        for name in names:
+            img = Image.open(io.BytesIO(comp.test.read(name))).convert("RGB")
+            small = img.resize((pre.size[1], pre.size[0]), Image.BILINEAR)
+            x = (torch.from_numpy(np.asarray(small, dtype=np.float32) / 255.0).permute(2, 0, 1) - mean) / std
+            probs = torch.sigmoid(model(x[None]))
+            full = F.interpolate(probs, (img.height, img.width), mode="bilinear")
+            mask = (full[0, 0] > 0.5).numpy().astype(np.uint8)
+            out.write(f"{name},{standard_snippet(mask)}\n")
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--images", type=int, default=64)
+    parser.add_argument("--model", type=Path, default=Path("models/fold0/best.pt"))
+    args = parser.parse_args()
+    torch.set_grad_enabled(False)
+    comp = open_demo(demo_competition())
+    names = (comp.test.names() * (1 + args.images // len(comp.test)))[: args.images]
+    model, pre = load_model(args.model)
+    work = Path(tempfile.mkdtemp(prefix="carvana-bench-predict-"))
+
+    rec_ours, rec_seed = Recorder(model), Recorder(model)
+    total_ours = ours(rec_ours, pre, comp, names, work)
+    total_seed = seed_loop(rec_seed, pre, comp, names, work)
+    rest_ours = ours(Replay(rec_ours.outputs), pre, comp, names, work / "replay")
+    rest_seed = seed_loop(Replay(rec_seed.outputs), pre, comp, names, work)
+    same = submission.read(work / "ours.csv.gz")
+    agree = np.mean([a == b for a, b in zip(same.values(), submission.read(work / "seed.csv.gz").values())])
+
+    n = len(names)
+    print(f"machine: {machine()}")
+    print(f"{n} demo test images of 1918x1280, model input {pre.size[1]}x{pre.size[0]}, same model, no TTA "
+          f"({agree:.0%} of rows identical; the rest differ only where up-sampling rounds differently)")
+    print(f"{'':28}{'total s':>9}{'ms/img':>9}{'non-model ms/img':>18}{'model ms/img':>14}")
+    for label, total, rest in (("per-image loop (seed)", total_seed, rest_seed), ("pipeline (batched)", total_ours, rest_ours)):
+        print(f"{label:28}{total:9.2f}{total / n * 1e3:9.1f}{rest / n * 1e3:18.1f}{(total - rest) / n * 1e3:14.1f}")
+    print(f"end-to-end speed-up: {total_seed / total_ours:.2f}x; non-model time per image: "
+          f"{rest_seed / rest_ours:.2f}x less")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,111 @@
+"""Datasets beyond Kaggle's layout, imported into the competition folder: real ISBI slices and
+synthetic MindSpore, TIFF-stack and colour-mask datasets."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from pipeline import competition, data, layouts, rle
+from pipeline.archive import ImageArchive
+from pipeline.params import LocalParams
+from tests.conftest import ISBI
+
+BASE = LocalParams(path="", layout="folder-pairs", images="imgs", masks="masks", test_images="", mask_suffix="_mask",
+                   mask_values="binary", colors={})
+
+
+def _isbi(**changes) -> LocalParams:
+    return dataclasses.replace(BASE, path=str(ISBI), images="train/image", masks="train/label",
+                               test_images="test/image", mask_suffix="", **changes)
+
+
+def test_isbi_slices_import_as_folder_pairs(tmp_path):
+    layouts.import_folder(_isbi(), tmp_path)
+    assert competition.verify(tmp_path, hq=False, competition="isbi") == {"train": 30, "test": 30}
+    masks = ImageArchive(tmp_path / "train_masks.zip")
+    label = np.asarray(Image.open(ISBI / "train/label/7.png"))
+    imported = np.asarray(Image.open(io.BytesIO(masks.read("7_mask.png"))))
+    assert np.array_equal(imported, (label == 255).astype(np.uint8))  # 255 (cell interior) -> class 1
+    table = pd.read_csv(tmp_path / "train_masks.csv", dtype=str)
+    assert rle.area(table.set_index("img").loc["7.png", "rle_mask"]) == int((label == 255).sum())
+    image = ImageArchive(tmp_path / "train.zip").read("7.png")
+    assert image == (ISBI / "train/image/7.png").read_bytes()  # kept, not recompressed
+    assert not (tmp_path / "classes.json").exists()
+
+
+def _mindspore(root, colours=False):
+    rng = np.random.default_rng(0)
+    for split_dir, ids in (("train", range(3)), ("val", range(3, 5))):
+        for i in ids:
+            folder = root / split_dir / f"{i:04d}"
+            folder.mkdir(parents=True)
+            Image.fromarray(rng.integers(0, 255, (24, 32, 3), dtype=np.uint8)).save(folder / "image.png")
+            index = np.zeros((24, 32), np.uint8)
+            index[4:12, 4:20], index[14:20, 10:30] = 1, 2
+            mask = np.array([[0, 0, 0], [128, 0, 0], [0, 128, 0]], np.uint8)[index] if colours else index
+            Image.fromarray(mask).save(folder / "mask.png")
+
+
+def test_mindspore_layout_with_index_masks_is_multiclass(tmp_path):
+    _mindspore(tmp_path / "src")
+    layouts.import_folder(dataclasses.replace(BASE, path=str(tmp_path / "src"), layout="mindspore",
+                                              mask_values="index"), tmp_path / "raw")
+    assert competition.verify(tmp_path / "raw", hq=False, competition="cells")["train"] == 5
+    assert data.class_names(tmp_path / "raw") == ["background", "class_1", "class_2"]
+
+
+def test_colour_masks_are_mapped_and_an_unmapped_colour_is_named(tmp_path):
+    _mindspore(tmp_path / "src", colours=True)
+    params = dataclasses.replace(BASE, path=str(tmp_path / "src"), layout="mindspore", mask_values="colors",
+                                 colors={1: [128, 0, 0], 2: [0, 128, 0]})
+    layouts.import_folder(params, tmp_path / "raw")
+    mask = np.asarray(Image.open(io.BytesIO(ImageArchive(tmp_path / "raw/train_masks.zip").read("0000_mask.png"))))
+    assert set(np.unique(mask)) == {0, 1, 2}
+    with pytest.raises(layouts.LayoutError, match=r"colour \[0, 128, 0\] is not in download.local.colors"):
+        layouts.import_folder(dataclasses.replace(params, colors={1: [128, 0, 0]}), tmp_path / "raw2")
+    with pytest.raises(layouts.LayoutError, match="RGB mask; set download.local.mask_values to colors"):
+        layouts.import_folder(dataclasses.replace(params, mask_values="binary"), tmp_path / "raw3")
+
+
+def _stack(path, pages):
+    pages[0].save(path, save_all=True, append_images=pages[1:])
+
+
+def test_tiff_stacks_of_16_bit_slices(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    rng = np.random.default_rng(1)
+    _stack(src / "train-volume.tif", [Image.fromarray(rng.integers(0, 65535, (20, 28), dtype=np.uint16)) for _ in range(4)])
+    _stack(src / "train-labels.tif", [Image.fromarray((rng.random((20, 28)) > 0.5).astype(np.uint8) * 255) for _ in range(4)])
+    _stack(src / "test-volume.tif", [Image.fromarray(rng.integers(0, 65535, (20, 28), dtype=np.uint16)) for _ in range(2)])
+    params = dataclasses.replace(BASE, path=str(src), layout="tiff-stack", images="train-volume.tif",
+                                 masks="train-labels.tif", test_images="test-volume.tif")
+    layouts.import_folder(params, tmp_path / "raw")
+    assert competition.verify(tmp_path / "raw", hq=False, competition="em") == {"train": 4, "test": 2}
+    page = Image.open(io.BytesIO(ImageArchive(tmp_path / "raw/train.zip").read("train-volume_002.png")))
+    assert page.mode in ("I;16", "I") and np.asarray(page).max() > 255  # 16 bits survive
+    _stack(src / "short-labels.tif", [Image.fromarray(np.zeros((20, 28), np.uint8))] * 3)
+    with pytest.raises(layouts.LayoutError, match="has 4 pages but .*short-labels.tif has 3"):
+        layouts.import_folder(dataclasses.replace(params, masks="short-labels.tif"), tmp_path / "raw2")
+
+
+def test_missing_masks_and_bad_values_are_named(tmp_path):
+    src = tmp_path / "src"
+    (src / "imgs").mkdir(parents=True)
+    (src / "masks").mkdir()
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(src / "imgs/a.jpg")
+    params = dataclasses.replace(BASE, path=str(src))
+    with pytest.raises(layouts.LayoutError, match="masks holds no images"):
+        layouts.import_folder(params, tmp_path / "raw")
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(src / "masks/b_mask.png")
+    with pytest.raises(layouts.LayoutError, match="a.jpg has no mask a_mask.* in"):
+        layouts.import_folder(params, tmp_path / "raw")
+    Image.fromarray(np.array([[0, 3], [255, 0]], np.uint8).repeat(4, 0).repeat(4, 1)).save(src / "masks/a_mask.png")
+    with pytest.raises(layouts.LayoutError, match=r"holds values \[0, 3, 255\]: not a 0/1 or 0/255 mask"):
+        layouts.import_folder(params, tmp_path / "raw")

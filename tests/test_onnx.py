@@ -1,0 +1,70 @@
+"""ONNX export and ONNX Runtime inference: parity with torch, the CLI, the predict backend."""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+
+import numpy as np
+import pytest
+import torch
+
+from pipeline import checkpoint, competition, onnx_export, prediction
+from pipeline.archive import ImageArchive
+from pipeline.inference import probabilities
+from tests.test_cli import _test_images, carvana
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_model, tmp_path_factory):
+    return onnx_export.export(tiny_model, tmp_path_factory.mktemp("onnx") / "model.onnx")
+
+
+@pytest.mark.parametrize("shape", [(1, 3, 1280, 1918), (2, 3, 61, 95), (3, 3, 48, 80)])
+def test_onnx_runtime_matches_torch_on_any_batch_and_size(tiny_model, exported, shape):
+    torch_model = checkpoint.build_model(checkpoint.load(tiny_model))
+    session = onnx_export.OnnxModel(exported)
+    x = torch.randn(*shape)
+    expected = probabilities([torch_model], x)
+    got = probabilities([session], x)
+    assert got.shape == expected.shape
+    assert (got - expected).abs().max().item() < 1e-4
+
+
+def test_the_predict_backend_gives_the_same_shards(tiny_demo, tiny_model, exported, tmp_path):
+    names = competition.read_csv(tiny_demo / "sample_submission.csv", ("img", "rle_mask"))["img"].tolist()
+    archive = ImageArchive(tiny_demo / "test.zip")
+    maps = {}
+    for label, path in (("torch", tiny_model), ("onnx", exported)):
+        ensemble = prediction.load_ensemble([path], CPU)
+        manifest = prediction.prepare(tmp_path / label, names, 8, ensemble, {"backend": label})
+        prediction.predict_shards(ensemble, archive, names, tmp_path / label, manifest, batch_size=4, workers=0,
+                                  tta=True, device=CPU, autocast=nullcontext)
+        maps[label] = [p for k in range(2) for _, _, p in prediction.read_shard(tmp_path / label / prediction.shard_name(k))]
+    for a, b in zip(maps["torch"], maps["onnx"]):
+        assert np.abs(a.astype(int) - b.astype(int)).max() <= 1  # uint8 rounding of values equal to 1e-4
+
+
+def test_export_and_predict_from_the_command_line(tiny_demo, tiny_model, tmp_path):
+    out = carvana("export", "-m", tiny_model, "-o", tmp_path / "m.onnx").stdout
+    assert "any size" in out
+    (image,) = _test_images(tiny_demo, tmp_path, 1)
+    carvana("predict", "-m", tmp_path / "m.onnx", "-i", image, "-o", tmp_path / "mask.png")
+    assert (tmp_path / "mask.png").is_file()
+
+
+def test_an_onnx_file_from_another_model_is_refused(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    plain = tmp_path / "plain.onnx"
+    graph = helper.make_graph([helper.make_node("Identity", ["image"], ["logits"])], "other",
+                              [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["n", 3, "h", "w"])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["n", 3, "h", "w"])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(plain))
+    with pytest.raises(onnx_export.OnnxError, match="not exported by this pipeline"):
+        onnx_export.OnnxModel(plain)
+    (tmp_path / "junk.onnx").write_bytes(b"not a model")
+    with pytest.raises(onnx_export.OnnxError, match="not a loadable ONNX model"):
+        onnx_export.OnnxModel(tmp_path / "junk.onnx")
