@@ -1,6 +1,6 @@
 """Encode alone: up-sampling to 1918x1280, threshold, RLE and gzip, in masks per second per core.
 
-    python -m bench.encode [--images 64] [--model models/fold0/best.pt]
+    python -m bench.encode [--images 256] [--model models/fold0/best.pt]
 
 Predicts the demo test images once into shards, then times the encode stage's per-shard work on one
 core (`submission.encode_shard`) and the whole `submission.write` on every core.
@@ -24,7 +24,7 @@ from pipeline import prediction, submission
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--images", type=int, default=64)
+    parser.add_argument("--images", type=int, default=256)
     parser.add_argument("--model", type=Path, default=Path("models/fold0/best.pt"))
     args = parser.parse_args()
     comp = open_demo(demo_competition())

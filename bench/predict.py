@@ -1,6 +1,6 @@
 """Predict + encode at 1918x1280: the batched pipeline against a per-image loop written the seeds' way.
 
-    python -m bench.predict [--images 64] [--model models/fold0/best.pt]
+    python -m bench.predict [--images 512] [--model models/fold0/best.pt]
 
 The per-image loop is the seed's predict.py plus the standard RLE snippet: decode the full JPEG,
 resize, normalise, forward one image, up-sample the probabilities to full size with F.interpolate,
@@ -96,7 +96,7 @@ def seed_loop(model, pre, comp, names, workdir: Path) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--images", type=int, default=64)
+    parser.add_argument("--images", type=int, default=512)
     parser.add_argument("--model", type=Path, default=Path("models/fold0/best.pt"))
     args = parser.parse_args()
     torch.set_grad_enabled(False)

@@ -28,6 +28,7 @@ from pipeline import rle
 VIEWS = 16  # Carvana's turntable views, named _01 .. _16; _01 faces the camera
 CLASSES = ("background", "body", "windows", "wheels", "lights")  # index masks of the multi-class demo
 ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # fixed zip timestamps: the same seed gives the same bytes
+NOISE = 1  # sensor noise in levels (+-); JPEGs then weigh about what Carvana's train_hq files do
 
 PALETTE = [  # (name, rgb, weight): the colour mix of a used-car lot
     ("white", (232, 232, 230), 0.20),
@@ -323,7 +324,7 @@ def render(car: Car, view: int, width: int, height: int, rng: np.random.Generato
     if box:
         box = (max(box[0] - 4, 0), max(box[1] - 4, 0), min(box[2] + 4, width), min(box[3] + 4, height))
         canvas.paste(canvas.crop(box).filter(ImageFilter.GaussianBlur(0.6)), box[:2])
-    rgb = np.asarray(canvas, dtype=np.int16) + rng.integers(-3, 4, size=(height, width, 1), dtype=np.int16)
+    rgb = np.asarray(canvas, dtype=np.int16) + rng.integers(-NOISE, NOISE + 1, size=(height, width, 1), dtype=np.int16)
     return np.clip(rgb, 0, 255).astype(np.uint8), np.asarray(mask, dtype=np.uint8)
 
 

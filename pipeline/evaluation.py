@@ -1,7 +1,8 @@
 """Full-resolution scores of predicted probabilities against the original masks.
 
 Probabilities at the model size go through exactly the path of the submission (uint8, bilinear
-up-sampling to the original size, then a cut), so the Dice reported here is the Dice Kaggle computes.
+up-sampling to the original size, then a cut; see postprocess), so the Dice reported here is the Dice
+Kaggle computes for the submission.
 Binary masks keep, per image, the Dice at all 256 cuts; multi-class masks keep a confusion matrix.
 """
 
@@ -53,7 +54,7 @@ class Scoreboard:
         """probs (C, h, w) for one image, full (H, W) its original-size index mask."""
         self.names.append(name)
         self.areas.append(float((full > 0).mean()))
-        prob = postprocess.upsample(car_probability(probs), full.shape)
+        prob = postprocess.levels(car_probability(probs), full.shape)
         self.curves.append(metrics.dice_curve(metrics.dice_counts(prob, full > 0)))
         if self.classes > 1:
             self.confusions.append(metrics.confusion(class_maps(probs, full.shape), full, self.classes))

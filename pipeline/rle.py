@@ -42,16 +42,25 @@ def runs(mask: np.ndarray) -> np.ndarray:
         edges = edges[edges < n]  # packbits pads with zeros, which can fake an edge at n
     if flat[n - 1]:
         edges = np.append(edges, n)
-    pairs = edges.reshape(-1, 2)
+    return runs_from_edges(edges)
+
+
+def encode(mask: np.ndarray) -> str:
+    """Encode a 2-D mask (non-zero = car) as Carvana's RLE string; an empty mask gives ''."""
+    return format_runs(runs(mask))
+
+
+def runs_from_edges(edges: np.ndarray) -> np.ndarray:
+    """(start, length) pairs, starts 1-indexed, from the sorted 0-based flat indices where a mask changes."""
+    pairs = np.asarray(edges, dtype=np.int64).reshape(-1, 2)
     out = np.empty_like(pairs)
     out[:, 0] = pairs[:, 0] + 1
     out[:, 1] = pairs[:, 1] - pairs[:, 0]
     return out.reshape(-1)
 
 
-def encode(mask: np.ndarray) -> str:
-    """Encode a 2-D mask (non-zero = car) as Carvana's RLE string; an empty mask gives ''."""
-    return str(runs(mask).tolist())[1:-1].replace(",", "")  # C-speed formatting of the int list
+def format_runs(pairs: np.ndarray) -> str:
+    return str(pairs.tolist())[1:-1].replace(",", "")  # C-speed formatting of the int list
 
 
 def parse(rle: str, shape: tuple[int, int] = CARVANA_SHAPE) -> np.ndarray:
@@ -72,6 +81,11 @@ def parse(rle: str, shape: tuple[int, int] = CARVANA_SHAPE) -> np.ndarray:
     except ValueError:
         bad = next(tok for tok in text.split() if not tok.lstrip("-").isdigit())
         raise RLEError(f"RLE holds a value that is not an integer: {bad!r}") from None
+    return check(values, shape)
+
+
+def check(values: np.ndarray, shape: tuple[int, int] = CARVANA_SHAPE) -> np.ndarray:
+    """Validate flat start/length values; return (n, 2) 0-based (start, end) pairs or raise RLEError."""
     if values.size % 2:
         raise RLEError(f"RLE has {values.size} numbers; it must be start/length pairs")
     pairs = values.reshape(-1, 2)

@@ -32,9 +32,9 @@ def encode_shard(path: Path, threshold: float) -> tuple[list[str], bytes]:
     names, lines = [], []
     for name, size, probs in prediction.read_shard(path):
         car = probs[0] if probs.shape[0] == 1 else 255 - probs[0]  # as evaluation.car_probability, in uint8
-        mask = postprocess.binary_mask(car, size, threshold)
-        code = rle.encode(mask)
-        rle.validate(code, size)
+        runs = postprocess.mask_runs(car, size, threshold)
+        rle.check(runs, size)
+        code = rle.format_runs(runs)
         names.append(name)
         lines.append(f"{name},{code}\n")
     return names, gzip.compress("".join(lines).encode(), compresslevel=6, mtime=0)  # same rows, same bytes
