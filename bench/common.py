@@ -12,14 +12,17 @@ import torch
 from pipeline import competition, demo
 
 
-def demo_competition(train_cars: int = 4, test_cars: int = 2, root: Path | None = None) -> Path:
-    """A 1918x1280 demo competition: data/raw when it holds the demo, else a fresh one in a temp folder."""
+def demo_competition(test_images: int = 64, root: Path | None = None) -> Path:
+    """A 1918x1280 demo competition with at least `test_images` distinct test images: data/raw when it
+    holds such a demo, else one rendered into a temporary folder (16 views per test car)."""
     raw = Path("data/raw")
-    if root is None and (raw / "SOURCE.json").is_file() and '"demo"' in (raw / "SOURCE.json").read_text():
-        return raw
+    stamp = raw / "SOURCE.json"
+    if root is None and stamp.is_file() and '"demo"' in stamp.read_text():
+        if sum(1 for _ in open(raw / "sample_submission.csv")) - 1 >= test_images:
+            return raw
     root = root or Path(tempfile.mkdtemp(prefix="carvana-bench-"))
-    demo.generate(root / "raw", root / "truth", seed=1, train_cars=train_cars, test_cars=test_cars, width=1918,
-                  height=1280)
+    demo.generate(root / "raw", root / "truth", seed=1, train_cars=2, test_cars=-(-test_images // demo.VIEWS),
+                  width=1918, height=1280)
     return root / "raw"
 
 

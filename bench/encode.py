@@ -1,6 +1,6 @@
 """Encode alone: up-sampling to 1918x1280, threshold, RLE and gzip, in masks per second per core.
 
-    python -m bench.encode [--images 256] [--model models/fold0/best.pt]
+    python -m bench.encode [--images 1024] [--model models/fold0/best.pt]
 
 Predicts the demo test images once into shards, then times the encode stage's per-shard work on one
 core (`submission.encode_shard`) and the whole `submission.write` on every core.
@@ -24,15 +24,15 @@ from pipeline import prediction, submission
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--images", type=int, default=256)
+    parser.add_argument("--images", type=int, default=1024)
     parser.add_argument("--model", type=Path, default=Path("models/fold0/best.pt"))
     args = parser.parse_args()
-    comp = open_demo(demo_competition())
-    names = (comp.test.names() * (1 + args.images // len(comp.test)))[: args.images]
+    comp = open_demo(demo_competition(args.images))
+    names = comp.test.names()[: args.images]
     model, pre = load_model(args.model)
     work = Path(tempfile.mkdtemp(prefix="carvana-bench-encode-"))
     ensemble = prediction.Ensemble([model], pre, 1, ["background", "car"], ["bench"])
-    manifest = prediction.prepare(work, names, 16, ensemble, {})
+    manifest = prediction.prepare(work, names, 100, ensemble, {})
     prediction.predict_shards(ensemble, comp.test, names, work, manifest, batch_size=8, workers=2, tta=False,
                               device=torch.device("cpu"), autocast=nullcontext)
     shards = sorted(work.glob("shard-*.zip"))

@@ -84,7 +84,7 @@ def main() -> None:
     results = {}
     for count in (args.small, args.large):
         root = Path(tempfile.mkdtemp(prefix=f"carvana-bench-memory-{count}-"))
-        raw = demo_competition(train_cars=2, test_cars=-(-count // 16), root=root)  # 16 views per car
+        raw = demo_competition(count, root=root)
         images = sum(1 for _ in open(raw / "sample_submission.csv")) - 1
         results[images] = peak_memory_mb(raw, args.model, root / "work")
     print(f"machine: {machine()}")

@@ -1,6 +1,6 @@
 """Predict + encode at 1918x1280: the batched pipeline against a per-image loop written the seeds' way.
 
-    python -m bench.predict [--images 512] [--model models/fold0/best.pt]
+    python -m bench.predict [--images 1024] [--model models/fold0/best.pt]
 
 The per-image loop is the seed's predict.py plus the standard RLE snippet: decode the full JPEG,
 resize, normalise, forward one image, up-sample the probabilities to full size with F.interpolate,
@@ -96,12 +96,12 @@ def seed_loop(model, pre, comp, names, workdir: Path) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--images", type=int, default=512)
+    parser.add_argument("--images", type=int, default=1024)
     parser.add_argument("--model", type=Path, default=Path("models/fold0/best.pt"))
     args = parser.parse_args()
     torch.set_grad_enabled(False)
-    comp = open_demo(demo_competition())
-    names = (comp.test.names() * (1 + args.images // len(comp.test)))[: args.images]
+    comp = open_demo(demo_competition(args.images))
+    names = comp.test.names()[: args.images]
     model, pre = load_model(args.model)
     work = Path(tempfile.mkdtemp(prefix="carvana-bench-predict-"))
 
@@ -110,13 +110,13 @@ def main() -> None:
     total_seed = seed_loop(rec_seed, pre, comp, names, work)
     rest_ours = ours(Replay(rec_ours.outputs), pre, comp, names, work / "replay")
     rest_seed = seed_loop(Replay(rec_seed.outputs), pre, comp, names, work)
-    same = submission.read(work / "ours.csv.gz")
-    agree = np.mean([a == b for a, b in zip(same.values(), submission.read(work / "seed.csv.gz").values())])
+    ours_rows, seed_rows = submission.read(work / "ours.csv.gz"), submission.read(work / "seed.csv.gz")
+    agree = submission.mean_dice(ours_rows, seed_rows, (1280, 1918))
 
     n = len(names)
     print(f"machine: {machine()}")
-    print(f"{n} demo test images of 1918x1280, model input {pre.size[1]}x{pre.size[0]}, same model, no TTA "
-          f"({agree:.0%} of rows identical; the rest differ only where up-sampling rounds differently)")
+    print(f"{n} demo test images of 1918x1280, model input {pre.size[1]}x{pre.size[0]}, same model, no TTA; "
+          f"Dice between the two submissions {agree:.5f} (uint8 storage and float up-sampling differ in rounding)")
     print(f"{'':28}{'total s':>9}{'ms/img':>9}{'non-model ms/img':>18}{'model ms/img':>14}")
     for label, total, rest in (("per-image loop (seed)", total_seed, rest_seed), ("pipeline (batched)", total_ours, rest_ours)):
         print(f"{label:28}{total:9.2f}{total / n * 1e3:9.1f}{rest / n * 1e3:18.1f}{(total - rest) / n * 1e3:14.1f}")

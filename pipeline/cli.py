@@ -136,14 +136,14 @@ def _masks(args: argparse.Namespace) -> None:
     """Index masks (and colour pictures) of every prediction, from the predict stage's shards."""
     from PIL import Image
 
-    from pipeline import overlay, postprocess, prediction
+    from pipeline import overlay, postprocess, shards
     from pipeline.evaluation import class_maps
 
-    manifest = prediction.check_complete(args.predictions)
+    manifest = shards.check_complete(args.predictions)
     args.output.mkdir(parents=True, exist_ok=True)
     count = 0
     for k in range(manifest["shards"]):
-        for name, size, probs in prediction.read_shard(args.predictions / prediction.shard_name(k)):
+        for name, size, probs in shards.read_shard(args.predictions / shards.shard_name(k)):
             stem = name.rsplit(".", 1)[0]
             if manifest["classes"] == 1:
                 mask = postprocess.binary_mask(probs[0], size, args.threshold).astype("uint8")

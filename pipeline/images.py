@@ -44,31 +44,39 @@ def channels_of(data: bytes, name: str) -> int:
     return 1 if img.mode in GRAY_MODES else 3
 
 
-def to_array(img: Image.Image, channels: int, name: str) -> np.ndarray:
-    """Float32 (H, W, C) in [0, 1], from 8- or 16-bit grayscale or colour."""
+def pixels(img: Image.Image, channels: int, name: str) -> np.ndarray:
+    """(H, W, C) uint8 for 8-bit images; float32 in [0, 1] for 16-bit or float grayscale."""
     have = 1 if img.mode in GRAY_MODES else 3
     if have != channels:
         raise ImageError(f"{name} has {have} channel(s) ({img.mode}) but the model takes {channels}; "
                          f"convert the image or train a model on such images")
     if channels == 3:
-        arr = np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
-    elif img.mode in ("L", "1"):
-        arr = np.asarray(img.convert("L"), dtype=np.float32)[..., None] / 255.0
-    else:  # 16-bit or float grayscale
-        arr = np.asarray(img, dtype=np.float32)[..., None]
-        arr = arr / (65535.0 if arr.max() > 255 else 255.0)
-    return arr
+        return np.array(img.convert("RGB"))  # a writable copy, for torch.from_numpy
+    if img.mode in ("L", "1"):
+        return np.array(img.convert("L"))[..., None]
+    arr = np.asarray(img, dtype=np.float32)[..., None]
+    return arr / (65535.0 if arr.max() > 255 else 255.0)
+
+
+def unit(arr: np.ndarray) -> np.ndarray:
+    """`pixels` as float32 in [0, 1]."""
+    return arr.astype(np.float32) / 255.0 if arr.dtype == np.uint8 else arr
+
+
+def decode_pixels(data: bytes, name: str, channels: int, size: Size | None = None) -> tuple[np.ndarray, Size]:
+    """Decode to `pixels` at `size` (or the original size); also returns the original size."""
+    img, original = _open(data, name, size, "RGB" if channels == 3 else "L")
+    if size is not None and (img.height, img.width) != size:
+        if img.mode.startswith("I;16"):
+            img = img.convert("I")
+        img = img.resize((size[1], size[0]), Image.BILINEAR)
+    return pixels(img, channels, name), original
 
 
 def decode_image(data: bytes, name: str, channels: int, size: Size | None = None) -> tuple[np.ndarray, Size]:
-    """Decode to float32 (H, W, C) at `size` (or the original size); also returns the original size."""
-    img, original = _open(data, name, size, "RGB" if channels == 3 else "L")
-    if size is not None and (img.height, img.width) != size:
-        resample = Image.BILINEAR
-        if img.mode.startswith("I;16"):
-            img = img.convert("I")
-        img = img.resize((size[1], size[0]), resample)
-    return to_array(img, channels, name), original
+    """Decode to float32 (H, W, C) in [0, 1] at `size` (or the original size); also the original size."""
+    arr, original = decode_pixels(data, name, channels, size)
+    return unit(arr), original
 
 
 def decode_mask(data: bytes, name: str, classes: int, expected: Size | None = None, size: Size | None = None) -> np.ndarray:

@@ -12,7 +12,6 @@ submission gets.
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from pipeline import rle
 from pipeline.images import Size
@@ -20,8 +19,10 @@ from pipeline.images import Size
 CELL_FACTOR = 16  # output pixels per input pixel from which the cell-by-cell path is the faster one
 
 
-def to_uint8(probs: torch.Tensor) -> np.ndarray:
-    """Probabilities in [0, 1] (any shape) -> uint8 0..255."""
+def to_uint8(probs) -> np.ndarray:
+    """Probabilities in [0, 1] (a torch tensor of any shape) -> uint8 0..255."""
+    import torch
+
     return (probs.float().clamp(0, 1) * 255.0).round().to(torch.uint8).cpu().numpy()
 
 
@@ -56,6 +57,8 @@ def upsample(prob: np.ndarray, size: Size) -> np.ndarray:
     The horizontal pass runs in torch (multithreaded) with the same float32 operations, in the same
     order, as `binary_mask` uses on single pixels, so the two agree bit for bit.
     """
+    import torch  # here, not at the top: encode workers never call this and start without torch
+
     rows, (j0, j1, a, t) = _rows(prob, size)
     r = torch.from_numpy(rows)
     left = torch.index_select(r, 1, torch.from_numpy(j0)) * torch.from_numpy(a)

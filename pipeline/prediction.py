@@ -24,22 +24,12 @@ from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
 from pipeline import checkpoint, postprocess
+from pipeline.shards import MANIFEST, PredictionError, shard_name
 from pipeline.archive import ImageArchive
 from pipeline.data import ImageDataset, Preprocess
 from pipeline.errors import UserError
 from pipeline.images import ImageError
 from pipeline.inference import probabilities
-
-MANIFEST = "manifest.json"
-
-
-class PredictionError(UserError):
-    """Prediction cannot go on; finished shards are kept."""
-
-
-def shard_name(k: int) -> str:
-    return f"shard-{k:05d}.zip"
-
 
 @dataclass
 class Ensemble:
@@ -146,8 +136,8 @@ def predict_shards(ensemble: Ensemble, archive: ImageArchive, names: list[str], 
     bar = tqdm(total=len(indices), desc=f"predict{f' [{rank}]' if world > 1 else ''}", unit="img", smoothing=0.05)
     try:
         for x, index, original, errors in loader:
-            probs = probabilities(ensemble.models, x.to(device, non_blocking=True, memory_format=memory_format), tta,
-                                  autocast)
+            x = ensemble.pre.normalize(x.to(device, non_blocking=True)).contiguous(memory_format=memory_format)
+            probs = probabilities(ensemble.models, x, tta, autocast)
             probs_u8 = postprocess.to_uint8(probs)  # (N, C, h, w)
             for i, j in enumerate(index.tolist()):
                 if errors[i]:
@@ -174,28 +164,3 @@ def predict_shards(ensemble: Ensemble, archive: ImageArchive, names: list[str], 
         if writer is not None:
             writer.discard()
     return done
-
-
-def read_shard(path: Path):
-    """Yield (name, original (H, W), uint8 probabilities (C, h, w)) of one shard, in order."""
-    with zipfile.ZipFile(path) as z:
-        for entry in json.loads(z.read("index.json")):
-            probs = np.load(io.BytesIO(z.read(entry["img"].rsplit(".", 1)[0] + ".npy")))
-            yield entry["img"], tuple(entry["size"]), probs
-
-
-def check_manifest(out: Path) -> dict:
-    path = out / MANIFEST
-    if not path.is_file():
-        raise PredictionError(f"{out} has no {MANIFEST}; run `dvc repro predict`")
-    return json.loads(path.read_text())
-
-
-def check_complete(out: Path) -> dict:
-    """The manifest, once every shard it announces is there."""
-    manifest = check_manifest(out)
-    missing = [shard_name(k) for k in range(manifest["shards"]) if not (out / shard_name(k)).is_file()]
-    if missing:
-        raise PredictionError(f"{out} lacks {len(missing)} of {manifest['shards']} shards (e.g. {missing[0]}); "
-                              f"run `dvc repro predict` to finish them")
-    return manifest

@@ -17,7 +17,7 @@ import numpy as np
 from joblib import Parallel, delayed
 from tqdm import tqdm
 
-from pipeline import postprocess, prediction, rle
+from pipeline import postprocess, rle, shards
 from pipeline.errors import UserError
 
 HEADER = "img,rle_mask\n"
@@ -30,7 +30,7 @@ class SubmissionError(UserError):
 def encode_shard(path: Path, threshold: float) -> tuple[list[str], bytes]:
     """(names, gzip member of their rows) for one shard of predictions."""
     names, lines = [], []
-    for name, size, probs in prediction.read_shard(path):
+    for name, size, probs in shards.read_shard(path):
         car = probs[0] if probs.shape[0] == 1 else 255 - probs[0]  # as evaluation.car_probability, in uint8
         runs = postprocess.mask_runs(car, size, threshold)
         rle.check(runs, size)
@@ -42,20 +42,20 @@ def encode_shard(path: Path, threshold: float) -> tuple[list[str], bytes]:
 
 def write(predictions: Path, sample_names: list[str], out: Path, threshold: float, jobs: int) -> dict:
     """Write the submission (the car's mask of every test image); returns {'rows', 'bytes'}."""
-    manifest = prediction.check_complete(predictions)
+    manifest = shards.check_complete(predictions)
     if manifest["images"] != len(sample_names):
         raise SubmissionError(f"{predictions} holds {manifest['images']} predictions but the sample submission lists "
                               f"{len(sample_names)} images; run `dvc repro predict`")
-    shards = [predictions / prediction.shard_name(k) for k in range(manifest["shards"])]
+    paths = [predictions / shards.shard_name(k) for k in range(manifest["shards"])]
     out.parent.mkdir(parents=True, exist_ok=True)
     part = out.with_name(out.name + ".part")
     position = 0
     try:
         with open(part, "wb") as f:
             f.write(gzip.compress(HEADER.encode(), mtime=0))
-            results = Parallel(n_jobs=jobs, return_as="generator")(delayed(encode_shard)(s, threshold) for s in shards)
+            results = Parallel(n_jobs=jobs, return_as="generator")(delayed(encode_shard)(p, threshold) for p in paths)
             with tqdm(total=len(sample_names), desc="encode", unit="img") as bar:
-                for shard, (names, member) in zip(shards, results):
+                for shard, (names, member) in zip(paths, results):
                     expected = sample_names[position:position + len(names)]
                     if names != expected:
                         raise SubmissionError(f"{shard} holds {names[:1]} where sample_submission.csv has {expected[:1]}; "

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from pipeline import competition, distributed, onnx_export, params, prediction
+from pipeline import competition, distributed, onnx_export, params, prediction, shards
 from pipeline.errors import run_stage
 
 RAW, MODELS, OUT = Path("data/raw"), Path("models"), Path("data/predictions")
@@ -47,13 +47,13 @@ def main() -> None:
     if rank == 0:
         prediction.prepare(OUT, names, pr.shard_size, ensemble, settings)
     distributed.barrier(world)
-    manifest = prediction.check_manifest(OUT)
+    manifest = shards.check_manifest(OUT)
     done = prediction.predict_shards(ensemble, comp.test, names, OUT, manifest, batch_size=pr.batch_size,
                                      workers=pr.workers, tta=pr.tta, device=device, autocast=autocast, rank=rank,
                                      world=world, memory_format=memory_format)
     distributed.barrier(world)
     if rank == 0:
-        prediction.check_complete(OUT)
+        shards.check_complete(OUT)
         print(f"{OUT}: {len(names)} images in {manifest['shards']} shards ({done} written now by process 0, "
               f"{len(models)} model(s){', flip TTA' if pr.tta else ''})")
 

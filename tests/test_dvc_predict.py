@@ -6,7 +6,7 @@ import gzip
 
 import numpy as np
 
-from pipeline import prediction
+from pipeline import shards
 from tests.conftest import make_project, run
 from tests.test_submit import _tiny
 
@@ -14,12 +14,12 @@ from tests.test_submit import _tiny
 def test_a_forced_rerun_keeps_shards_and_a_new_threshold_reuses_them(tmp_path):
     project = make_project(tmp_path / "p", lambda d: (_tiny(d), d["predict"].update(shard_size=5)))
     run(["dvc", "repro", "encode"], project)
-    shards = sorted((project / "data/predictions").glob("shard-*.zip"))
-    assert len(shards) == 4  # 16 test images, 5 per shard
-    stamps = {p.name: p.stat().st_mtime_ns for p in shards}
+    files = sorted((project / "data/predictions").glob("shard-*.zip"))
+    assert len(files) == 4  # 16 test images, 5 per shard
+    stamps = {p.name: p.stat().st_mtime_ns for p in files}
     out = run(["dvc", "repro", "-f", "-s", "predict"], project).stdout
     assert "(0 written now" in out
-    assert {p.name: p.stat().st_mtime_ns for p in shards} == stamps
+    assert {p.name: p.stat().st_mtime_ns for p in files} == stamps
     before = gzip.open(project / "submissions/submission.csv.gz").read()
     out = run(["dvc", "exp", "run", "-S", "encode.threshold=0.2", "encode"], project).stdout
     assert "Running stage 'predict'" not in out and "Running stage 'encode'" in out
@@ -27,7 +27,7 @@ def test_a_forced_rerun_keeps_shards_and_a_new_threshold_reuses_them(tmp_path):
 
 
 def _maps(folder):
-    return {name: probs for shard in sorted(folder.glob("shard-*.zip")) for name, _, probs in prediction.read_shard(shard)}
+    return {name: probs for shard in sorted(folder.glob("shard-*.zip")) for name, _, probs in shards.read_shard(shard)}
 
 
 def test_two_processes_share_the_shards_and_onnx_runtime_is_a_backend(tmp_path):

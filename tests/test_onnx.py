@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline import checkpoint, competition, onnx_export, prediction
+from pipeline import checkpoint, competition, onnx_export, prediction, shards
 from pipeline.archive import ImageArchive
 from pipeline.inference import probabilities
 from tests.test_cli import _test_images, carvana
@@ -41,7 +41,7 @@ def test_the_predict_backend_gives_the_same_shards(tiny_demo, tiny_model, export
         manifest = prediction.prepare(tmp_path / label, names, 8, ensemble, {"backend": label})
         prediction.predict_shards(ensemble, archive, names, tmp_path / label, manifest, batch_size=4, workers=0,
                                   tta=True, device=CPU, autocast=nullcontext)
-        maps[label] = [p for k in range(2) for _, _, p in prediction.read_shard(tmp_path / label / prediction.shard_name(k))]
+        maps[label] = [p for k in range(2) for _, _, p in shards.read_shard(tmp_path / label / shards.shard_name(k))]
     for a, b in zip(maps["torch"], maps["onnx"]):
         assert np.abs(a.astype(int) - b.astype(int)).max() <= 1  # uint8 rounding of values equal to 1e-4
 

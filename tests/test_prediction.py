@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from pipeline import checkpoint, competition, prediction, submission
+from pipeline import checkpoint, competition, prediction, shards, submission
 from pipeline.archive import ImageArchive
 from pipeline.images import ImageError
 
@@ -32,9 +32,9 @@ def test_shards_hold_every_image_in_order_and_encode_to_a_valid_submission(tiny_
     ensemble = prediction.load_ensemble([tiny_model], CPU)
     names = _test_names(tiny_demo)
     assert _run(ensemble, ImageArchive(tiny_demo / "test.zip"), names, tmp_path / "pred") == 4  # 16 images / 5
-    seen = [n for k in range(4) for n, _, _ in prediction.read_shard(tmp_path / "pred" / prediction.shard_name(k))]
+    seen = [n for k in range(4) for n, _, _ in shards.read_shard(tmp_path / "pred" / shards.shard_name(k))]
     assert seen == names
-    name, size, probs = next(prediction.read_shard(tmp_path / "pred" / prediction.shard_name(0)))
+    name, size, probs = next(shards.read_shard(tmp_path / "pred" / shards.shard_name(0)))
     assert size == (96, 160) and probs.shape == (1, 48, 80) and probs.dtype == np.uint8
     stats = submission.write(tmp_path / "pred", names, tmp_path / "sub.csv.gz", 0.5, jobs=2)
     assert stats["rows"] == 16
@@ -64,7 +64,7 @@ def test_an_interrupted_run_keeps_finished_shards_and_does_not_redo_them(tiny_de
     assert sorted(finished) == ["shard-00000.zip", "shard-00001.zip"] and not list(out.glob("*.part"))
     assert _run(ensemble, archive, names, out) == 2  # only the two missing shards
     assert all((out / n).stat().st_mtime_ns == t for n, t in finished.items())
-    prediction.check_complete(out)
+    shards.check_complete(out)
 
 
 def test_a_changed_model_or_setting_deletes_the_stale_shards(tiny_demo, tiny_model, tmp_path, capsys):
@@ -107,7 +107,7 @@ def test_models_that_do_not_match_are_not_averaged(tiny_model, tiny_multiclass, 
     from tests.test_training import _train
 
     _train(tiny_multiclass, tmp_path / "multi", epochs=1)
-    with pytest.raises(prediction.PredictionError, match="predicts 5 class.*models to average must match"):
+    with pytest.raises(shards.PredictionError, match="predicts 5 class.*models to average must match"):
         prediction.load_ensemble([tiny_model, tmp_path / "multi/best.pt"], CPU)
     torch.save({"weight": torch.zeros(1)}, tmp_path / "plain.pt")
     with pytest.raises(checkpoint.CheckpointError, match="not written by this pipeline"):

@@ -1,0 +1,50 @@
+"""The predict stage's output folder: a manifest and zip shards of uint8 probability maps.
+
+Reading them needs no torch, so that encode workers start in a moment.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.errors import UserError
+
+MANIFEST = "manifest.json"
+
+
+class PredictionError(UserError):
+    """Prediction cannot go on; finished shards are kept."""
+
+
+def shard_name(k: int) -> str:
+    return f"shard-{k:05d}.zip"
+
+
+def read_shard(path: Path):
+    """Yield (name, original (H, W), uint8 probabilities (C, h, w)) of one shard, in order."""
+    with zipfile.ZipFile(path) as z:
+        for entry in json.loads(z.read("index.json")):
+            probs = np.load(io.BytesIO(z.read(entry["img"].rsplit(".", 1)[0] + ".npy")))
+            yield entry["img"], tuple(entry["size"]), probs
+
+
+def check_manifest(out: Path) -> dict:
+    path = out / MANIFEST
+    if not path.is_file():
+        raise PredictionError(f"{out} has no {MANIFEST}; run `dvc repro predict`")
+    return json.loads(path.read_text())
+
+
+def check_complete(out: Path) -> dict:
+    """The manifest, once every shard it announces is there."""
+    manifest = check_manifest(out)
+    missing = [shard_name(k) for k in range(manifest["shards"]) if not (out / shard_name(k)).is_file()]
+    if missing:
+        raise PredictionError(f"{out} lacks {len(missing)} of {manifest['shards']} shards (e.g. {missing[0]}); "
+                              f"run `dvc repro predict` to finish them")
+    return manifest
