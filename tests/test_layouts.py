@@ -25,6 +25,7 @@ def _isbi(**changes) -> LocalParams:
                                test_images="test/image", mask_suffix="", **changes)
 
 
+@pytest.mark.skipif(not ISBI.is_dir(), reason="the shared ISBI slices are not beside this checkout")
 def test_isbi_slices_import_as_folder_pairs(tmp_path):
     layouts.import_folder(_isbi(), tmp_path)
     assert competition.verify(tmp_path, hq=False, competition="isbi") == {"train": 30, "test": 30}
