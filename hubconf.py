@@ -26,8 +26,10 @@ def unet_carvana(pretrained: bool = False, scale: float = 0.5, weights: str | No
         config = {"in_channels": 3, "classes": 1, "base_channels": 64, "bilinear": True, **kwargs}
         return create_model("unet", **config)
     if not weights:
-        raise UserError("no weights are published for this repository; pass weights=<checkpoint path or URL> "
-                        "(models/fold0/best.pt after `dvc repro train`)")
+        raise UserError(
+            "no weights are published for this repository; pass weights=<checkpoint path or URL> "
+            "(models/fold0/best.pt after `dvc repro train`)"
+        )
     if urlparse(str(weights)).scheme in ("http", "https", "file"):
         hub_dir = Path(torch.hub.get_dir()) / "checkpoints"
         hub_dir.mkdir(parents=True, exist_ok=True)
@@ -39,7 +41,9 @@ def unet_carvana(pretrained: bool = False, scale: float = 0.5, weights: str | No
     pre = ckpt["preprocess"]
     trained_scale = pre["size"][0] / pre["original"][0]
     if abs(trained_scale - scale) > 0.01:
-        raise UserError(f"{weights} was trained at scale {trained_scale:.3g}, not {scale}; pass scale={trained_scale:.3g}")
+        raise UserError(
+            f"{weights} was trained at scale {trained_scale:.3g}, not {scale}; pass scale={trained_scale:.3g}"
+        )
     model = checkpoint.build_model(ckpt)
     model.preprocess = pre  # mean, std and input size, for callers that prepare their own tensors
     return model

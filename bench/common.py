@@ -21,8 +21,15 @@ def demo_competition(test_images: int = 64, root: Path | None = None) -> Path:
         if sum(1 for _ in open(raw / "sample_submission.csv")) - 1 >= test_images:
             return raw
     root = root or Path(tempfile.mkdtemp(prefix="carvana-bench-"))
-    demo.generate(root / "raw", root / "truth", seed=1, train_cars=2, test_cars=-(-test_images // demo.VIEWS),
-                  width=1918, height=1280)
+    demo.generate(
+        root / "raw",
+        root / "truth",
+        seed=1,
+        train_cars=2,
+        test_cars=-(-test_images // demo.VIEWS),
+        width=1918,
+        height=1280,
+    )
     return root / "raw"
 
 
@@ -31,8 +38,10 @@ def open_demo(raw: Path) -> competition.Competition:
 
 
 def machine() -> str:
-    return (f"{platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}, "
-            f"device {'cuda: ' + torch.cuda.get_device_name() if torch.cuda.is_available() else 'cpu'}")
+    return (
+        f"{platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}, "
+        f"device {'cuda: ' + torch.cuda.get_device_name() if torch.cuda.is_available() else 'cpu'}"
+    )
 
 
 def best_of(fn, repeat: int) -> float:

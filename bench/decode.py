@@ -37,7 +37,10 @@ def main() -> None:
     ref = best_of(lambda: [reference(b, size) for b in blobs], args.repeat) / len(blobs)
     diff = np.abs(decode_image(blobs[0], "x.jpg", 3, size)[0] - reference(blobs[0], size)).mean()
     print(f"machine: {machine()}")
-    print(f"{len(blobs)} demo JPEGs of 1918x1280 -> {size[1]}x{size[0]} (scale {args.scale}); mean |difference| {diff:.4f}")
+    print(
+        f"{len(blobs)} demo JPEGs of 1918x1280 -> {size[1]}x{size[0]} (scale {args.scale}); "
+        f"mean |difference| {diff:.4f}"
+    )
     print(f"full decode + resize : {ref * 1e3:7.2f} ms/image")
     print(f"draft-mode decode    : {ours * 1e3:7.2f} ms/image")
     print(f"speed-up             : {ref / ours:7.2f}x")

@@ -33,8 +33,18 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="carvana-bench-encode-"))
     ensemble = prediction.Ensemble([model], pre, 1, ["background", "car"], ["bench"])
     manifest = prediction.prepare(work, names, 100, ensemble, {})
-    prediction.predict_shards(ensemble, comp.test, names, work, manifest, batch_size=8, workers=2, tta=False,
-                              device=torch.device("cpu"), autocast=nullcontext)
+    prediction.predict_shards(
+        ensemble,
+        comp.test,
+        names,
+        work,
+        manifest,
+        batch_size=8,
+        workers=2,
+        tta=False,
+        device=torch.device("cpu"),
+        autocast=nullcontext,
+    )
     shards = sorted(work.glob("shard-*.zip"))
     start = time.perf_counter()
     for shard in shards:

@@ -67,8 +67,18 @@ def child(raw: Path, model_path: Path, work: Path) -> None:
     model, pre = load_model(model_path)
     ensemble = prediction.Ensemble([model], pre, 1, ["background", "car"], ["bench"])
     manifest = prediction.prepare(work / "pred", names, 100, ensemble, {})
-    prediction.predict_shards(ensemble, comp.test, names, work / "pred", manifest, batch_size=8, workers=2,
-                              tta=False, device=torch.device("cpu"), autocast=nullcontext)
+    prediction.predict_shards(
+        ensemble,
+        comp.test,
+        names,
+        work / "pred",
+        manifest,
+        batch_size=8,
+        workers=2,
+        tta=False,
+        device=torch.device("cpu"),
+        autocast=nullcontext,
+    )
     submission.write(work / "pred", names, work / "submission.csv.gz", 0.5, jobs=-1)
 
 

@@ -34,8 +34,15 @@ def main() -> None:
     model = create_model(**config).eval()
     work = Path(tempfile.mkdtemp(prefix="carvana-bench-onnx-"))
     pre = Preprocess.for_data((args.height, args.width), 1.0, 3)
-    checkpoint.save(work / "model.pt", {"model": config, "preprocess": pre.to_dict(), "class_names": ["background", "car"],
-                                        "state_dict": model.state_dict()})
+    checkpoint.save(
+        work / "model.pt",
+        {
+            "model": config,
+            "preprocess": pre.to_dict(),
+            "class_names": ["background", "car"],
+            "state_dict": model.state_dict(),
+        },
+    )
     session = OnnxModel(export(work / "model.pt", work / "model.onnx"))
     x = torch.randn(1, 3, args.height, args.width)
     with torch.inference_mode():
@@ -43,8 +50,10 @@ def main() -> None:
         t_torch = best_of(lambda: model(x), args.repeat)
     t_onnx = best_of(lambda: session(x), args.repeat)
     print(f"machine: {machine()}")
-    print(f"U-Net base {args.base} ({count_parameters(model) / 1e6:.1f}M parameters), one {args.width}x{args.height} "
-          f"image; max |probability difference| {gap:.1e}; best of {args.repeat}")
+    print(
+        f"U-Net base {args.base} ({count_parameters(model) / 1e6:.1f}M parameters), one {args.width}x{args.height} "
+        f"image; max |probability difference| {gap:.1e}; best of {args.repeat}"
+    )
     print(f"torch        : {t_torch:7.2f} s")
     print(f"onnxruntime  : {t_onnx:7.2f} s")
     print(f"ratio        : {t_torch / t_onnx:7.2f}x (torch time / ONNX Runtime time)")

@@ -51,7 +51,7 @@ class Replay(nn.Module):
         self.outputs, self.position = outputs, 0
 
     def forward(self, x):
-        out = torch.stack(self.outputs[self.position:self.position + len(x)])
+        out = torch.stack(self.outputs[self.position : self.position + len(x)])
         self.position += len(x)
         return out
 
@@ -60,8 +60,10 @@ def load_model(path: Path) -> tuple[nn.Module, data.Preprocess]:
     if path.is_file():
         ckpt = checkpoint.load(path)
         return checkpoint.build_model(ckpt), data.Preprocess.from_dict(ckpt["preprocess"])
-    print(f"{path} not found: using an untrained model with params.yaml's architecture (run `dvc repro train` for "
-          f"realistic masks)")
+    print(
+        f"{path} not found: using an untrained model with params.yaml's architecture (run `dvc repro train` for "
+        f"realistic masks)"
+    )
     t = params.load("train")["train"]
     model = create_model(t.model.arch, in_channels=3, classes=1, **t.model.kwargs()).eval()
     return model, data.Preprocess.for_data((1280, 1918), t.scale, 3)
@@ -71,8 +73,18 @@ def ours(model, pre, comp, names, workdir: Path) -> float:
     ensemble = prediction.Ensemble([model], pre, 1, ["background", "car"], ["bench"])
     start = time.perf_counter()
     manifest = prediction.prepare(workdir / "pred", names, 500, ensemble, {})
-    prediction.predict_shards(ensemble, comp.test, names, workdir / "pred", manifest, batch_size=8, workers=2,
-                              tta=False, device=torch.device("cpu"), autocast=nullcontext)
+    prediction.predict_shards(
+        ensemble,
+        comp.test,
+        names,
+        workdir / "pred",
+        manifest,
+        batch_size=8,
+        workers=2,
+        tta=False,
+        device=torch.device("cpu"),
+        autocast=nullcontext,
+    )
     submission.write(workdir / "pred", names, workdir / "ours.csv.gz", 0.5, jobs=-1)
     return time.perf_counter() - start
 
@@ -115,13 +127,20 @@ def main() -> None:
 
     n = len(names)
     print(f"machine: {machine()}")
-    print(f"{n} demo test images of 1918x1280, model input {pre.size[1]}x{pre.size[0]}, same model, no TTA; "
-          f"Dice between the two submissions {agree:.5f} (uint8 storage and float up-sampling differ in rounding)")
+    print(
+        f"{n} demo test images of 1918x1280, model input {pre.size[1]}x{pre.size[0]}, same model, no TTA; "
+        f"Dice between the two submissions {agree:.5f} (uint8 storage and float up-sampling differ in rounding)"
+    )
     print(f"{'':28}{'total s':>9}{'ms/img':>9}{'non-model ms/img':>18}{'model ms/img':>14}")
-    for label, total, rest in (("per-image loop (seed)", total_seed, rest_seed), ("pipeline (batched)", total_ours, rest_ours)):
+    for label, total, rest in (
+        ("per-image loop (seed)", total_seed, rest_seed),
+        ("pipeline (batched)", total_ours, rest_ours),
+    ):
         print(f"{label:28}{total:9.2f}{total / n * 1e3:9.1f}{rest / n * 1e3:18.1f}{(total - rest) / n * 1e3:14.1f}")
-    print(f"end-to-end speed-up: {total_seed / total_ours:.2f}x; non-model time per image: "
-          f"{rest_seed / rest_ours:.2f}x less")
+    print(
+        f"end-to-end speed-up: {total_seed / total_ours:.2f}x; non-model time per image: "
+        f"{rest_seed / rest_ours:.2f}x less"
+    )
 
 
 if __name__ == "__main__":

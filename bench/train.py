@@ -57,8 +57,10 @@ def main() -> None:
     ours = images_per_second(comp, p, args.steps)
     seed = images_per_second(comp, seed_style, args.steps * p.batch_size)
     print(f"machine: {machine()}")
-    print(f"model {p.model.arch} base {p.model.base_channels}, scale {p.scale} ({round(1918 * p.scale)}x"
-          f"{round(1280 * p.scale)}), demo JPEGs from the zip, augmentation on")
+    print(
+        f"model {p.model.arch} base {p.model.base_channels}, scale {p.scale} ({round(1918 * p.scale)}x"
+        f"{round(1280 * p.scale)}), demo JPEGs from the zip, augmentation on"
+    )
     print(f"seed defaults (batch 1, contiguous, no workers)        : {seed:6.1f} images/s")
     print(f"demo settings (batch {p.batch_size}, channels_last, {p.workers} workers)    : {ours:6.1f} images/s")
     print(f"ratio                                                  : {ours / seed:6.2f}x")

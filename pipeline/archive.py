@@ -76,15 +76,18 @@ class ImageArchive:
         """The bytes of one member, or ArchiveError naming the archive when it is absent."""
         member = self._members.get(name)
         if member is None:
-            raise ArchiveError(f"{name} is not in {self.path}; the file is incomplete: delete it and run "
-                               f"`dvc repro download`")
+            raise ArchiveError(
+                f"{name} is not in {self.path}; the file is incomplete: delete it and run `dvc repro download`"
+            )
         if self._zip is None or self._pid != os.getpid():
             self._zip = open_zip(self.path)
             self._pid = os.getpid()
         try:
             return self._zip.read(member)
         except (zipfile.BadZipFile, OSError, EOFError) as err:
-            raise ArchiveError(f"{self.path}: cannot read {member} ({err}); the zip is damaged, download it again") from None
+            raise ArchiveError(
+                f"{self.path}: cannot read {member} ({err}); the zip is damaged, download it again"
+            ) from None
 
 
 def extract_member(archive: Path, member_name: str, dest: Path) -> Path:
@@ -100,4 +103,3 @@ def extract_member(archive: Path, member_name: str, dest: Path) -> Path:
             shutil.copyfileobj(src, out, 1 << 20)
     tmp.replace(dest)
     return dest
-

@@ -56,7 +56,9 @@ def load_any(path: Path) -> dict:
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as err:
-        raise CheckpointError(f"{path} is not a PyTorch checkpoint or it is damaged ({str(err).splitlines()[0]})") from None
+        raise CheckpointError(
+            f"{path} is not a PyTorch checkpoint or it is damaged ({str(err).splitlines()[0]})"
+        ) from None
     if not isinstance(data, dict):
         raise CheckpointError(f"{path} holds a {type(data).__name__}, not a checkpoint dict")
     return data
@@ -66,8 +68,10 @@ def load(path: Path) -> dict:
     """Load one of this pipeline's checkpoints, with a clear error for anything else."""
     data = load_any(path)
     if data.get("format") != FORMAT:
-        raise CheckpointError(f"{path} was not written by this pipeline (no format {FORMAT!r}); "
-                              f"to start training from its weights, use train.init_from")
+        raise CheckpointError(
+            f"{path} was not written by this pipeline (no format {FORMAT!r}); "
+            f"to start training from its weights, use train.init_from"
+        )
     return data
 
 
@@ -82,8 +86,10 @@ def build_model(ckpt: dict) -> nn.Module:
     try:
         model.load_state_dict(ckpt["state_dict"])
     except RuntimeError as err:
-        raise CheckpointError(f"the checkpoint's weights do not fit the {ckpt['model']['arch']} it describes "
-                              f"({str(err).splitlines()[1].strip()}); the file is damaged or was edited") from None
+        raise CheckpointError(
+            f"the checkpoint's weights do not fit the {ckpt['model']['arch']} it describes "
+            f"({str(err).splitlines()[1].strip()}); the file is damaged or was edited"
+        ) from None
     return model.eval()
 
 

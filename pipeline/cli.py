@@ -1,10 +1,10 @@
 """The `carvana` command: the pipeline's functions for use outside `dvc repro`.
 
-    carvana train [-e E] [-b B] [-l LR] [-f LOAD] [-s SCALE] [-v VAL] [--amp]   the seed's training flags
-    carvana predict -m MODEL -i a.jpg b.jpg [-o a.png b.png] [--viz] [--no-save] [-t 0.5] [-s 0.5] [--rle]
-    carvana export [-m MODEL] [-o OUT.onnx]   ONNX with dynamic batch, height and width
-    carvana masks [-p data/predictions] [-o DIR] [-t 0.5]   index and colour PNGs of the predictions
-    carvana submissions [-c SLUG] [--wait]   list your Kaggle submissions and their scores
+carvana train [-e E] [-b B] [-l LR] [-f LOAD] [-s SCALE] [-v VAL] [--amp]   the seed's training flags
+carvana predict -m MODEL -i a.jpg b.jpg [-o a.png b.png] [--viz] [--no-save] [-t 0.5] [-s 0.5] [--rle]
+carvana export [-m MODEL] [-o OUT.onnx]   ONNX with dynamic batch, height and width
+carvana masks [-p data/predictions] [-o DIR] [-t 0.5]   index and colour PNGs of the predictions
+carvana submissions [-c SLUG] [--wait]   list your Kaggle submissions and their scores
 """
 
 from __future__ import annotations
@@ -33,8 +33,10 @@ def _submissions(args: argparse.Namespace) -> None:
         return
     print(f"{'ref':>10}  {'date':20}  {'status':8}  {'public':>8}  {'private':>8}  description")
     for r in rows:
-        print(f"{r['ref']:>10}  {r['date'][:19]:20}  {r['status']:8}  {r['public_score']:>8}  "
-              f"{r['private_score']:>8}  {r['description']}")
+        print(
+            f"{r['ref']:>10}  {r['date'][:19]:20}  {r['status']:8}  {r['public_score']:>8}  "
+            f"{r['private_score']:>8}  {r['description']}"
+        )
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -43,8 +45,14 @@ def _train(args: argparse.Namespace) -> None:
     from pipeline.errors import UserError
 
     p = params.load("download", "split", "train", path=args.params)
-    flags = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.learning_rate,
-             "init_from": args.load, "scale": args.scale, "amp": True if args.amp else None}
+    flags = {
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "lr": args.learning_rate,
+        "init_from": args.load,
+        "scale": args.scale,
+        "amp": True if args.amp else None,
+    }
     t = dataclasses.replace(p["train"], **{k: v for k, v in flags.items() if v is not None})
     t.check("train")
     if args.validation is not None and not 0 < args.validation < 100:
@@ -52,16 +60,26 @@ def _train(args: argparse.Namespace) -> None:
     comp = competition.open_competition(args.data, p["download"].hq)
     names = data.class_names(args.data)
     if args.classes is not None and args.classes != data.output_channels(names):
-        raise UserError(f"--classes {args.classes} does not match the data in {args.data}: it has {len(names)} classes "
-                        f"({', '.join(names)}), which the model predicts with {data.output_channels(names)} output "
-                        f"channel(s)")
+        raise UserError(
+            f"--classes {args.classes} does not match the data in {args.data}: it has {len(names)} classes "
+            f"({', '.join(names)}), which the model predicts with {data.output_channels(names)} output "
+            f"channel(s)"
+        )
     masks = competition.read_csv(args.data / competition.TRAIN_MASKS_CSV, ("img", "rle_mask"))
     shape = competition.image_size(comp, masks["img"].iloc[0])
     folds = max(2, round(100 / args.validation)) if args.validation else p["split"].folds
-    table = split.make_folds(masks["img"].tolist(), split.mask_areas(masks, shape), folds=folds,
-                             seed=p["split"].seed, stratify=p["split"].stratify, group=p["split"].group)
-    print(f"{len(table)} images, {(table['fold'] == 0).sum()} of them held out for validation "
-          f"(1 fold of {folds}, grouped by {p['split'].group})")
+    table = split.make_folds(
+        masks["img"].tolist(),
+        split.mask_areas(masks, shape),
+        folds=folds,
+        seed=p["split"].seed,
+        stratify=p["split"].stratify,
+        group=p["split"].group,
+    )
+    print(
+        f"{len(table)} images, {(table['fold'] == 0).sum()} of them held out for validation "
+        f"(1 fold of {folds}, grouped by {p['split'].group})"
+    )
     from dvclive import Live
 
     with Live(str(args.out / "dvclive"), dvcyaml=None, save_dvc_exp=False, report=None) as live:
@@ -161,15 +179,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="carvana", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    t = sub.add_parser("train", help="train a model with the seed's flags (the train stage's code)",
-                       description="Train the UNet on images and target masks. Unset flags come from params.yaml.")
+    t = sub.add_parser(
+        "train",
+        help="train a model with the seed's flags (the train stage's code)",
+        description="Train the UNet on images and target masks. Unset flags come from params.yaml.",
+    )
     t.add_argument("--epochs", "-e", type=int, metavar="E", help="number of epochs")
     t.add_argument("--batch-size", "-b", type=int, metavar="B", help="batch size")
     t.add_argument("--learning-rate", "-l", type=float, metavar="LR", help="learning rate")
     t.add_argument("--load", "-f", metavar="LOAD", help="start from the weights of a .pt/.pth file")
     t.add_argument("--scale", "-s", type=float, metavar="SCALE", help="downscaling factor of the images")
-    t.add_argument("--validation", "-v", type=float, metavar="VAL",
-                   help="percent of the data (whole cars) used as validation (default: 1 fold of split.folds)")
+    t.add_argument(
+        "--validation",
+        "-v",
+        type=float,
+        metavar="VAL",
+        help="percent of the data (whole cars) used as validation (default: 1 fold of split.folds)",
+    )
     t.add_argument("--amp", action="store_true", help="use mixed precision (on CUDA)")
     t.add_argument("--classes", "-c", type=int, help="output classes; must match the data (1 for Carvana)")
     t.add_argument("--data", type=Path, default=Path("data/raw"), help="competition folder (default %(default)s)")
@@ -177,16 +203,23 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file (default %(default)s)")
     t.set_defaults(func=_train)
 
-    pr = sub.add_parser("predict", help="predict masks of images with a trained model",
-                        description="Predict masks from input images")
-    pr.add_argument("--model", "-m", default="models/fold0/best.pt", metavar="FILE",
-                    help="checkpoint to use (default %(default)s)")
+    pr = sub.add_parser(
+        "predict", help="predict masks of images with a trained model", description="Predict masks from input images"
+    )
+    pr.add_argument(
+        "--model", "-m", default="models/fold0/best.pt", metavar="FILE", help="checkpoint to use (default %(default)s)"
+    )
     pr.add_argument("--input", "-i", nargs="+", required=True, metavar="INPUT", help="filenames of input images")
     pr.add_argument("--output", "-o", nargs="+", metavar="OUTPUT", help="filenames of output masks")
     pr.add_argument("--viz", "-v", action="store_true", help="also write an overlay picture <output>_viz.png")
     pr.add_argument("--no-save", "-n", action="store_true", help="do not save the output masks")
-    pr.add_argument("--mask-threshold", "-t", type=float, default=0.5,
-                    help="minimum probability for a mask pixel (default %(default)s)")
+    pr.add_argument(
+        "--mask-threshold",
+        "-t",
+        type=float,
+        default=0.5,
+        help="minimum probability for a mask pixel (default %(default)s)",
+    )
     pr.add_argument("--scale", "-s", type=float, help="scale factor for the input images (default: the model's)")
     pr.add_argument("--rle", action="store_true", help="print img,rle_mask lines (Carvana's run-length encoding)")
     pr.add_argument("--tta", action="store_true", help="average with the horizontally flipped prediction")

@@ -156,14 +156,17 @@ def verify(root: Path, hq: bool, competition: str) -> dict[str, int]:
         for key, have in (("train", len(train)), ("test", len(test))):
             want = CARVANA_COUNTS[key]
             if have != want:
-                problems.append(f"{names[key]} holds {have} images; Carvana has {want} (for a subset of the "
-                                f"data, set download.competition to another name)")
+                problems.append(
+                    f"{names[key]} holds {have} images; Carvana has {want} (for a subset of the "
+                    f"data, set download.competition to another name)"
+                )
         if len(mask_stems) != CARVANA_COUNTS["train"]:
             problems.append(f"{names['masks']} holds {len(mask_stems)} masks; Carvana has {CARVANA_COUNTS['train']}")
 
     if problems:
         raise CompetitionError(
-            f"{root} is incomplete or inconsistent:\n  - " + "\n  - ".join(problems)
+            f"{root} is incomplete or inconsistent:\n  - "
+            + "\n  - ".join(problems)
             + "\nDelete the files named above and run `dvc repro download` to fetch them again."
         )
     return {"train": len(train), "test": len(test)}

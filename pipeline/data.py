@@ -45,8 +45,13 @@ class Preprocess:
         return Preprocess(size, tuple(original), channels, MEAN[channels], STD[channels])
 
     def to_dict(self) -> dict:
-        return {"size": list(self.size), "original": list(self.original), "channels": self.channels,
-                "mean": list(self.mean), "std": list(self.std)}
+        return {
+            "size": list(self.size),
+            "original": list(self.original),
+            "channels": self.channels,
+            "mean": list(self.mean),
+            "std": list(self.std),
+        }
 
     @staticmethod
     def from_dict(d: dict) -> "Preprocess":
@@ -81,8 +86,15 @@ def output_channels(names: list[str]) -> int:
 class TrainDataset(Dataset):
     """(image (C, H, W), mask (H, W) uint8) at the model size, augmented when `augment` is given."""
 
-    def __init__(self, comp: Competition, names: list[str], pre: Preprocess, classes: int,
-                 augment: AugmentParams | None = None, seed: int = 0):
+    def __init__(
+        self,
+        comp: Competition,
+        names: list[str],
+        pre: Preprocess,
+        classes: int,
+        augment: AugmentParams | None = None,
+        seed: int = 0,
+    ):
         self.comp, self.names, self.pre, self.classes = comp, list(names), pre, classes
         self.augment, self.seed, self.epoch = augment, seed, 0
 
@@ -96,8 +108,13 @@ class TrainDataset(Dataset):
         """(image (C, H, W) in [0, 1] at the model size, mask at the model size or the original size)."""
         name = self.names[index]
         array, original = decode_image(self.comp.train.read(name), name, self.pre.channels, self.pre.size)
-        mask = decode_mask(self.comp.read_mask(name), self.comp.mask_of.get(name, name), self.classes,
-                           expected=original, size=None if full_mask else self.pre.size)
+        mask = decode_mask(
+            self.comp.read_mask(name),
+            self.comp.mask_of.get(name, name),
+            self.classes,
+            expected=original,
+            size=None if full_mask else self.pre.size,
+        )
         return torch.from_numpy(array).permute(2, 0, 1).contiguous(), mask
 
     def __getitem__(self, index: int):
@@ -138,4 +155,9 @@ class ImageDataset(Dataset):
             arr, original = decode_pixels(self.archive.read(name), name, self.pre.channels, self.pre.size)
             return torch.from_numpy(arr).permute(2, 0, 1), index, torch.tensor(original), ""
         except UserError as err:
-            return torch.zeros(self.pre.channels, *self.pre.size, dtype=torch.uint8), index, torch.tensor([0, 0]), str(err)
+            return (
+                torch.zeros(self.pre.channels, *self.pre.size, dtype=torch.uint8),
+                index,
+                torch.tensor([0, 0]),
+                str(err),
+            )

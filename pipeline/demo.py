@@ -78,7 +78,9 @@ def make_car(rng: np.random.Generator) -> Car:
     clearance = rng.uniform(0.30, 0.36) if kind == "suv" else rng.uniform(0.18, 0.24)
     belt = clearance + (rng.uniform(0.62, 0.72) if kind == "suv" else rng.uniform(0.58, 0.66))
     tail = {"sedan": rng.uniform(0.85, 1.05), "hatch": rng.uniform(0.12, 0.22), "suv": rng.uniform(0.10, 0.20)}[kind]
-    rear_slant = {"sedan": rng.uniform(0.45, 0.6), "hatch": rng.uniform(0.35, 0.5), "suv": rng.uniform(0.08, 0.18)}[kind]
+    rear_slant = {"sedan": rng.uniform(0.45, 0.6), "hatch": rng.uniform(0.35, 0.5), "suv": rng.uniform(0.08, 0.18)}[
+        kind
+    ]
     return Car(
         car_id="".join(rng.choice(list("0123456789abcdef"), 12)),
         kind=kind,
@@ -142,8 +144,15 @@ def build_parts(car: Car) -> dict[str, list[Face]]:
     trunk = zb - 0.04 if car.tail_len > 0.5 else zb
     # lower body: a convex side profile (x, z), rear-bottom first, counter-clockwise seen from +y
     profile = [
-        (-L / 2, zc + 0.12), (-L / 2 + 0.12, zc), (L / 2 - 0.16, zc), (L / 2, zc + 0.16),
-        (L / 2, zh - 0.12), (L / 2 - 0.14, zh), (xf, zb), (xr, zb), (-L / 2 + 0.06, trunk),
+        (-L / 2, zc + 0.12),
+        (-L / 2 + 0.12, zc),
+        (L / 2 - 0.16, zc),
+        (L / 2, zc + 0.16),
+        (L / 2, zh - 0.12),
+        (L / 2 - 0.14, zh),
+        (xf, zb),
+        (xr, zb),
+        (-L / 2 + 0.06, trunk),
         (-L / 2, trunk - 0.1),
     ]
     grille = (30, 30, 32)
@@ -174,10 +183,24 @@ def build_parts(car: Car) -> dict[str, list[Face]]:
     b_half, r_half = half - 0.04, half - 0.2
     xf2, xr2 = xf - car.screen_slant, xr + car.rear_slant
     zr = car.roof
-    bottom = {k: np.array(v, dtype=float) for k, v in {
-        "rl": (xr, b_half, zb), "fl": (xf, b_half, zb), "fr": (xf, -b_half, zb), "rr": (xr, -b_half, zb)}.items()}
-    top = {k: np.array(v, dtype=float) for k, v in {
-        "rl": (xr2, r_half, zr), "fl": (xf2, r_half, zr), "fr": (xf2, -r_half, zr), "rr": (xr2, -r_half, zr)}.items()}
+    bottom = {
+        k: np.array(v, dtype=float)
+        for k, v in {
+            "rl": (xr, b_half, zb),
+            "fl": (xf, b_half, zb),
+            "fr": (xf, -b_half, zb),
+            "rr": (xr, -b_half, zb),
+        }.items()
+    }
+    top = {
+        k: np.array(v, dtype=float)
+        for k, v in {
+            "rl": (xr2, r_half, zr),
+            "fl": (xf2, r_half, zr),
+            "fr": (xf2, -r_half, zr),
+            "rr": (xr2, -r_half, zr),
+        }.items()
+    }
     screen = _quad(bottom["fl"], bottom["fr"], top["fr"], top["fl"])
     rear = _quad(bottom["rr"], bottom["rl"], top["rl"], top["rr"])
     left = _quad(bottom["rl"], bottom["fl"], top["fl"], top["rl"])
@@ -186,12 +209,24 @@ def build_parts(car: Car) -> dict[str, list[Face]]:
     cabin = [
         Face(screen, body_rgb, 1, decals=(Face(_inset(screen, 0.1), glass, 2, shiny=1.0),)),
         Face(rear, body_rgb, 1, decals=(Face(_inset(rear, 0.12), glass, 2, shiny=1.0),)),
-        Face(left, body_rgb, 1, decals=(
-            Face(_on_face(left, 0.06, split - 0.02, 0.1, 0.86), glass, 2, shiny=1.0),
-            Face(_on_face(left, split + 0.02, 0.94, 0.1, 0.86), glass, 2, shiny=1.0))),
-        Face(right, body_rgb, 1, decals=(
-            Face(_on_face(right, 0.06, 1 - split - 0.02, 0.1, 0.86), glass, 2, shiny=1.0),
-            Face(_on_face(right, 1 - split + 0.02, 0.94, 0.1, 0.86), glass, 2, shiny=1.0))),
+        Face(
+            left,
+            body_rgb,
+            1,
+            decals=(
+                Face(_on_face(left, 0.06, split - 0.02, 0.1, 0.86), glass, 2, shiny=1.0),
+                Face(_on_face(left, split + 0.02, 0.94, 0.1, 0.86), glass, 2, shiny=1.0),
+            ),
+        ),
+        Face(
+            right,
+            body_rgb,
+            1,
+            decals=(
+                Face(_on_face(right, 0.06, 1 - split - 0.02, 0.1, 0.86), glass, 2, shiny=1.0),
+                Face(_on_face(right, 1 - split + 0.02, 0.94, 0.1, 0.86), glass, 2, shiny=1.0),
+            ),
+        ),
         Face(_quad(top["rl"], top["rr"], top["fr"], top["fl"]), body_rgb, 1, shiny=0.8),
     ]
 
@@ -207,9 +242,15 @@ def build_parts(car: Car) -> dict[str, list[Face]]:
             outer[:, 1], inner[:, 1] = y_out, y_in
             centre = np.array([x, y_out, r])
             faces = [
-                Face(outer, tyre, 3, decals=(
-                    Face(centre + (outer - centre) * 0.64, rim, 3, shiny=0.7),
-                    Face(centre + (outer - centre) * 0.22, hub, 3))),
+                Face(
+                    outer,
+                    tyre,
+                    3,
+                    decals=(
+                        Face(centre + (outer - centre) * 0.64, rim, 3, shiny=0.7),
+                        Face(centre + (outer - centre) * 0.22, hub, 3),
+                    ),
+                ),
                 Face(inner, tyre, 3),
             ]
             for i in range(len(angles)):
@@ -272,8 +313,10 @@ def _studio(width: int, height: int) -> tuple[Image.Image, Image.Image]:
     floor = np.asarray(layer, dtype=np.float32) / 255.0
     grey = light - 30 * floor - 8 * floor * rows
     rgb = np.stack([grey, grey, grey * 1.015], axis=2)
-    return (Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8)),
-            Image.fromarray(np.clip(rgb * 0.45, 0, 255).astype(np.uint8)))
+    return (
+        Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8)),
+        Image.fromarray(np.clip(rgb * 0.45, 0, 255).astype(np.uint8)),
+    )
 
 
 def render(car: Car, view: int, width: int, height: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -286,8 +329,17 @@ def render(car: Car, view: int, width: int, height: int, rng: np.random.Generato
 
     # soft contact shadow: the footprint on the floor, blurred at low resolution
     L, W = car.length, car.width
-    foot = np.array([(-L / 2 - 0.15, -W / 2 - 0.1, 0), (L / 2 + 0.15, -W / 2 - 0.1, 0),
-                     (L / 2 + 0.15, W / 2 + 0.1, 0), (-L / 2 - 0.15, W / 2 + 0.1, 0)]) @ rot.T
+    foot = (
+        np.array(
+            [
+                (-L / 2 - 0.15, -W / 2 - 0.1, 0),
+                (L / 2 + 0.15, -W / 2 - 0.1, 0),
+                (L / 2 + 0.15, W / 2 + 0.1, 0),
+                (-L / 2 - 0.15, W / 2 + 0.1, 0),
+            ]
+        )
+        @ rot.T
+    )
     small = (max(width // 8, 8), max(height // 8, 8))
     shadow = Image.new("L", small, 0)
     ImageDraw.Draw(shadow).polygon([tuple(p) for p in camera.project(foot) * (small[0] / width)], fill=255)
@@ -313,8 +365,12 @@ def render(car: Car, view: int, width: int, height: int, rng: np.random.Generato
         if name == "body" and facing_side:  # dark wheel arches, seen on the near side
             for x in (car.wheelbase / 2, -car.wheelbase / 2):
                 r = car.wheel_radius * 1.12
-                arch = np.array([(x + r * math.cos(a), near_side * W / 2, car.wheel_radius + r * math.sin(a))
-                                 for a in np.linspace(0, math.pi, 12)])
+                arch = np.array(
+                    [
+                        (x + r * math.cos(a), near_side * W / 2, car.wheel_radius + r * math.sin(a))
+                        for a in np.linspace(0, math.pi, 12)
+                    ]
+                )
                 faces = faces + [Face(arch, (18, 18, 20), 1)]
         for face in faces:
             _draw_face(face, centre, rot, camera, cam_in_car, light, draw, draw_mask)
@@ -396,8 +452,18 @@ def _zip_entry(archive: zipfile.ZipFile, name: str, data: bytes) -> None:
     archive.writestr(info, data)
 
 
-def generate(out_dir: Path, truth_dir: Path, *, seed: int, train_cars: int, test_cars: int,
-             width: int, height: int, multiclass: bool = False, jobs: int = -1) -> dict[str, int]:
+def generate(
+    out_dir: Path,
+    truth_dir: Path,
+    *,
+    seed: int,
+    train_cars: int,
+    test_cars: int,
+    width: int,
+    height: int,
+    multiclass: bool = False,
+    jobs: int = -1,
+) -> dict[str, int]:
     """Write the demo competition into `out_dir` and its test truth into `truth_dir`.
 
     Returns the number of train and test images. The same arguments give byte-identical files.
@@ -407,15 +473,19 @@ def generate(out_dir: Path, truth_dir: Path, *, seed: int, train_cars: int, test
 
     out_dir.mkdir(parents=True, exist_ok=True)
     truth_dir.mkdir(parents=True, exist_ok=True)
-    cars = {0: [make_car(np.random.default_rng([seed, 0, i])) for i in range(train_cars)],
-            1: [make_car(np.random.default_rng([seed, 1, i])) for i in range(test_cars)]}
+    cars = {
+        0: [make_car(np.random.default_rng([seed, 0, i])) for i in range(train_cars)],
+        1: [make_car(np.random.default_rng([seed, 1, i])) for i in range(test_cars)],
+    }
     jobs_list = [(split, i, v) for split in (0, 1) for i in range(len(cars[split])) for v in range(1, VIEWS + 1)]
     mask_ext = "png" if multiclass else "gif"
     tmp = {n: out_dir / f".{n}.tmp" for n in ("train.zip", "train_masks.zip", "test.zip")}
     train_rows, test_rows = [], []
-    with zipfile.ZipFile(tmp["train.zip"], "w") as z_train, \
-            zipfile.ZipFile(tmp["train_masks.zip"], "w") as z_masks, \
-            zipfile.ZipFile(tmp["test.zip"], "w") as z_test:
+    with (
+        zipfile.ZipFile(tmp["train.zip"], "w") as z_train,
+        zipfile.ZipFile(tmp["train_masks.zip"], "w") as z_masks,
+        zipfile.ZipFile(tmp["test.zip"], "w") as z_test,
+    ):
         results = Parallel(n_jobs=jobs, return_as="generator")(
             delayed(_render_job)(seed, split, i, v, width, height, multiclass) for split, i, v in jobs_list
         )

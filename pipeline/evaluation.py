@@ -90,8 +90,17 @@ def _collate(batch):
     return torch.stack(images), list(full), torch.tensor(index)
 
 
-def evaluate_folds(comp: Competition, table: pd.DataFrame, models: Path, folds: list[int], *, batch_size: int,
-                   workers: int, tta: bool, device: torch.device) -> tuple[Scoreboard, dict[str, int]]:
+def evaluate_folds(
+    comp: Competition,
+    table: pd.DataFrame,
+    models: Path,
+    folds: list[int],
+    *,
+    batch_size: int,
+    workers: int,
+    tta: bool,
+    device: torch.device,
+) -> tuple[Scoreboard, dict[str, int]]:
     """Score each fold's best model on its own validation images (out-of-fold when every fold is trained)."""
     board, fold_of = None, {}
     for fold in folds:
@@ -101,8 +110,12 @@ def evaluate_folds(comp: Competition, table: pd.DataFrame, models: Path, folds: 
         classes = ckpt["model"]["classes"]
         board = board or Scoreboard(classes)
         names = table.loc[table["fold"] == fold, "img"].tolist()
-        loader = DataLoader(ValidationDataset(comp, names, pre, classes), batch_size=batch_size,
-                            num_workers=workers, collate_fn=_collate)
+        loader = DataLoader(
+            ValidationDataset(comp, names, pre, classes),
+            batch_size=batch_size,
+            num_workers=workers,
+            collate_fn=_collate,
+        )
         for x, full, index in loader:
             probs = probabilities([model], x.to(device), tta).cpu()
             for i, j in enumerate(index.tolist()):
@@ -111,8 +124,15 @@ def evaluate_folds(comp: Competition, table: pd.DataFrame, models: Path, folds: 
     return board, fold_of
 
 
-def pictures(best: Path, comp: Competition, names: list[str], threshold: float, device: torch.device,
-             tta: bool = False, scores: dict[str, float] | None = None) -> list[tuple[str, Image.Image]]:
+def pictures(
+    best: Path,
+    comp: Competition,
+    names: list[str],
+    threshold: float,
+    device: torch.device,
+    tta: bool = False,
+    scores: dict[str, float] | None = None,
+) -> list[tuple[str, Image.Image]]:
     """(name, picture) of train images predicted by a model: hits green, misses blue, extra pixels red."""
     ckpt = checkpoint.load(best)
     model = checkpoint.build_model(ckpt).to(device)

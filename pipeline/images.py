@@ -31,8 +31,10 @@ def _open(data: bytes, name: str, draft_to: Size | None = None, mode: str = "RGB
         img.load()
         return img, original
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
-        raise ImageError(f"{name} is not a readable image ({err}); the file is corrupt or truncated: "
-                         f"replace it (for Kaggle's data, delete the zip and run `dvc repro download`)") from None
+        raise ImageError(
+            f"{name} is not a readable image ({err}); the file is corrupt or truncated: "
+            f"replace it (for Kaggle's data, delete the zip and run `dvc repro download`)"
+        ) from None
 
 
 GRAY_MODES = ("L", "I", "I;16", "I;16B", "I;16L", "F", "1")
@@ -48,8 +50,10 @@ def pixels(img: Image.Image, channels: int, name: str) -> np.ndarray:
     """(H, W, C) uint8 for 8-bit images; float32 in [0, 1] for 16-bit or float grayscale."""
     have = 1 if img.mode in GRAY_MODES else 3
     if have != channels:
-        raise ImageError(f"{name} has {have} channel(s) ({img.mode}) but the model takes {channels}; "
-                         f"convert the image or train a model on such images")
+        raise ImageError(
+            f"{name} has {have} channel(s) ({img.mode}) but the model takes {channels}; "
+            f"convert the image or train a model on such images"
+        )
     if channels == 3:
         return np.array(img.convert("RGB"))  # a writable copy, for torch.from_numpy
     if img.mode in ("L", "1"):
@@ -79,7 +83,9 @@ def decode_image(data: bytes, name: str, channels: int, size: Size | None = None
     return unit(arr), original
 
 
-def decode_mask(data: bytes, name: str, classes: int, expected: Size | None = None, size: Size | None = None) -> np.ndarray:
+def decode_mask(
+    data: bytes, name: str, classes: int, expected: Size | None = None, size: Size | None = None
+) -> np.ndarray:
     """Decode a class-index mask to uint8 (H, W), checked against the image size and class count.
 
     `classes` is the model's output count: 1 for a binary (sigmoid) mask with values 0/1, N >= 2 for
@@ -87,11 +93,15 @@ def decode_mask(data: bytes, name: str, classes: int, expected: Size | None = No
     """
     img, _ = _open(data, name)
     if img.mode in ("RGB", "RGBA", "CMYK", "YCbCr", "LAB", "HSV"):
-        raise ImageError(f"{name} is a colour ({img.mode}) mask; masks must hold class indices (0/1 for Carvana). "
-                         f"Import colour-coded masks with download.local.mask_values: colors")
+        raise ImageError(
+            f"{name} is a colour ({img.mode}) mask; masks must hold class indices (0/1 for Carvana). "
+            f"Import colour-coded masks with download.local.mask_values: colors"
+        )
     if expected is not None and (img.height, img.width) != expected:
-        raise ImageError(f"{name} is {img.width}x{img.height} but its image is {expected[1]}x{expected[0]}; "
-                         f"a mask must have its image's size")
+        raise ImageError(
+            f"{name} is {img.width}x{img.height} but its image is {expected[1]}x{expected[0]}; "
+            f"a mask must have its image's size"
+        )
     arr = np.array(img.convert("L") if img.mode == "1" else img)  # a writable copy
     if arr.dtype != np.uint8:
         arr = arr.astype(np.int64)
@@ -100,10 +110,14 @@ def decode_mask(data: bytes, name: str, classes: int, expected: Size | None = No
     if top >= limit:
         values = np.unique(arr)
         if classes == 1 and set(values.tolist()) <= {0, 255}:
-            raise ImageError(f"{name} holds 0/255; the pipeline's binary masks are 0/1 (Carvana's GIFs). "
-                             f"Import such masks with download.local.mask_values: binary, which maps 255 to 1")
-        raise ImageError(f"{name} holds class {top} but the data has {limit} classes (0..{limit - 1}); "
-                         f"check the mask or the class list")
+            raise ImageError(
+                f"{name} holds 0/255; the pipeline's binary masks are 0/1 (Carvana's GIFs). "
+                f"Import such masks with download.local.mask_values: binary, which maps 255 to 1"
+            )
+        raise ImageError(
+            f"{name} holds class {top} but the data has {limit} classes (0..{limit - 1}); "
+            f"check the mask or the class list"
+        )
     arr = arr.astype(np.uint8, copy=False)
     return arr if size is None else resize_mask(arr, size)
 

@@ -21,7 +21,9 @@ def to_probs(logits: torch.Tensor) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def probabilities(models: Sequence[nn.Module], x: torch.Tensor, tta: bool = False, autocast=nullcontext) -> torch.Tensor:
+def probabilities(
+    models: Sequence[nn.Module], x: torch.Tensor, tta: bool = False, autocast=nullcontext
+) -> torch.Tensor:
     """Mean probabilities (N, C, H, W) of `models` on a normalised batch, over flips when `tta`."""
     total = None
     passes = 0

@@ -57,7 +57,9 @@ def has_credentials() -> bool:
             raise KaggleError(f"{kaggle_json} is not valid JSON; download a new token from Kaggle > Settings") from None
         if data.get("username") and data.get("key"):
             return True
-    return any((Path.home() / ".kaggle" / n).is_file() for n in ("access_token", "access_token.txt", "credentials.json"))
+    return any(
+        (Path.home() / ".kaggle" / n).is_file() for n in ("access_token", "access_token.txt", "credentials.json")
+    )
 
 
 def connect():
@@ -76,8 +78,6 @@ def connect():
 
 
 def _explain(err: Exception, competition: str, action: str) -> KaggleError:
-    import requests
-
     response = getattr(err, "response", None)
     status = getattr(response, "status_code", None)
     text = str(err)
@@ -116,8 +116,12 @@ def _network_errors() -> tuple[type[Exception], ...]:
     import requests
     import urllib3
 
-    return (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
-            urllib3.exceptions.HTTPError)
+    return (
+        requests.ConnectionError,
+        requests.Timeout,
+        requests.exceptions.ChunkedEncodingError,
+        urllib3.exceptions.HTTPError,
+    )
 
 
 def call(fn: Callable[[], T], competition: str, action: str, delays: tuple[float, ...] = RETRY_DELAYS) -> T:
@@ -141,8 +145,11 @@ def list_files(api, competition: str) -> dict[str, int]:
     files: dict[str, int] = {}
     token = None
     while True:
-        page = call(lambda: api.competition_list_files(competition, page_token=token, page_size=200),
-                    competition, "list the competition's files")
+        page = call(
+            lambda: api.competition_list_files(competition, page_token=token, page_size=200),
+            competition,
+            "list the competition's files",
+        )
         for f in page.files:
             files[f.name] = int(f.total_bytes or 0)
         token = page.next_page_token
@@ -162,8 +169,8 @@ def download(competition: str, names: list[str], dest: Path, delays: tuple[float
     absent = [n for n in names if n not in listing]
     if absent:
         raise KaggleError(
-            f"competition {competition!r} has no file {absent[0]}; it serves: {', '.join(sorted(listing)) or 'nothing'}. "
-            f"Is download.competition right?"
+            f"competition {competition!r} has no file {absent[0]}; it serves: "
+            f"{', '.join(sorted(listing)) or 'nothing'}. Is download.competition right?"
         )
     dest.mkdir(parents=True, exist_ok=True)
     todo = [n for n in names if not is_complete(dest / n, listing[n])]
@@ -180,8 +187,12 @@ def download(competition: str, names: list[str], dest: Path, delays: tuple[float
     for name in todo:
         path = dest / name
         try:
-            call(lambda: api.competition_download_file(competition, name, path=str(dest), quiet=False),
-                 competition, f"download {name}", delays)
+            call(
+                lambda: api.competition_download_file(competition, name, path=str(dest), quiet=False),
+                competition,
+                f"download {name}",
+                delays,
+            )
         except OSError as err:
             if err.errno == errno.ENOSPC:
                 raise KaggleError(f"disk full while writing {path}; free some space and run again to resume") from None
@@ -199,8 +210,12 @@ def download(competition: str, names: list[str], dest: Path, delays: tuple[float
 def submit(competition: str, path: Path, message: str) -> dict:
     """Upload a submission file; returns {'ref', 'message'} from Kaggle."""
     api = connect()
-    response = call(lambda: api.competition_submit(str(path), message, competition, quiet=True),
-                    competition, f"submit {path.name}", delays=())
+    response = call(
+        lambda: api.competition_submit(str(path), message, competition, quiet=True),
+        competition,
+        f"submit {path.name}",
+        delays=(),
+    )
     if not getattr(response, "ref", None):
         raise KaggleError(f"Kaggle did not accept {path}: {getattr(response, 'message', '') or 'upload failed'}")
     return {"ref": response.ref, "message": response.message}
@@ -213,13 +228,15 @@ def submissions(competition: str) -> list[dict]:
     out = []
     for s in rows or []:
         status = getattr(s.status, "name", str(s.status)).replace("SUBMISSION_STATUS_", "")
-        out.append({
-            "ref": s.ref,
-            "file": s.file_name,
-            "date": s.date.isoformat() if hasattr(s.date, "isoformat") else str(s.date or ""),
-            "description": s.description or "",
-            "status": status,
-            "public_score": s.public_score or "",
-            "private_score": s.private_score or "",
-        })
+        out.append(
+            {
+                "ref": s.ref,
+                "file": s.file_name,
+                "date": s.date.isoformat() if hasattr(s.date, "isoformat") else str(s.date or ""),
+                "description": s.description or "",
+                "status": status,
+                "public_score": s.public_score or "",
+                "private_score": s.private_score or "",
+            }
+        )
     return out

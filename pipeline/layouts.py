@@ -60,6 +60,7 @@ def _file(path: Path) -> Callable[[], tuple[bytes, Image.Image]]:
         except (OSError, SyntaxError) as err:
             raise LayoutError(f"{path} is not a readable image ({err})") from None
         return data, img
+
     return read
 
 
@@ -88,10 +89,14 @@ def folder_pairs(p: LocalParams) -> tuple[list[Item], list[Item]]:
     for image in _images_in(root / p.images):
         mask = masks.get(image.stem + p.mask_suffix)
         if mask is None:
-            raise LayoutError(f"{image} has no mask {image.stem}{p.mask_suffix}.* in {root / p.masks}; "
-                              f"check download.local.mask_suffix")
+            raise LayoutError(
+                f"{image} has no mask {image.stem}{p.mask_suffix}.* in {root / p.masks}; "
+                f"check download.local.mask_suffix"
+            )
         train.append(Item(_png_name(image), _file(image), _open_mask(mask), str(image), str(mask)))
-    test = [Item(_png_name(t), _file(t), None, str(t)) for t in _images_in(root / p.test_images)] if p.test_images else []
+    test = (
+        [Item(_png_name(t), _file(t), None, str(t)) for t in _images_in(root / p.test_images)] if p.test_images else []
+    )
     return train, test
 
 
@@ -107,7 +112,9 @@ def mindspore(p: LocalParams) -> tuple[list[Item], list[Item]]:
             train.append(Item(f"{sample.name}.png", _file(image), _open_mask(mask), str(image), str(mask)))
     if not train:
         raise LayoutError(f"{root} holds no <id>/image.png + <id>/mask.png folders")
-    test = [Item(_png_name(t), _file(t), None, str(t)) for t in _images_in(root / p.test_images)] if p.test_images else []
+    test = (
+        [Item(_png_name(t), _file(t), None, str(t)) for t in _images_in(root / p.test_images)] if p.test_images else []
+    )
     return train, test
 
 
@@ -122,21 +129,32 @@ def tiff_stack(p: LocalParams) -> tuple[list[Item], list[Item]]:
     root = Path(p.path)
     images, masks = _pages(root / p.images), _pages(root / p.masks)
     if len(images) != len(masks):
-        raise LayoutError(f"{root / p.images} has {len(images)} pages but {root / p.masks} has {len(masks)}; "
-                          f"every slice needs its label page")
+        raise LayoutError(
+            f"{root / p.images} has {len(images)} pages but {root / p.masks} has {len(masks)}; "
+            f"every slice needs its label page"
+        )
     stem = Path(p.images).stem
 
     def page(img):
         return lambda: (b"", img)
 
-    train = [Item(f"{stem}_{i:03d}.png", page(img), (lambda m=m: m), f"{root / p.images} page {i}",
-                  f"{root / p.masks} page {i}")
-             for i, (img, m) in enumerate(zip(images, masks))]
+    train = [
+        Item(
+            f"{stem}_{i:03d}.png",
+            page(img),
+            (lambda m=m: m),
+            f"{root / p.images} page {i}",
+            f"{root / p.masks} page {i}",
+        )
+        for i, (img, m) in enumerate(zip(images, masks))
+    ]
     test = []
     if p.test_images:
         tstem = Path(p.test_images).stem
-        test = [Item(f"{tstem}_{i:03d}.png", page(img), None, f"{root / p.test_images} page {i}")
-                for i, img in enumerate(_pages(root / p.test_images))]
+        test = [
+            Item(f"{tstem}_{i:03d}.png", page(img), None, f"{root / p.test_images} page {i}")
+            for i, img in enumerate(_pages(root / p.test_images))
+        ]
     return train, test
 
 
@@ -167,8 +185,9 @@ def to_index(mask: Image.Image, p: LocalParams, source: str) -> np.ndarray:
         for code in np.unique(codes):
             colour = (int(code >> 16) & 255, int(code >> 8) & 255, int(code) & 255)
             if colour not in table:
-                raise LayoutError(f"{source}: colour {list(colour)} is not in download.local.colors; add it "
-                                  f"(class id: [r, g, b])")
+                raise LayoutError(
+                    f"{source}: colour {list(colour)} is not in download.local.colors; add it (class id: [r, g, b])"
+                )
             out[codes == code] = table[colour]
         return out
     if mask.mode in ("RGB", "RGBA"):
@@ -177,8 +196,10 @@ def to_index(mask: Image.Image, p: LocalParams, source: str) -> np.ndarray:
     if p.mask_values == "binary":
         present = set(np.unique(values).tolist())
         if not (present <= {0, 1} or present <= {0, 255}):
-            raise LayoutError(f"{source} holds values {sorted(present)[:6]}: not a 0/1 or 0/255 mask; "
-                              f"use download.local.mask_values: index for class ids")
+            raise LayoutError(
+                f"{source} holds values {sorted(present)[:6]}: not a 0/1 or 0/255 mask; "
+                f"use download.local.mask_values: index for class ids"
+            )
         return (values > 0).astype(np.uint8)
     if values.max() > 255:
         raise LayoutError(f"{source} holds class {int(values.max())}; at most 256 classes are supported")
@@ -206,8 +227,9 @@ def import_folder(p: LocalParams, out: Path) -> None:
             data, size = _image_bytes(item)
             index = to_index(item.mask(), p, item.mask_source)
             if index.shape != size:
-                raise LayoutError(f"{item.source}: its mask is {index.shape[1]}x{index.shape[0]} but the image is "
-                                  f"{size[1]}x{size[0]}")
+                raise LayoutError(
+                    f"{item.source}: its mask is {index.shape[1]}x{index.shape[0]} but the image is {size[1]}x{size[0]}"
+                )
             top = max(top, int(index.max()))
             buf = io.BytesIO()
             Image.fromarray(index).save(buf, format="PNG")

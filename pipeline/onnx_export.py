@@ -43,10 +43,22 @@ def export(ckpt_path: Path, out: Path, opset: int = 18) -> Path:
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
-        torch.onnx.export(model, (x,), str(out), input_names=["image"], output_names=["logits"], opset_version=opset,
-                          dynamo=True, dynamic_shapes={"x": dims}, external_data=False)
+        torch.onnx.export(
+            model,
+            (x,),
+            str(out),
+            input_names=["image"],
+            output_names=["logits"],
+            opset_version=opset,
+            dynamo=True,
+            dynamic_shapes={"x": dims},
+            external_data=False,
+        )
     graph = onnx.load(str(out))
-    meta = {**{k: ckpt[k] for k in ("model", "preprocess", "class_names")}, "source_sha256": checkpoint.file_hash(ckpt_path)}
+    meta = {
+        **{k: ckpt[k] for k in ("model", "preprocess", "class_names")},
+        "source_sha256": checkpoint.file_hash(ckpt_path),
+    }
     graph.metadata_props.add(key=METADATA_KEY, value=json.dumps(meta))
     onnx.save(graph, str(out))
     return out
@@ -73,8 +85,10 @@ class OnnxModel:
             raise OnnxError(f"{path} is not a loadable ONNX model ({str(err).splitlines()[0]})") from None
         meta = self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
         if meta is None:
-            raise OnnxError(f"{path} was not exported by this pipeline (no {METADATA_KEY} metadata); "
-                            f"export a checkpoint with `carvana export`")
+            raise OnnxError(
+                f"{path} was not exported by this pipeline (no {METADATA_KEY} metadata); "
+                f"export a checkpoint with `carvana export`"
+            )
         self.meta = json.loads(meta)
         inputs = self.session.get_inputs()
         if len(inputs) != 1 or inputs[0].shape[1] != self.meta["model"]["in_channels"]:

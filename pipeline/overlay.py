@@ -6,11 +6,24 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 HIT, MISS, EXTRA = (40, 200, 80), (40, 110, 255), (255, 50, 50)  # true positive, false negative, false positive
-PALETTE = np.array([[0, 0, 0], [200, 30, 30], [40, 120, 220], [250, 200, 40], [250, 250, 250],
-                    [120, 60, 200], [30, 180, 160], [240, 120, 200]], dtype=np.uint8)
+PALETTE = np.array(
+    [
+        [0, 0, 0],
+        [200, 30, 30],
+        [40, 120, 220],
+        [250, 200, 40],
+        [250, 250, 250],
+        [120, 60, 200],
+        [30, 180, 160],
+        [240, 120, 200],
+    ],
+    dtype=np.uint8,
+)
 
 
-def compare(image: np.ndarray, pred: np.ndarray, truth: np.ndarray | None, caption: str = "", width: int = 960) -> Image.Image:
+def compare(
+    image: np.ndarray, pred: np.ndarray, truth: np.ndarray | None, caption: str = "", width: int = 960
+) -> Image.Image:
     """Blend hits (green), misses (blue) and extra pixels (red) over an RGB image, then shrink to `width`."""
     out = image.astype(np.float32)
     pred = pred.astype(bool)

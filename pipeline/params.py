@@ -90,9 +90,7 @@ def _build(cls: type, data: dict, prefix: str):
     unknown = sorted(set(data) - set(names))
     if unknown:
         where = f"{prefix}." if prefix else ""
-        raise ParamError(
-            f"unknown key {where}{unknown[0]} in params.yaml; known keys here: {', '.join(names)}"
-        )
+        raise ParamError(f"unknown key {where}{unknown[0]} in params.yaml; known keys here: {', '.join(names)}")
     missing = [n for n in names if n not in data]
     if missing:
         where = f"{prefix}." if prefix else ""
@@ -224,8 +222,16 @@ class AugmentParams:
     hue: float
 
     def check(self, key: str) -> None:
-        limits = {"hflip": 1.0, "shift": 0.5, "scale": 0.5, "rotate": 45.0, "brightness": 1.0, "contrast": 1.0,
-                  "saturation": 1.0, "hue": 0.5}
+        limits = {
+            "hflip": 1.0,
+            "shift": 0.5,
+            "scale": 0.5,
+            "rotate": 45.0,
+            "brightness": 1.0,
+            "contrast": 1.0,
+            "saturation": 1.0,
+            "hue": 0.5,
+        }
         for name, top in limits.items():
             value = getattr(self, name)
             require(0.0 <= value <= top, f"{key}.{name}", f"must be in 0..{top}, got {value}")
@@ -258,11 +264,17 @@ class TrainParams:
         require(self.batch_size >= 1, f"{key}.batch_size", f"must be at least 1, got {self.batch_size}")
         require(0.0 < self.lr < 1.0, f"{key}.lr", f"must be in (0, 1), got {self.lr}")
         require(self.weight_decay >= 0.0, f"{key}.weight_decay", f"must be >= 0, got {self.weight_decay}")
-        require(0.0 <= self.warmup_epochs < self.epochs, f"{key}.warmup_epochs",
-                f"must be in [0, train.epochs), got {self.warmup_epochs}")
+        require(
+            0.0 <= self.warmup_epochs < self.epochs,
+            f"{key}.warmup_epochs",
+            f"must be in [0, train.epochs), got {self.warmup_epochs}",
+        )
         require(self.grad_clip >= 0.0, f"{key}.grad_clip", f"must be >= 0 (0 turns it off), got {self.grad_clip}")
-        require(self.bce_weight >= 0 and self.dice_weight >= 0 and self.bce_weight + self.dice_weight > 0,
-                f"{key}.bce_weight/dice_weight", "must be >= 0 and not both 0")
+        require(
+            self.bce_weight >= 0 and self.dice_weight >= 0 and self.bce_weight + self.dice_weight > 0,
+            f"{key}.bce_weight/dice_weight",
+            "must be >= 0 and not both 0",
+        )
         require(self.workers >= 0, f"{key}.workers", f"must be >= 0, got {self.workers}")
         require(self.nproc >= 1, f"{key}.nproc", f"must be at least 1, got {self.nproc}")
 
@@ -278,8 +290,11 @@ class EvaluateParams:
     worst: int
 
     def check(self, key: str) -> None:
-        require(0.0 < self.threshold_min <= self.threshold_max < 1.0, f"{key}.threshold_min/threshold_max",
-                f"must satisfy 0 < min <= max < 1, got {self.threshold_min}, {self.threshold_max}")
+        require(
+            0.0 < self.threshold_min <= self.threshold_max < 1.0,
+            f"{key}.threshold_min/threshold_max",
+            f"must satisfy 0 < min <= max < 1, got {self.threshold_min}, {self.threshold_max}",
+        )
         require(self.worst >= 0, f"{key}.worst", f"must be >= 0, got {self.worst}")
 
 
@@ -307,7 +322,9 @@ class EncodeParams:
 
     def check(self, key: str) -> None:
         if self.threshold != "best":
-            require(0.0 < self.threshold < 1.0, f"{key}.threshold", f"must be in (0, 1) or 'best', got {self.threshold}")
+            require(
+                0.0 < self.threshold < 1.0, f"{key}.threshold", f"must be in (0, 1) or 'best', got {self.threshold}"
+            )
         require(self.jobs != 0, f"{key}.jobs", "must be a number of processes (-1: one per core), not 0")
 
 

@@ -5,8 +5,8 @@ is their bilinear interpolation (pixel centres aligned, edges clamped, as torch'
 computed in float32 by `upsample`; the pixel is the car when that value exceeds `cut(threshold)`.
 `mask_runs` gives the run-length encoding of exactly `upsample(...) > cut`, but computes the
 interpolation only inside the cells whose corners straddle the cut (the car's outline); everywhere
-else the answer is known from the corners. Because evaluate sweeps thresholds on these same values, the Dice it reports is the Dice the
-submission gets.
+else the answer is known from the corners. Because evaluate sweeps thresholds on these same values,
+the Dice it reports is the Dice the submission gets.
 """
 
 from __future__ import annotations
@@ -93,7 +93,9 @@ def _cell_edges(prob: np.ndarray, size: Size, threshold: float) -> np.ndarray:
     r_start, r_len = _runs_of(i0, i1, height)  # bands of rows
     g_start, g_len = _runs_of(j0, j1, width)  # groups of columns
     q = prob.astype(np.int16)
-    corners = [np.take(np.take(q, rows[r_start], axis=0), cols[g_start], axis=1) for rows in (i0, i1) for cols in (j0, j1)]
+    corners = [
+        np.take(np.take(q, rows[r_start], axis=0), cols[g_start], axis=1) for rows in (i0, i1) for cols in (j0, j1)
+    ]
     low, high = np.minimum.reduce(corners), np.maximum.reduce(corners)
     state = low > level  # (bands, groups): certain cells hold their value; the others are interpolated
     unsure = ~state & (high >= level)
@@ -108,8 +110,14 @@ def _cell_edges(prob: np.ndarray, size: Size, threshold: float) -> np.ndarray:
     y = np.repeat(seg_y, counts)
     x = np.repeat(g_start[seg_g] - offsets, counts) + np.arange(counts.sum())
     p = prob.astype(np.float32)
-    row0 = np.take(p.reshape(-1), i0[y] * p.shape[1] + j0[x]) * ay[y] + np.take(p.reshape(-1), i1[y] * p.shape[1] + j0[x]) * ty[y]
-    row1 = np.take(p.reshape(-1), i0[y] * p.shape[1] + j1[x]) * ay[y] + np.take(p.reshape(-1), i1[y] * p.shape[1] + j1[x]) * ty[y]
+    row0 = (
+        np.take(p.reshape(-1), i0[y] * p.shape[1] + j0[x]) * ay[y]
+        + np.take(p.reshape(-1), i1[y] * p.shape[1] + j0[x]) * ty[y]
+    )
+    row1 = (
+        np.take(p.reshape(-1), i0[y] * p.shape[1] + j1[x]) * ay[y]
+        + np.take(p.reshape(-1), i1[y] * p.shape[1] + j1[x]) * ty[y]
+    )
     values = row0 * ax[x] + row1 * tx[x] > level
     inner = np.flatnonzero(values[1:] != values[:-1]) + 1
     inner = inner[np.isin(inner, offsets, invert=True)]  # changes inside a segment
@@ -145,8 +153,12 @@ def _cell_edges(prob: np.ndarray, size: Size, threshold: float) -> np.ndarray:
         y[inner] * width + x[inner],
         seg_y[left] * width + g_start[seg_g[left]],
         seg_y[right] * width + g_start[seg_g[right] + 1],
-        (np.repeat(r_start[band_r], r_len[band_r]) + np.arange(r_len[band_r].sum())
-         - np.repeat(np.cumsum(r_len[band_r]) - r_len[band_r], r_len[band_r])) * width
+        (
+            np.repeat(r_start[band_r], r_len[band_r])
+            + np.arange(r_len[band_r].sum())
+            - np.repeat(np.cumsum(r_len[band_r]) - r_len[band_r], r_len[band_r])
+        )
+        * width
         + np.repeat(g_start[band_g + 1], r_len[band_r]),
         np.flatnonzero(certain_start) * width,
         np.asarray([height * width] if last[-1] else [], dtype=np.int64),

@@ -24,12 +24,12 @@ from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
 from pipeline import checkpoint, postprocess
-from pipeline.shards import MANIFEST, PredictionError, shard_name
 from pipeline.archive import ImageArchive
 from pipeline.data import ImageDataset, Preprocess
-from pipeline.errors import UserError
 from pipeline.images import ImageError
 from pipeline.inference import probabilities
+from pipeline.shards import MANIFEST, PredictionError, shard_name
+
 
 @dataclass
 class Ensemble:
@@ -63,20 +63,32 @@ def load_ensemble(paths: list[Path], device: torch.device, memory_format=torch.c
         if first is None:
             first = (path, ckpt)
         elif ckpt["model"]["classes"] != first[1]["model"]["classes"] or ckpt["preprocess"] != first[1]["preprocess"]:
-            raise PredictionError(f"{path} predicts {ckpt['model']['classes']} class(es) at {ckpt['preprocess']['size']} "
-                                  f"but {first[0]} predicts {first[1]['model']['classes']} at "
-                                  f"{first[1]['preprocess']['size']}; models to average must match: retrain them together")
+            raise PredictionError(
+                f"{path} predicts {ckpt['model']['classes']} class(es) at {ckpt['preprocess']['size']} "
+                f"but {first[0]} predicts {first[1]['model']['classes']} at "
+                f"{first[1]['preprocess']['size']}; models to average must match: retrain them together"
+            )
         models.append(model)
     ckpt = first[1]
-    hashes = [f"onnx:{m.meta['source_sha256']}" if Path(p).suffix == ".onnx" else checkpoint.file_hash(p)
-              for p, m in zip(paths, models)]  # an .onnx is known by the checkpoint it came from
-    return Ensemble(models, Preprocess.from_dict(ckpt["preprocess"]), ckpt["model"]["classes"], ckpt["class_names"], hashes)
+    hashes = [
+        f"onnx:{m.meta['source_sha256']}" if Path(p).suffix == ".onnx" else checkpoint.file_hash(p)
+        for p, m in zip(paths, models)
+    ]  # an .onnx is known by the checkpoint it came from
+    return Ensemble(
+        models, Preprocess.from_dict(ckpt["preprocess"]), ckpt["model"]["classes"], ckpt["class_names"], hashes
+    )
 
 
 def _manifest(out: Path, run_id: str, names: list[str], shard_size: int, ensemble: Ensemble) -> dict:
-    return {"fingerprint": run_id, "images": len(names), "shard_size": shard_size,
-            "shards": -(-len(names) // shard_size), "classes": ensemble.classes, "class_names": ensemble.class_names,
-            "size": list(ensemble.pre.size)}
+    return {
+        "fingerprint": run_id,
+        "images": len(names),
+        "shard_size": shard_size,
+        "shards": -(-len(names) // shard_size),
+        "classes": ensemble.classes,
+        "class_names": ensemble.class_names,
+        "size": list(ensemble.pre.size),
+    }
 
 
 def prepare(out: Path, names: list[str], shard_size: int, ensemble: Ensemble, settings: dict) -> dict:
@@ -120,17 +132,34 @@ class _ShardWriter:
         self.part.unlink(missing_ok=True)
 
 
-def predict_shards(ensemble: Ensemble, archive: ImageArchive, names: list[str], out: Path, manifest: dict, *,
-                   batch_size: int, workers: int, tta: bool, device: torch.device, autocast, rank: int = 0,
-                   world: int = 1, memory_format=torch.contiguous_format) -> int:
+def predict_shards(
+    ensemble: Ensemble,
+    archive: ImageArchive,
+    names: list[str],
+    out: Path,
+    manifest: dict,
+    *,
+    batch_size: int,
+    workers: int,
+    tta: bool,
+    device: torch.device,
+    autocast,
+    rank: int = 0,
+    world: int = 1,
+    memory_format=torch.contiguous_format,
+) -> int:
     """Predict every missing shard assigned to this process (shard k goes to process k % world)."""
     size, shards = manifest["shard_size"], manifest["shards"]
     todo = [k for k in range(shards) if k % world == rank and not (out / shard_name(k)).is_file()]
     indices = [i for k in todo for i in range(k * size, min((k + 1) * size, len(names)))]
     if not indices:
         return 0
-    loader = DataLoader(Subset(ImageDataset(archive, names, ensemble.pre), indices), batch_size=batch_size,
-                        num_workers=workers, pin_memory=device.type == "cuda")
+    loader = DataLoader(
+        Subset(ImageDataset(archive, names, ensemble.pre), indices),
+        batch_size=batch_size,
+        num_workers=workers,
+        pin_memory=device.type == "cuda",
+    )
     writer: _ShardWriter | None = None
     done = 0
     bar = tqdm(total=len(indices), desc=f"predict{f' [{rank}]' if world > 1 else ''}", unit="img", smoothing=0.05)
@@ -144,9 +173,11 @@ def predict_shards(ensemble: Ensemble, archive: ImageArchive, names: list[str], 
                     raise ImageError(errors[i])
                 size_j = original[i].tolist()
                 if tuple(size_j) != tuple(ensemble.pre.original):
-                    raise ImageError(f"{names[j]} is {size_j[1]}x{size_j[0]} but the model was trained on "
-                                     f"{ensemble.pre.original[1]}x{ensemble.pre.original[0]} images; every test image "
-                                     f"must have the training size: replace the file")
+                    raise ImageError(
+                        f"{names[j]} is {size_j[1]}x{size_j[0]} but the model was trained on "
+                        f"{ensemble.pre.original[1]}x{ensemble.pre.original[0]} images; every test image "
+                        f"must have the training size: replace the file"
+                    )
                 k = j // size
                 writer = writer or _ShardWriter(out, k)
                 writer.add(names[j], probs_u8[i], size_j)
@@ -156,8 +187,9 @@ def predict_shards(ensemble: Ensemble, archive: ImageArchive, names: list[str], 
                 bar.update(1)
     except OSError as err:
         if err.errno == errno.ENOSPC:
-            raise PredictionError(f"disk full while writing {out}; finished shards are kept: free space and run "
-                                  f"again to continue") from None
+            raise PredictionError(
+                f"disk full while writing {out}; finished shards are kept: free space and run again to continue"
+            ) from None
         raise
     finally:
         bar.close()

@@ -107,8 +107,7 @@ def check(values: np.ndarray, shape: tuple[int, int] = CARVANA_SHAPE) -> np.ndar
         if bad.size:
             i = int(bad[0])
             raise RLEError(
-                f"RLE runs are unsorted or overlap: '{starts[i]} {lengths[i]}' then "
-                f"'{starts[i + 1]} {lengths[i + 1]}'"
+                f"RLE runs are unsorted or overlap: '{starts[i]} {lengths[i]}' then '{starts[i + 1]} {lengths[i + 1]}'"
             )
     return np.stack((starts - 1, ends), axis=1)
 

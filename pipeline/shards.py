@@ -45,6 +45,8 @@ def check_complete(out: Path) -> dict:
     manifest = check_manifest(out)
     missing = [shard_name(k) for k in range(manifest["shards"]) if not (out / shard_name(k)).is_file()]
     if missing:
-        raise PredictionError(f"{out} lacks {len(missing)} of {manifest['shards']} shards (e.g. {missing[0]}); "
-                              f"run `dvc repro predict` to finish them")
+        raise PredictionError(
+            f"{out} lacks {len(missing)} of {manifest['shards']} shards (e.g. {missing[0]}); "
+            f"run `dvc repro predict` to finish them"
+        )
     return manifest

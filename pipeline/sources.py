@@ -29,7 +29,10 @@ class SourceError(UserError):
 
 def _stamp(p: DownloadParams) -> dict:
     if p.source == "demo":
-        return {"source": "demo", **{k: getattr(p.demo, k) for k in ("seed", "train_cars", "test_cars", "width", "height", "multiclass")}}
+        return {
+            "source": "demo",
+            **{k: getattr(p.demo, k) for k in ("seed", "train_cars", "test_cars", "width", "height", "multiclass")},
+        }
     if p.source == "kaggle":
         return {"source": "kaggle", "competition": p.competition, "hq": p.hq}
     return {"source": "local", "path": str(Path(p.local.path).resolve()), "layout": p.local.layout, "hq": p.hq}
@@ -43,8 +46,10 @@ def _prepare(out: Path, stamp: dict) -> None:
     old = json.loads(path.read_text())
     if old == stamp:
         return
-    if old.get("source") == "kaggle" and stamp.get("competition") != old.get("competition") or (
-        old.get("source") == "kaggle" and stamp["source"] != "kaggle"
+    if (
+        old.get("source") == "kaggle"
+        and stamp.get("competition") != old.get("competition")
+        or (old.get("source") == "kaggle" and stamp["source"] != "kaggle")
     ):
         raise SourceError(
             f"{out} holds the Kaggle download of {old.get('competition')}; switching download.source/competition "
@@ -67,8 +72,16 @@ def fetch(p: DownloadParams, out: Path, truth_dir: Path) -> dict[str, int]:
     (out / STAMP).unlink(missing_ok=True)  # until verified, the folder is not trusted
     if p.source == "demo":
         d = p.demo
-        demo.generate(out, truth_dir, seed=d.seed, train_cars=d.train_cars, test_cars=d.test_cars,
-                      width=d.width, height=d.height, multiclass=d.multiclass)
+        demo.generate(
+            out,
+            truth_dir,
+            seed=d.seed,
+            train_cars=d.train_cars,
+            test_cars=d.test_cars,
+            width=d.width,
+            height=d.height,
+            multiclass=d.multiclass,
+        )
     elif p.source == "kaggle":
         kaggle_api.download(p.competition, competition.kaggle_files(p.hq), out)
         _extract_csvs(out)

@@ -42,7 +42,9 @@ def mask_areas(train_masks: pd.DataFrame, shape: tuple[int, int]) -> np.ndarray:
     return np.array([rle.area(code) / pixels for code in train_masks["rle_mask"]], dtype=np.float64)
 
 
-def make_folds(images: list[str], areas: np.ndarray, *, folds: int, seed: int, stratify: bool, group: str) -> pd.DataFrame:
+def make_folds(
+    images: list[str], areas: np.ndarray, *, folds: int, seed: int, stratify: bool, group: str
+) -> pd.DataFrame:
     """Assign every image a fold; returns a table (img, car, fold, mask_area) in image order."""
     table = pd.DataFrame({"img": images, "mask_area": areas})
     table["car"] = [group_of(n, group) for n in images]
@@ -57,7 +59,7 @@ def make_folds(images: list[str], areas: np.ndarray, *, folds: int, seed: int, s
         names = names[by_area]
     fold_of = {}
     for start in range(0, len(names), folds):
-        block = names[start:start + folds]
+        block = names[start : start + folds]
         for name, fold in zip(block, rng.permutation(folds)[: len(block)]):
             fold_of[name] = int(fold)
     table["fold"] = table["car"].map(fold_of).astype(int)

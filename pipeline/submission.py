@@ -44,8 +44,10 @@ def write(predictions: Path, sample_names: list[str], out: Path, threshold: floa
     """Write the submission (the car's mask of every test image); returns {'rows', 'bytes'}."""
     manifest = shards.check_complete(predictions)
     if manifest["images"] != len(sample_names):
-        raise SubmissionError(f"{predictions} holds {manifest['images']} predictions but the sample submission lists "
-                              f"{len(sample_names)} images; run `dvc repro predict`")
+        raise SubmissionError(
+            f"{predictions} holds {manifest['images']} predictions but the sample submission lists "
+            f"{len(sample_names)} images; run `dvc repro predict`"
+        )
     paths = [predictions / shards.shard_name(k) for k in range(manifest["shards"])]
     out.parent.mkdir(parents=True, exist_ok=True)
     part = out.with_name(out.name + ".part")
@@ -56,10 +58,12 @@ def write(predictions: Path, sample_names: list[str], out: Path, threshold: floa
             results = Parallel(n_jobs=jobs, return_as="generator")(delayed(encode_shard)(p, threshold) for p in paths)
             with tqdm(total=len(sample_names), desc="encode", unit="img") as bar:
                 for shard, (names, member) in zip(paths, results):
-                    expected = sample_names[position:position + len(names)]
+                    expected = sample_names[position : position + len(names)]
                     if names != expected:
-                        raise SubmissionError(f"{shard} holds {names[:1]} where sample_submission.csv has {expected[:1]}; "
-                                              f"the predictions are out of date: run `dvc repro predict`")
+                        raise SubmissionError(
+                            f"{shard} holds {names[:1]} where sample_submission.csv has {expected[:1]}; "
+                            f"the predictions are out of date: run `dvc repro predict`"
+                        )
                     f.write(member)
                     position += len(names)
                     bar.update(len(names))

@@ -29,7 +29,9 @@ def description(note: str, sha256: str, key_params: dict) -> str:
     """'<note> | commit abc1234 | exp name | sha256:0123456789ab | key=value ...' (at most 500 chars)."""
     experiment = os.environ.get("DVC_EXP_NAME", "workspace")
     params = " ".join(f"{k}={v}" for k, v in key_params.items())
-    parts = [p for p in (note.strip(), f"commit {git_commit()}", f"exp {experiment}", f"sha256:{sha256[:12]}", params) if p]
+    parts = [
+        p for p in (note.strip(), f"commit {git_commit()}", f"exp {experiment}", f"sha256:{sha256[:12]}", params) if p
+    ]
     return " | ".join(parts)[:500]
 
 
@@ -49,9 +51,13 @@ def submit_once(competition: str, file: Path, note: str, key_params: dict, histo
             remote = kaggle_api.submissions(competition)
             earlier = next((r for r in remote if f"sha256:{sha[:12]}" in r["description"]), None)
         if earlier is not None:
-            return {**receipt, "submitted": False, "ref": earlier["ref"],
-                    "reason": f"this file was already submitted (ref {earlier['ref']}); set submit.force true to "
-                              f"submit it again"}
+            return {
+                **receipt,
+                "submitted": False,
+                "ref": earlier["ref"],
+                "reason": f"this file was already submitted (ref {earlier['ref']}); set submit.force true to "
+                f"submit it again",
+            }
     message = description(note, sha, key_params)
     answer = kaggle_api.submit(competition, file, message)
     receipt = {**receipt, "submitted": True, "ref": answer["ref"], "message": message, "kaggle": answer["message"]}

@@ -101,7 +101,9 @@ def _all_finite(loss: torch.Tensor, rt: Runtime) -> bool:
     return bool(finite.item())
 
 
-def train_one_epoch(model, loader, loss_fn, optimizer, scheduler, rt: Runtime, grad_clip: float, epoch: int) -> tuple[float, int]:
+def train_one_epoch(
+    model, loader, loss_fn, optimizer, scheduler, rt: Runtime, grad_clip: float, epoch: int
+) -> tuple[float, int]:
     """One pass over the training data; returns (mean loss, images seen by this process)."""
     model.train()
     total, seen = 0.0, 0
@@ -169,15 +171,26 @@ def _log(live, fold: int, record: dict) -> None:
     live.make_summary()
 
 
-def train_fold(p: P.TrainParams, rt: Runtime, comp: Competition, table: pd.DataFrame, fold: int,
-               class_names: list[str], out_dir: Path, live=None, progress: bool = True) -> FoldResult:
+def train_fold(
+    p: P.TrainParams,
+    rt: Runtime,
+    comp: Competition,
+    table: pd.DataFrame,
+    fold: int,
+    class_names: list[str],
+    out_dir: Path,
+    live=None,
+    progress: bool = True,
+) -> FoldResult:
     """Train the model that holds out `fold`; resumable from out_dir/last.pt."""
     # ---- data
     val_names = table.loc[table["fold"] == fold, "img"].tolist()
     train_names = table.loc[table["fold"] != fold, "img"].tolist()
     if not val_names or not train_names:
-        raise TrainingError(f"fold {fold} leaves {len(train_names)} training and {len(val_names)} validation images; "
-                            f"check split.folds and split.fold against data/split.csv")
+        raise TrainingError(
+            f"fold {fold} leaves {len(train_names)} training and {len(val_names)} validation images; "
+            f"check split.folds and split.fold against data/split.csv"
+        )
     first = train_names[0]
     channels = channels_of(comp.train.read(first), first)
     _, original = decode_image(comp.train.read(first), first, channels, (8, 8))
@@ -188,10 +201,18 @@ def train_fold(p: P.TrainParams, rt: Runtime, comp: Competition, table: pd.DataF
     shuffle_gen = torch.Generator()
     sampler = DistributedSampler(train_set, rt.world, rt.rank, shuffle=True, seed=p.seed) if rt.world > 1 else None
     pin = rt.device.type == "cuda"
-    loader = DataLoader(train_set, batch_size=p.batch_size, shuffle=sampler is None, sampler=sampler,
-                        generator=shuffle_gen, num_workers=p.workers, pin_memory=pin)
-    val_loader = DataLoader(val_set, batch_size=p.batch_size, num_workers=p.workers, pin_memory=pin,
-                            collate_fn=collate_validation)
+    loader = DataLoader(
+        train_set,
+        batch_size=p.batch_size,
+        shuffle=sampler is None,
+        sampler=sampler,
+        generator=shuffle_gen,
+        num_workers=p.workers,
+        pin_memory=pin,
+    )
+    val_loader = DataLoader(
+        val_set, batch_size=p.batch_size, num_workers=p.workers, pin_memory=pin, collate_fn=collate_validation
+    )
 
     # ---- model, optimiser, schedule
     torch.manual_seed(p.seed)
@@ -200,24 +221,38 @@ def train_fold(p: P.TrainParams, rt: Runtime, comp: Competition, table: pd.DataF
     if p.init_from:
         skipped = checkpoint.init_from(model, Path(p.init_from))
         if rt.main:
-            print(f"fold {fold}: initialised from {p.init_from}" + (f"; skipped {len(skipped)} layer(s): "
-                  + ", ".join(skipped) if skipped else ""))
+            print(
+                f"fold {fold}: initialised from {p.init_from}"
+                + (f"; skipped {len(skipped)} layer(s): " + ", ".join(skipped) if skipped else "")
+            )
     model.to(rt.device, memory_format=rt.memory_format)
     optimizer = torch.optim.AdamW(model.parameters(), lr=p.lr, weight_decay=p.weight_decay)
     steps = len(loader)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, partial(warmup_cosine, warmup=int(p.warmup_epochs * steps), total=p.epochs * steps))
+        optimizer, partial(warmup_cosine, warmup=int(p.warmup_epochs * steps), total=p.epochs * steps)
+    )
     loss_fn = SegmentationLoss(classes, p.bce_weight, p.dice_weight)
 
     # ---- resume: only a last.pt of the same params, data, split and code
-    run_id = checkpoint.fingerprint({
-        "train": {k: v for k, v in P.as_dict(p).items() if k != "workers"}, "fold": fold, "classes": class_names,
-        "preprocess": pre.to_dict(), "world": rt.world, "code": code_version(),
-        "data": checkpoint.fingerprint(table[["img", "fold"]].values.tolist() + [comp.root.name]),
-        "init": checkpoint.file_hash(Path(p.init_from)) if p.init_from else "",
-    })
-    meta = {"model": config, "preprocess": pre.to_dict(), "class_names": class_names, "fold": fold,
-            "fingerprint": run_id}
+    run_id = checkpoint.fingerprint(
+        {
+            "train": {k: v for k, v in P.as_dict(p).items() if k != "workers"},
+            "fold": fold,
+            "classes": class_names,
+            "preprocess": pre.to_dict(),
+            "world": rt.world,
+            "code": code_version(),
+            "data": checkpoint.fingerprint(table[["img", "fold"]].values.tolist() + [comp.root.name]),
+            "init": checkpoint.file_hash(Path(p.init_from)) if p.init_from else "",
+        }
+    )
+    meta = {
+        "model": config,
+        "preprocess": pre.to_dict(),
+        "class_names": class_names,
+        "fold": fold,
+        "fingerprint": run_id,
+    }
     start, best, best_epoch, history = 0, -1.0, 0, []
     last = out_dir / "last.pt"
     if last.is_file():
@@ -249,8 +284,12 @@ def train_fold(p: P.TrainParams, rt: Runtime, comp: Competition, table: pd.DataF
         started = time.perf_counter()
         train_loss, seen = train_one_epoch(net, loader, loss_fn, optimizer, scheduler, rt, p.grad_clip, epoch)
         seconds = time.perf_counter() - started
-        record = {"epoch": epoch + 1, "train_loss": train_loss, "lr": optimizer.param_groups[0]["lr"],
-                  "images_per_s": seen * rt.world / seconds}
+        record = {
+            "epoch": epoch + 1,
+            "train_loss": train_loss,
+            "lr": optimizer.param_groups[0]["lr"],
+            "images_per_s": seen * rt.world / seconds,
+        }
         if rt.main:
             scores, _ = validate(model, val_loader, loss_fn, rt, classes, val_names)
             record.update(scores)
@@ -258,16 +297,30 @@ def train_fold(p: P.TrainParams, rt: Runtime, comp: Competition, table: pd.DataF
             score = record.get("val_class_dice", record["val_dice"])
             if score > best:
                 best, best_epoch = score, epoch + 1
-                checkpoint.save(out_dir / "best.pt", {**meta, "state_dict": model.state_dict(), "epoch": epoch + 1,
-                                                      "dice": best})
-            checkpoint.save(last, {**meta, "state_dict": model.state_dict(), "optimizer": optimizer.state_dict(),
-                                   "scheduler": scheduler.state_dict(), "scaler": rt.scaler.state_dict(),
-                                   "rng": torch.get_rng_state(), "epoch": epoch + 1, "best_dice": best,
-                                   "best_epoch": best_epoch, "history": history})
+                checkpoint.save(
+                    out_dir / "best.pt", {**meta, "state_dict": model.state_dict(), "epoch": epoch + 1, "dice": best}
+                )
+            checkpoint.save(
+                last,
+                {
+                    **meta,
+                    "state_dict": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "scaler": rt.scaler.state_dict(),
+                    "rng": torch.get_rng_state(),
+                    "epoch": epoch + 1,
+                    "best_dice": best,
+                    "best_epoch": best_epoch,
+                    "history": history,
+                },
+            )
             _log(live, fold, record)
             if progress:
-                print(f"fold {fold} epoch {epoch + 1}/{p.epochs}: loss {train_loss:.4f}, val loss "
-                      f"{record['val_loss']:.4f}, val Dice {record['val_dice']:.5f} (full size), "
-                      f"{record['images_per_s']:.1f} img/s")
+                print(
+                    f"fold {fold} epoch {epoch + 1}/{p.epochs}: loss {train_loss:.4f}, val loss "
+                    f"{record['val_loss']:.4f}, val Dice {record['val_dice']:.5f} (full size), "
+                    f"{record['images_per_s']:.1f} img/s"
+                )
         distributed.barrier(rt.world)
     return FoldResult(fold, best, best_epoch, history)

@@ -17,8 +17,12 @@ class DoubleConv(nn.Sequential):
     def __init__(self, in_channels: int, out_channels: int, mid_channels: int | None = None):
         mid = mid_channels or out_channels
         super().__init__(
-            nn.Conv2d(in_channels, mid, 3, padding=1, bias=False), nn.BatchNorm2d(mid), nn.ReLU(inplace=True),
-            nn.Conv2d(mid, out_channels, 3, padding=1, bias=False), nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True),
+            nn.Conv2d(in_channels, mid, 3, padding=1, bias=False),
+            nn.BatchNorm2d(mid),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(mid, out_channels, 3, padding=1, bias=False),
+            nn.BatchNorm2d(out_channels),
+            nn.ReLU(inplace=True),
         )
 
 
@@ -45,15 +49,17 @@ def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple
     ONNX graph keeps height and width dynamic.
     """
     h, w = x.shape[-2:]
-    return F.pad(x, (0, (multiple - w % multiple) % multiple, 0, (multiple - h % multiple) % multiple),
-                 mode="replicate"), (h, w)
+    return F.pad(
+        x, (0, (multiple - w % multiple) % multiple, 0, (multiple - h % multiple) % multiple), mode="replicate"
+    ), (h, w)
 
 
 class UNet(nn.Module):
     """U-Net returning logits (N, classes, H, W) for inputs (N, in_channels, H, W) of any size."""
 
-    def __init__(self, in_channels: int = 3, classes: int = 1, base_channels: int = 64, depth: int = 4,
-                 bilinear: bool = True):
+    def __init__(
+        self, in_channels: int = 3, classes: int = 1, base_channels: int = 64, depth: int = 4, bilinear: bool = True
+    ):
         super().__init__()
         factor = 2 if bilinear else 1
         widths = [base_channels * 2**i for i in range(depth)]

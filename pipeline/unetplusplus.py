@@ -16,8 +16,14 @@ from pipeline.unet import DoubleConv, pad_to_multiple
 class UNetPlusPlus(nn.Module):
     """Returns logits (N, classes, H, W); a list of them, one per head, when training with deep supervision."""
 
-    def __init__(self, in_channels: int = 3, classes: int = 1, base_channels: int = 32, depth: int = 4,
-                 deep_supervision: bool = False):
+    def __init__(
+        self,
+        in_channels: int = 3,
+        classes: int = 1,
+        base_channels: int = 32,
+        depth: int = 4,
+        deep_supervision: bool = False,
+    ):
         super().__init__()
         widths = [base_channels * 2**i for i in range(depth + 1)]
         self.depth, self.multiple, self.deep_supervision = depth, 2**depth, deep_supervision

@@ -24,31 +24,52 @@ def main() -> None:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     comp = competition.open_competition(RAW, p["download"].hq)
     table = pd.read_csv(SPLIT)
-    board, fold_of = evaluation.evaluate_folds(comp, table, MODELS, folds, batch_size=pr.batch_size,
-                                               workers=pr.workers, tta=pr.tta, device=device)
+    board, fold_of = evaluation.evaluate_folds(
+        comp, table, MODELS, folds, batch_size=pr.batch_size, workers=pr.workers, tta=pr.tta, device=device
+    )
     shutil.rmtree(OUT, ignore_errors=True)
     (OUT / "worst").mkdir(parents=True)
     threshold, dice, sweep = board.sweep(e.threshold_min, e.threshold_max)
-    metrics = {"dice": dice, "threshold": threshold, "dice_at_0_5": board.dice(0.5), "images": len(board),
-               "folds": folds, "tta": pr.tta}
+    metrics = {
+        "dice": dice,
+        "threshold": threshold,
+        "dice_at_0_5": board.dice(0.5),
+        "images": len(board),
+        "folds": folds,
+        "tta": pr.tta,
+    }
     pd.DataFrame(sweep, columns=["threshold", "dice"]).to_csv(OUT / "threshold_sweep.csv", index=False)
     if board.classes > 1:
         scores = board.class_scores()
-        metrics.update(mean_iou=float(scores["iou"].mean()), mean_class_dice=float(scores["dice"][1:].mean()),
-                       classes={n: {"dice": float(d), "iou": float(i)}
-                                for n, d, i in zip(data.class_names(RAW), scores["dice"], scores["iou"])})
-    per_image = pd.DataFrame({"img": board.names, "fold": [fold_of[n] for n in board.names],
-                              "dice": board.per_image(threshold), "mask_area": board.areas}).sort_values("dice")
+        metrics.update(
+            mean_iou=float(scores["iou"].mean()),
+            mean_class_dice=float(scores["dice"][1:].mean()),
+            classes={
+                n: {"dice": float(d), "iou": float(i)}
+                for n, d, i in zip(data.class_names(RAW), scores["dice"], scores["iou"])
+            },
+        )
+    per_image = pd.DataFrame(
+        {
+            "img": board.names,
+            "fold": [fold_of[n] for n in board.names],
+            "dice": board.per_image(threshold),
+            "mask_area": board.areas,
+        }
+    ).sort_values("dice")
     per_image.to_csv(OUT / "per_image.csv", index=False, float_format="%.6f")
     (OUT / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
 
     scores = dict(zip(per_image["img"], per_image["dice"]))
     for fold, worst in per_image.head(e.worst).groupby("fold")["img"]:
-        for name, picture in evaluation.pictures(MODELS / f"fold{fold}" / "best.pt", comp, worst.tolist(), threshold,
-                                                 device, pr.tta, scores):
+        for name, picture in evaluation.pictures(
+            MODELS / f"fold{fold}" / "best.pt", comp, worst.tolist(), threshold, device, pr.tta, scores
+        ):
             picture.save(OUT / "worst" / f"{name.rsplit('.', 1)[0]}.jpg", quality=88)
-    print(f"{OUT}: Dice {dice:.5f} over {len(board)} validation images (full size, threshold {threshold:.3f})"
-          + (f"; mean IoU {metrics['mean_iou']:.4f} over {board.classes} classes" if board.classes > 1 else ""))
+    print(
+        f"{OUT}: Dice {dice:.5f} over {len(board)} validation images (full size, threshold {threshold:.3f})"
+        + (f"; mean IoU {metrics['mean_iou']:.4f} over {board.classes} classes" if board.classes > 1 else "")
+    )
 
 
 if __name__ == "__main__":

@@ -48,14 +48,28 @@ def main() -> None:
         prediction.prepare(OUT, names, pr.shard_size, ensemble, settings)
     distributed.barrier(world)
     manifest = shards.check_manifest(OUT)
-    done = prediction.predict_shards(ensemble, comp.test, names, OUT, manifest, batch_size=pr.batch_size,
-                                     workers=pr.workers, tta=pr.tta, device=device, autocast=autocast, rank=rank,
-                                     world=world, memory_format=memory_format)
+    done = prediction.predict_shards(
+        ensemble,
+        comp.test,
+        names,
+        OUT,
+        manifest,
+        batch_size=pr.batch_size,
+        workers=pr.workers,
+        tta=pr.tta,
+        device=device,
+        autocast=autocast,
+        rank=rank,
+        world=world,
+        memory_format=memory_format,
+    )
     distributed.barrier(world)
     if rank == 0:
         shards.check_complete(OUT)
-        print(f"{OUT}: {len(names)} images in {manifest['shards']} shards ({done} written now by process 0, "
-              f"{len(models)} model(s){', flip TTA' if pr.tta else ''})")
+        print(
+            f"{OUT}: {len(names)} images in {manifest['shards']} shards ({done} written now by process 0, "
+            f"{len(models)} model(s){', flip TTA' if pr.tta else ''})"
+        )
 
 
 if __name__ == "__main__":

@@ -16,8 +16,12 @@ def main() -> None:
     train_masks = competition.read_csv(RAW / competition.TRAIN_MASKS_CSV, ("img", "rle_mask"))
     shape = competition.image_size(comp, train_masks["img"].iloc[0])
     table = split.make_folds(
-        train_masks["img"].tolist(), split.mask_areas(train_masks, shape),
-        folds=s.folds, seed=s.seed, stratify=s.stratify, group=s.group,
+        train_masks["img"].tolist(),
+        split.mask_areas(train_masks, shape),
+        folds=s.folds,
+        seed=s.seed,
+        stratify=s.stratify,
+        group=s.group,
     )
     table.to_csv(OUT, index=False, float_format="%.6f")
     sizes = table.groupby("fold")["car"].nunique().tolist()

@@ -12,7 +12,11 @@ from pipeline import params, submit
 from pipeline.checkpoint import file_hash
 from pipeline.errors import run_stage
 
-FILE, RECEIPT, HISTORY = Path("submissions/submission.csv.gz"), Path("submissions/receipt.json"), Path("submissions/history.jsonl")
+FILE, RECEIPT, HISTORY = (
+    Path("submissions/submission.csv.gz"),
+    Path("submissions/receipt.json"),
+    Path("submissions/history.jsonl"),
+)
 EVALUATION = Path("reports/evaluate/metrics.json")
 
 
@@ -20,11 +24,23 @@ def main() -> None:
     p = params.load("download", "split", "train", "predict", "submit")
     s, t = p["submit"], p["train"]
     if not s.enabled:
-        receipt = {"submitted": False, "reason": "submit.enabled is false", "file": str(FILE), "sha256": file_hash(FILE)}
+        receipt = {
+            "submitted": False,
+            "reason": "submit.enabled is false",
+            "file": str(FILE),
+            "sha256": file_hash(FILE),
+        }
     else:
         evaluation = json.loads(EVALUATION.read_text())
-        key = {"arch": t.model.arch, "width": t.model.base_channels, "scale": t.scale, "epochs": t.epochs,
-               "folds": p["split"].fold, "tta": p["predict"].tta, "val_dice": round(evaluation["dice"], 5)}
+        key = {
+            "arch": t.model.arch,
+            "width": t.model.base_channels,
+            "scale": t.scale,
+            "epochs": t.epochs,
+            "folds": p["split"].fold,
+            "tta": p["predict"].tta,
+            "val_dice": round(evaluation["dice"], 5),
+        }
         receipt = submit.submit_once(p["download"].competition, FILE, s.message, key, HISTORY, s.force)
     RECEIPT.write_text(json.dumps(receipt, indent=2) + "\n")
     print(f"{RECEIPT}: " + (f"submitted as ref {receipt['ref']}" if receipt["submitted"] else receipt["reason"]))

@@ -35,8 +35,11 @@ def main() -> None:
     results = [training.train_fold(t, rt, comp, table, k, names, MODELS / f"fold{k}", live) for k in folds]
     if live is not None:
         for r in results:
-            live.summary[f"fold{r.fold}"] = {**live.summary.get(f"fold{r.fold}", {}),
-                                            "best_val_dice": r.best_dice, "best_epoch": r.best_epoch}
+            live.summary[f"fold{r.fold}"] = {
+                **live.summary.get(f"fold{r.fold}", {}),
+                "best_val_dice": r.best_dice,
+                "best_epoch": r.best_epoch,
+            }
             val = table.loc[table["fold"] == r.fold, "img"].tolist()[:3]
             for name, picture in evaluation.pictures(MODELS / f"fold{r.fold}" / "best.pt", comp, val, 0.5, rt.device):
                 live.log_image(f"fold{r.fold}/{name.rsplit('.', 1)[0]}.jpg", picture)

@@ -18,17 +18,19 @@ import pytest
 from ruamel.yaml import YAML
 
 _HOME = tempfile.mkdtemp(prefix="carvana-test-home-")
-os.environ.update({
-    "KAGGLE_API_ENVIRONMENT": "LOCALHOST",
-    "HOME": _HOME,
-    "KAGGLE_CONFIG_DIR": os.path.join(_HOME, ".kaggle"),
-    "HTTPS_PROXY": "http://127.0.0.1:9",  # discard port: nothing listens, so https fails fast
-    "https_proxy": "http://127.0.0.1:9",
-    "NO_PROXY": "",
-    "no_proxy": "",
-    "DVC_NO_ANALYTICS": "1",
-    "DVC_SITE_CACHE_DIR": os.path.join(_HOME, "dvc-site-cache"),
-})
+os.environ.update(
+    {
+        "KAGGLE_API_ENVIRONMENT": "LOCALHOST",
+        "HOME": _HOME,
+        "KAGGLE_CONFIG_DIR": os.path.join(_HOME, ".kaggle"),
+        "HTTPS_PROXY": "http://127.0.0.1:9",  # discard port: nothing listens, so https fails fast
+        "https_proxy": "http://127.0.0.1:9",
+        "NO_PROXY": "",
+        "no_proxy": "",
+        "DVC_NO_ANALYTICS": "1",
+        "DVC_SITE_CACHE_DIR": os.path.join(_HOME, "dvc-site-cache"),
+    }
+)
 for _key in ("KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_API_TOKEN", "HTTP_PROXY", "http_proxy"):
     os.environ.pop(_key, None)
 
@@ -66,8 +68,21 @@ def tiny_demo(tmp_path_factory) -> Path:
     return root / "raw"
 
 
-COPY_IGNORE = shutil.ignore_patterns(".git", ".venv", "__pycache__", "*.egg-info", ".pytest_cache", "data", "models",
-                                     "dvclive", "reports", "submissions", "checkpoints", "cache", "tmp")
+COPY_IGNORE = shutil.ignore_patterns(
+    ".git",
+    ".venv",
+    "__pycache__",
+    "*.egg-info",
+    ".pytest_cache",
+    "data",
+    "models",
+    "dvclive",
+    "reports",
+    "submissions",
+    "checkpoints",
+    "cache",
+    "tmp",
+)
 
 
 def run(cmd: list[str], cwd: Path, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
@@ -92,10 +107,25 @@ def make_project(dest: Path, params_edit=None) -> Path:
     shutil.copytree(ROOT, dest, ignore=COPY_IGNORE)
     if params_edit:
         edit_yaml(dest / "params.yaml", params_edit)
-    for cmd in (["git", "init", "-q"], ["git", "config", "user.email", "t@example.com"],
-                ["git", "config", "user.name", "test"], ["git", "add", "-A"], ["git", "commit", "-qm", "clone"]):
+    for cmd in (
+        ["git", "init", "-q"],
+        ["git", "config", "user.email", "t@example.com"],
+        ["git", "config", "user.name", "test"],
+        ["git", "add", "-A"],
+        ["git", "commit", "-qm", "clone"],
+    ):
         run(cmd, dest)
     return dest
+
+
+def tiny_pipeline(data: dict, epochs: int = 1, worst: int = 1) -> None:
+    """Params for a whole pipeline in seconds: 4 train cars and 1 test car at 160x96, a tiny U-Net."""
+    data["download"]["demo"].update(train_cars=4, test_cars=1, width=160, height=96)
+    data["split"]["folds"] = 2
+    data["train"]["model"].update(base_channels=4, depth=2)
+    data["train"].update(epochs=epochs, scale=0.5, workers=0, warmup_epochs=0)
+    data["predict"].update(workers=0)
+    data["evaluate"].update(worst=worst)
 
 
 def small_demo(data: dict) -> None:
@@ -110,8 +140,9 @@ def tiny_multiclass(tmp_path_factory) -> Path:
     from pipeline import demo
 
     root = tmp_path_factory.mktemp("tiny-multiclass")
-    demo.generate(root / "raw", root / "truth", seed=7, train_cars=3, test_cars=1, width=160, height=96,
-                  multiclass=True, jobs=1)
+    demo.generate(
+        root / "raw", root / "truth", seed=7, train_cars=3, test_cars=1, width=160, height=96, multiclass=True, jobs=1
+    )
     return root / "raw"
 
 
@@ -138,8 +169,9 @@ def tiny_model(tiny_demo, tmp_path_factory) -> Path:
     p = tiny_train_params(epochs=1)
     comp = competition.open_competition(tiny_demo, hq=False)
     masks = pd.read_csv(tiny_demo / "train_masks.csv", dtype=str, keep_default_na=False)
-    table = split.make_folds(masks["img"].tolist(), split.mask_areas(masks, (96, 160)), folds=3, seed=0,
-                             stratify=False, group="car")
+    table = split.make_folds(
+        masks["img"].tolist(), split.mask_areas(masks, (96, 160)), folds=3, seed=0, stratify=False, group="car"
+    )
     training.train_fold(p, training.setup(p), comp, table, 0, data.class_names(tiny_demo), out, progress=False)
     return out / "best.pt"
 
@@ -158,7 +190,17 @@ def tiny_submission(tiny_demo, tiny_model, tmp_path_factory) -> Path:
     names = competition.read_csv(tiny_demo / "sample_submission.csv", ("img", "rle_mask"))["img"].tolist()
     ensemble = prediction.load_ensemble([tiny_model], torch.device("cpu"))
     manifest = prediction.prepare(out / "pred", names, 8, ensemble, {})
-    prediction.predict_shards(ensemble, ImageArchive(tiny_demo / "test.zip"), names, out / "pred", manifest,
-                              batch_size=8, workers=0, tta=False, device=torch.device("cpu"), autocast=nullcontext)
+    prediction.predict_shards(
+        ensemble,
+        ImageArchive(tiny_demo / "test.zip"),
+        names,
+        out / "pred",
+        manifest,
+        batch_size=8,
+        workers=0,
+        tta=False,
+        device=torch.device("cpu"),
+        autocast=nullcontext,
+    )
     submission.write(out / "pred", names, out / "submission.csv.gz", 0.5, jobs=1)
     return out / "submission.csv.gz"

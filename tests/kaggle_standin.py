@@ -122,9 +122,16 @@ class _Handler(BaseHTTPRequestHandler):
         return user if self.state.users.get(user) == key else None
 
     def _record(self, method: str, path: str, body: dict | None = None) -> None:
-        self.state.log.append({"method": method, "host": urlsplit(self.path).netloc, "path": path,
-                               "range": self.headers.get("Range"), "body": body,
-                               "authorized": self.headers.get("Authorization") is not None})
+        self.state.log.append(
+            {
+                "method": method,
+                "host": urlsplit(self.path).netloc,
+                "path": path,
+                "range": self.headers.get("Range"),
+                "body": body,
+                "authorized": self.headers.get("Authorization") is not None,
+            }
+        )
 
     # -- HTTP verbs
     def do_POST(self) -> None:
@@ -135,7 +142,7 @@ class _Handler(BaseHTTPRequestHandler):
             return self._error(404, "Not found")
         if self._user() is None:
             return self._error(401, "Unauthenticated: invalid username or key")
-        method = url.path[len(API):]
+        method = url.path[len(API) :]
         comp = body.get("competitionName")
         if method in ("GetSubmission",):
             return self._get_submission(body)
@@ -172,14 +179,25 @@ class _Handler(BaseHTTPRequestHandler):
     def _api_CreateSubmission(self, comp: str, body: dict) -> None:
         today = [s for s in self.state.submissions if s["competition"] == comp]
         if len(today) >= self.state.daily_limit:
-            return self._error(400, "Submission not allowed: Your team has used its daily Submission allowance "
-                                    f"({self.state.daily_limit}) today, please try again tomorrow UTC")
+            return self._error(
+                400,
+                "Submission not allowed: Your team has used its daily Submission allowance "
+                f"({self.state.daily_limit}) today, please try again tomorrow UTC",
+            )
         data = self.state.uploads.get(body.get("blobFileTokens", ""), b"")
         ref = 1000 + len(self.state.submissions)
-        sub = {"competition": comp, "ref": ref, "fileName": "submission.csv.gz",
-               "date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z"),
-               "description": body.get("submissionDescription", ""), "status": "PENDING",
-               "publicScore": "", "privateScore": "", "polls": 0, "size": len(data)}
+        sub = {
+            "competition": comp,
+            "ref": ref,
+            "fileName": "submission.csv.gz",
+            "date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z"),
+            "description": body.get("submissionDescription", ""),
+            "status": "PENDING",
+            "publicScore": "",
+            "privateScore": "",
+            "polls": 0,
+            "size": len(data),
+        }
         try:
             if comp in self.state.truth:
                 table, shape = self.state.truth[comp]
@@ -244,7 +262,7 @@ class _Handler(BaseHTTPRequestHandler):
         cut = self.state.cut_after.get(name)
         if cut is not None and self.state.cuts_left.get(name, 0) > 0:
             self.state.cuts_left[name] -= 1
-            self.wfile.write(body[:min(cut, len(body) - 1)])
+            self.wfile.write(body[: min(cut, len(body) - 1)])
             self.wfile.flush()
             self.close_connection = True
             self.connection.shutdown(2)
@@ -271,11 +289,14 @@ def main() -> None:
         with Image.open(io.BytesIO(test.read(test.names()[0]))) as img:
             shape = (img.height, img.width)
         truth[args.competition] = (pd.read_csv(args.truth, dtype=str, keep_default_na=False), shape)
-    server = StandIn({args.competition: kaggle_files(args.data)}, users={args.user: args.key},
-                     truth=truth, port=args.port).start()
-    print(f"Kaggle stand-in for {args.competition} on {server.proxy}. Point the client at it with:\n"
-          f"  export KAGGLE_API_ENVIRONMENT=LOCALHOST HTTP_PROXY={server.proxy} NO_PROXY= "
-          f"KAGGLE_USERNAME={args.user} KAGGLE_KEY=...")
+    server = StandIn(
+        {args.competition: kaggle_files(args.data)}, users={args.user: args.key}, truth=truth, port=args.port
+    ).start()
+    print(
+        f"Kaggle stand-in for {args.competition} on {server.proxy}. Point the client at it with:\n"
+        f"  export KAGGLE_API_ENVIRONMENT=LOCALHOST HTTP_PROXY={server.proxy} NO_PROXY= "
+        f"KAGGLE_USERNAME={args.user} KAGGLE_KEY=..."
+    )
     threading.Event().wait()
 
 

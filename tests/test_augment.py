@@ -9,8 +9,9 @@ import torch
 from pipeline import augment
 from pipeline.params import AugmentParams
 
-STRONG = AugmentParams(hflip=0.5, shift=0.1, scale=0.2, rotate=20.0, brightness=0.0, contrast=0.0,
-                       saturation=0.0, hue=0.0)
+STRONG = AugmentParams(
+    hflip=0.5, shift=0.1, scale=0.2, rotate=20.0, brightness=0.0, contrast=0.0, saturation=0.0, hue=0.0
+)
 
 
 def _pair():

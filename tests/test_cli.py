@@ -11,7 +11,9 @@ from tests.conftest import ROOT, edit_yaml
 
 
 def carvana(*args, cwd=None, check=True):
-    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", *map(str, args)], cwd=cwd, capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", *map(str, args)], cwd=cwd, capture_output=True, text=True
+    )
     if check:
         assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc
@@ -26,13 +28,47 @@ def _params(tmp_path):
 
 
 def test_train_with_the_seed_flags(tiny_demo, tmp_path):
-    out = carvana("train", "-e", "1", "-b", "4", "-l", "0.001", "-s", "0.5", "-v", "34", "--data", tiny_demo,
-                  "--out", tmp_path / "ckpt", "--params", _params(tmp_path)).stdout
+    out = carvana(
+        "train",
+        "-e",
+        "1",
+        "-b",
+        "4",
+        "-l",
+        "0.001",
+        "-s",
+        "0.5",
+        "-v",
+        "34",
+        "--data",
+        tiny_demo,
+        "--out",
+        tmp_path / "ckpt",
+        "--params",
+        _params(tmp_path),
+    ).stdout
     assert "48 images, 16 of them held out for validation (1 fold of 3" in out
     best = checkpoint.load(tmp_path / "ckpt/best.pt")
     assert best["preprocess"]["size"] == [48, 80] and best["epoch"] == 1
-    again = carvana("train", "-e", "1", "-b", "4", "-s", "0.5", "-v", "34", "--load", tmp_path / "ckpt/best.pt",
-                    "--data", tiny_demo, "--out", tmp_path / "tuned", "--params", _params(tmp_path)).stdout
+    again = carvana(
+        "train",
+        "-e",
+        "1",
+        "-b",
+        "4",
+        "-s",
+        "0.5",
+        "-v",
+        "34",
+        "--load",
+        tmp_path / "ckpt/best.pt",
+        "--data",
+        tiny_demo,
+        "--out",
+        tmp_path / "tuned",
+        "--params",
+        _params(tmp_path),
+    ).stdout
     assert "initialised from" in again
 
 
@@ -42,8 +78,22 @@ def test_bad_flags_get_one_line_errors(tiny_demo, tmp_path):
     assert "Traceback" not in proc.stderr
     proc = carvana("train", "--classes", "2", "--data", tiny_demo, "--params", _params(tmp_path), check=False)
     assert "--classes 2 does not match" in proc.stderr
-    proc = carvana("train", "--load", tmp_path / "nope.pt", "-e", "1", "-v", "34", "--data", tiny_demo, "--params",
-                   _params(tmp_path), "--out", tmp_path / "x", check=False)
+    proc = carvana(
+        "train",
+        "--load",
+        tmp_path / "nope.pt",
+        "-e",
+        "1",
+        "-v",
+        "34",
+        "--data",
+        tiny_demo,
+        "--params",
+        _params(tmp_path),
+        "--out",
+        tmp_path / "x",
+        check=False,
+    )
     assert "nope.pt does not exist" in proc.stderr
 
 
@@ -65,8 +115,21 @@ def test_predict_writes_masks_overlays_and_rle(tiny_demo, tiny_model, tmp_path):
     from pipeline import rle
 
     a, b = _test_images(tiny_demo, tmp_path)
-    proc = carvana("predict", "-m", tiny_model, "-i", a, b, "-o", tmp_path / "a.png", tmp_path / "b.png", "--viz",
-                   "--rle", "-t", "0.4")
+    proc = carvana(
+        "predict",
+        "-m",
+        tiny_model,
+        "-i",
+        a,
+        b,
+        "-o",
+        tmp_path / "a.png",
+        tmp_path / "b.png",
+        "--viz",
+        "--rle",
+        "-t",
+        "0.4",
+    )
     mask = np.asarray(Image.open(tmp_path / "a.png"))
     assert mask.shape == (96, 160) and set(np.unique(mask)) <= {0, 255}
     assert (tmp_path / "a_viz.png").is_file() and (tmp_path / "b_viz.png").is_file()

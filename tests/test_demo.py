@@ -15,7 +15,8 @@ from pipeline.archive import ImageArchive
 
 def test_layout_names_and_formats_match_kaggle(tiny_demo):
     assert sorted(p.name for p in tiny_demo.iterdir()) == sorted(
-        ["train.zip", "train_masks.zip", "test.zip", "train_masks.csv", "sample_submission.csv", "metadata.csv"])
+        ["train.zip", "train_masks.zip", "test.zip", "train_masks.csv", "sample_submission.csv", "metadata.csv"]
+    )
     train = ImageArchive(tiny_demo / "train.zip")
     assert all(re.fullmatch(r"[0-9a-f]{12}_(0[1-9]|1[0-6])\.jpg", n) for n in train.names())
     assert len(train) == 3 * 16
@@ -34,7 +35,14 @@ def test_layout_names_and_formats_match_kaggle(tiny_demo):
 
 def test_the_same_seed_gives_the_same_bytes(tmp_path, tiny_demo):
     demo.generate(tmp_path / "raw", tmp_path / "truth", seed=7, train_cars=3, test_cars=1, width=160, height=96, jobs=2)
-    for name in ("train.zip", "train_masks.zip", "test.zip", "train_masks.csv", "sample_submission.csv", "metadata.csv"):
+    for name in (
+        "train.zip",
+        "train_masks.zip",
+        "test.zip",
+        "train_masks.csv",
+        "sample_submission.csv",
+        "metadata.csv",
+    ):
         assert (tmp_path / "raw" / name).read_bytes() == (tiny_demo / name).read_bytes(), name
     demo.generate(tmp_path / "other", tmp_path / "t2", seed=8, train_cars=3, test_cars=1, width=160, height=96, jobs=1)
     assert (tmp_path / "other" / "train.zip").read_bytes() != (tiny_demo / "train.zip").read_bytes()

@@ -29,18 +29,34 @@ def test_repro_split_runs_once_and_exp_run_changes_folds(tmp_path):
 def test_kaggle_source_downloads_from_the_standin_through_dvc_exp_run(tmp_path, tiny_demo):
     project = make_project(tmp_path / "p", small_demo)
     server = StandIn({"carvana-demo": kaggle_files(tiny_demo)}, users={"tester": "k-7f3a9c"}).start()
-    env = {"KAGGLE_API_ENVIRONMENT": "LOCALHOST", "HTTP_PROXY": server.proxy, "NO_PROXY": "",
-           "KAGGLE_USERNAME": "tester", "KAGGLE_KEY": "k-7f3a9c"}
+    env = {
+        "KAGGLE_API_ENVIRONMENT": "LOCALHOST",
+        "HTTP_PROXY": server.proxy,
+        "NO_PROXY": "",
+        "KAGGLE_USERNAME": "tester",
+        "KAGGLE_KEY": "k-7f3a9c",
+    }
     try:
-        proc = run(["dvc", "exp", "run", "-S", "download.source=kaggle", "-S", "download.competition=carvana-demo",
-                    "split"], project, env)
+        proc = run(
+            ["dvc", "exp", "run", "-S", "download.source=kaggle", "-S", "download.competition=carvana-demo", "split"],
+            project,
+            env,
+        )
     finally:
         server.stop()
     assert len(pd.read_csv(project / "data/split.csv")) == 48  # the stand-in's 3 cars, not the 6 of the demo
     assert json.loads((project / "data/raw/SOURCE.json").read_text())["source"] == "kaggle"
     downloads = [r["body"]["fileName"] for r in server.log if r["path"].endswith("/DownloadDataFile")]
-    assert sorted(downloads) == sorted(["train.zip", "train_masks.zip", "test.zip", "train_masks.csv.zip",
-                                        "sample_submission.csv.zip", "metadata.csv.zip"])
+    assert sorted(downloads) == sorted(
+        [
+            "train.zip",
+            "train_masks.zip",
+            "test.zip",
+            "train_masks.csv.zip",
+            "sample_submission.csv.zip",
+            "metadata.csv.zip",
+        ]
+    )
     for path in [project / "dvc.lock", project / "params.yaml", project / "data/raw/SOURCE.json"]:
         assert "k-7f3a9c" not in path.read_text(), path
     assert "k-7f3a9c" not in proc.stdout + proc.stderr
@@ -50,7 +66,9 @@ def test_switching_away_from_a_kaggle_download_is_refused(tmp_path, tiny_demo):
     project = make_project(tmp_path / "p", small_demo)
     raw = project / "data/raw"
     raw.mkdir(parents=True)
-    (raw / "SOURCE.json").write_text(json.dumps({"source": "kaggle", "competition": "carvana-image-masking-challenge", "hq": False}))
+    (raw / "SOURCE.json").write_text(
+        json.dumps({"source": "kaggle", "competition": "carvana-image-masking-challenge", "hq": False})
+    )
     (raw / "train.zip").write_bytes(b"25 GB of somebody's download")
     proc = run(["dvc", "repro", "download"], project, check=False)
     assert proc.returncode != 0
@@ -84,9 +102,12 @@ def test_local_folder_of_extracted_kaggle_files_is_packed(tmp_path, tiny_demo):
     for name in ("train_masks.csv", "sample_submission.csv", "metadata.csv"):
         (src / name).write_bytes((tiny_demo / name).read_bytes())
     p = params.load("download", path=ROOT / "params.yaml")["download"]
-    p = dataclasses.replace(p, source="local", competition="subset",
-                            local=dataclasses.replace(p.local, path=str(src), layout="kaggle"))
+    p = dataclasses.replace(
+        p, source="local", competition="subset", local=dataclasses.replace(p.local, path=str(src), layout="kaggle")
+    )
     counts = sources.fetch(p, tmp_path / "raw", tmp_path / "truth")
     assert counts == {"train": 48, "test": 16}
-    assert competition.open_competition(tmp_path / "raw", False).train.read(
-        sorted((src / "train").iterdir())[0].name) == sorted((src / "train").iterdir())[0].read_bytes()
+    assert (
+        competition.open_competition(tmp_path / "raw", False).train.read(sorted((src / "train").iterdir())[0].name)
+        == sorted((src / "train").iterdir())[0].read_bytes()
+    )

@@ -7,12 +7,11 @@ import gzip
 import numpy as np
 
 from pipeline import shards
-from tests.conftest import make_project, run
-from tests.test_submit import _tiny
+from tests.conftest import make_project, run, tiny_pipeline
 
 
 def test_a_forced_rerun_keeps_shards_and_a_new_threshold_reuses_them(tmp_path):
-    project = make_project(tmp_path / "p", lambda d: (_tiny(d), d["predict"].update(shard_size=5)))
+    project = make_project(tmp_path / "p", lambda d: (tiny_pipeline(d), d["predict"].update(shard_size=5)))
     run(["dvc", "repro", "encode"], project)
     files = sorted((project / "data/predictions").glob("shard-*.zip"))
     assert len(files) == 4  # 16 test images, 5 per shard
@@ -31,7 +30,7 @@ def _maps(folder):
 
 
 def test_two_processes_share_the_shards_and_onnx_runtime_is_a_backend(tmp_path):
-    project = make_project(tmp_path / "p", lambda d: (_tiny(d), d["predict"].update(shard_size=5)))
+    project = make_project(tmp_path / "p", lambda d: (tiny_pipeline(d), d["predict"].update(shard_size=5)))
     run(["dvc", "repro", "predict"], project)
     torch_maps = _maps(project / "data/predictions")
     run(["dvc", "exp", "run", "-S", "predict.nproc=2", "-S", "predict.shard_size=4", "predict"], project)

@@ -6,16 +6,11 @@ import json
 
 import pandas as pd
 
-from tests.conftest import make_project, run
+from tests.conftest import make_project, run, tiny_pipeline
 
 
 def _tiny(data):
-    data["download"]["demo"].update(train_cars=4, test_cars=1, width=160, height=96)
-    data["split"]["folds"] = 2
-    data["train"]["model"].update(base_channels=4, depth=2)
-    data["train"].update(epochs=2, scale=0.5, workers=0, warmup_epochs=0)
-    data["predict"].update(workers=0)
-    data["evaluate"].update(worst=2)
+    tiny_pipeline(data, epochs=2, worst=2)
 
 
 def test_evaluate_metrics_plots_and_experiments(tmp_path):

@@ -17,8 +17,15 @@ from tests.conftest import ISBI, make_project, run
 
 def _isbi(data):
     data["download"].update(source="local", competition="isbi2012-membrane")
-    data["download"]["local"].update(path=str(ISBI), layout="folder-pairs", images="train/image", masks="train/label",
-                                     test_images="test/image", mask_suffix="", mask_values="binary")
+    data["download"]["local"].update(
+        path=str(ISBI),
+        layout="folder-pairs",
+        images="train/image",
+        masks="train/label",
+        test_images="test/image",
+        mask_suffix="",
+        mask_values="binary",
+    )
     data["split"].update(group="image", folds=5, fold=0)
     data["train"]["model"].update(base_channels=8)
     data["train"].update(scale=0.25, epochs=12, batch_size=4, lr=0.005, workers=0, warmup_epochs=0.5)

@@ -16,13 +16,28 @@ from pipeline.archive import ImageArchive
 from pipeline.params import LocalParams
 from tests.conftest import ISBI
 
-BASE = LocalParams(path="", layout="folder-pairs", images="imgs", masks="masks", test_images="", mask_suffix="_mask",
-                   mask_values="binary", colors={})
+BASE = LocalParams(
+    path="",
+    layout="folder-pairs",
+    images="imgs",
+    masks="masks",
+    test_images="",
+    mask_suffix="_mask",
+    mask_values="binary",
+    colors={},
+)
 
 
 def _isbi(**changes) -> LocalParams:
-    return dataclasses.replace(BASE, path=str(ISBI), images="train/image", masks="train/label",
-                               test_images="test/image", mask_suffix="", **changes)
+    return dataclasses.replace(
+        BASE,
+        path=str(ISBI),
+        images="train/image",
+        masks="train/label",
+        test_images="test/image",
+        mask_suffix="",
+        **changes,
+    )
 
 
 @pytest.mark.skipif(not ISBI.is_dir(), reason="the shared ISBI slices are not beside this checkout")
@@ -55,16 +70,22 @@ def _mindspore(root, colours=False):
 
 def test_mindspore_layout_with_index_masks_is_multiclass(tmp_path):
     _mindspore(tmp_path / "src")
-    layouts.import_folder(dataclasses.replace(BASE, path=str(tmp_path / "src"), layout="mindspore",
-                                              mask_values="index"), tmp_path / "raw")
+    layouts.import_folder(
+        dataclasses.replace(BASE, path=str(tmp_path / "src"), layout="mindspore", mask_values="index"), tmp_path / "raw"
+    )
     assert competition.verify(tmp_path / "raw", hq=False, competition="cells")["train"] == 5
     assert data.class_names(tmp_path / "raw") == ["background", "class_1", "class_2"]
 
 
 def test_colour_masks_are_mapped_and_an_unmapped_colour_is_named(tmp_path):
     _mindspore(tmp_path / "src", colours=True)
-    params = dataclasses.replace(BASE, path=str(tmp_path / "src"), layout="mindspore", mask_values="colors",
-                                 colors={1: [128, 0, 0], 2: [0, 128, 0]})
+    params = dataclasses.replace(
+        BASE,
+        path=str(tmp_path / "src"),
+        layout="mindspore",
+        mask_values="colors",
+        colors={1: [128, 0, 0], 2: [0, 128, 0]},
+    )
     layouts.import_folder(params, tmp_path / "raw")
     mask = np.asarray(Image.open(io.BytesIO(ImageArchive(tmp_path / "raw/train_masks.zip").read("0000_mask.png"))))
     assert set(np.unique(mask)) == {0, 1, 2}
@@ -82,11 +103,24 @@ def test_tiff_stacks_of_16_bit_slices(tmp_path):
     src = tmp_path / "src"
     src.mkdir()
     rng = np.random.default_rng(1)
-    _stack(src / "train-volume.tif", [Image.fromarray(rng.integers(0, 65535, (20, 28), dtype=np.uint16)) for _ in range(4)])
-    _stack(src / "train-labels.tif", [Image.fromarray((rng.random((20, 28)) > 0.5).astype(np.uint8) * 255) for _ in range(4)])
-    _stack(src / "test-volume.tif", [Image.fromarray(rng.integers(0, 65535, (20, 28), dtype=np.uint16)) for _ in range(2)])
-    params = dataclasses.replace(BASE, path=str(src), layout="tiff-stack", images="train-volume.tif",
-                                 masks="train-labels.tif", test_images="test-volume.tif")
+    _stack(
+        src / "train-volume.tif", [Image.fromarray(rng.integers(0, 65535, (20, 28), dtype=np.uint16)) for _ in range(4)]
+    )
+    _stack(
+        src / "train-labels.tif",
+        [Image.fromarray((rng.random((20, 28)) > 0.5).astype(np.uint8) * 255) for _ in range(4)],
+    )
+    _stack(
+        src / "test-volume.tif", [Image.fromarray(rng.integers(0, 65535, (20, 28), dtype=np.uint16)) for _ in range(2)]
+    )
+    params = dataclasses.replace(
+        BASE,
+        path=str(src),
+        layout="tiff-stack",
+        images="train-volume.tif",
+        masks="train-labels.tif",
+        test_images="test-volume.tif",
+    )
     layouts.import_folder(params, tmp_path / "raw")
     assert competition.verify(tmp_path / "raw", hq=False, competition="em") == {"train": 4, "test": 2}
     page = Image.open(io.BytesIO(ImageArchive(tmp_path / "raw/train.zip").read("train-volume_002.png")))

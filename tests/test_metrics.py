@@ -34,7 +34,11 @@ def test_scoreboard_upsamples_before_thresholding():
     board.add("a.jpg", probs, truth)
     assert board.dice(0.5) > 0.95  # judged at 64x96, not 16x24
     threshold, best, table = board.sweep(0.2, 0.8)
-    assert 0.2 <= threshold <= 0.8 and best >= board.dice(0.5) and len(table) == postprocess.cut(0.8) - postprocess.cut(0.2) + 1
+    assert (
+        0.2 <= threshold <= 0.8
+        and best >= board.dice(0.5)
+        and len(table) == postprocess.cut(0.8) - postprocess.cut(0.2) + 1
+    )
 
 
 def test_multiclass_scores_per_class():

@@ -19,8 +19,18 @@ def test_logits_have_the_input_size_for_odd_sizes(arch, classes):
 
 
 def test_seed_parameter_counts():
-    assert round(count_parameters(create_model("unet", in_channels=3, classes=1, base_channels=64, bilinear=True)) / 1e6, 1) == 17.3
-    assert round(count_parameters(create_model("unet", in_channels=3, classes=1, base_channels=64, bilinear=False)) / 1e6, 1) == 31.0
+    assert (
+        round(
+            count_parameters(create_model("unet", in_channels=3, classes=1, base_channels=64, bilinear=True)) / 1e6, 1
+        )
+        == 17.3
+    )
+    assert (
+        round(
+            count_parameters(create_model("unet", in_channels=3, classes=1, base_channels=64, bilinear=False)) / 1e6, 1
+        )
+        == 31.0
+    )
 
 
 def test_transposed_unet_and_grayscale_input():

@@ -9,13 +9,12 @@ import numpy as np
 from PIL import Image
 
 from pipeline import demo, rle, submission
-from tests.conftest import make_project, run
+from tests.conftest import make_project, run, tiny_pipeline
 from tests.test_cli import carvana
-from tests.test_submit import _tiny
 
 
 def test_multiclass_demo_end_to_end(tmp_path):
-    project = make_project(tmp_path / "p", lambda d: (_tiny(d), d["download"]["demo"].update(multiclass=True)))
+    project = make_project(tmp_path / "p", lambda d: (tiny_pipeline(d), d["download"]["demo"].update(multiclass=True)))
     run(["dvc", "repro"], project)
     metrics = json.loads((project / "reports/evaluate/metrics.json").read_text())
     assert set(metrics["classes"]) == set(demo.CLASSES)

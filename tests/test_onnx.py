@@ -39,8 +39,18 @@ def test_the_predict_backend_gives_the_same_shards(tiny_demo, tiny_model, export
     for label, path in (("torch", tiny_model), ("onnx", exported)):
         ensemble = prediction.load_ensemble([path], CPU)
         manifest = prediction.prepare(tmp_path / label, names, 8, ensemble, {"backend": label})
-        prediction.predict_shards(ensemble, archive, names, tmp_path / label, manifest, batch_size=4, workers=0,
-                                  tta=True, device=CPU, autocast=nullcontext)
+        prediction.predict_shards(
+            ensemble,
+            archive,
+            names,
+            tmp_path / label,
+            manifest,
+            batch_size=4,
+            workers=0,
+            tta=True,
+            device=CPU,
+            autocast=nullcontext,
+        )
         maps[label] = [p for k in range(2) for _, _, p in shards.read_shard(tmp_path / label / shards.shard_name(k))]
     for a, b in zip(maps["torch"], maps["onnx"]):
         assert np.abs(a.astype(int) - b.astype(int)).max() <= 1  # uint8 rounding of values equal to 1e-4
@@ -59,9 +69,12 @@ def test_an_onnx_file_from_another_model_is_refused(tmp_path):
     from onnx import TensorProto, helper
 
     plain = tmp_path / "plain.onnx"
-    graph = helper.make_graph([helper.make_node("Identity", ["image"], ["logits"])], "other",
-                              [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["n", 3, "h", "w"])],
-                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["n", 3, "h", "w"])])
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["image"], ["logits"])],
+        "other",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["n", 3, "h", "w"])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["n", 3, "h", "w"])],
+    )
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(plain))
     with pytest.raises(onnx_export.OnnxError, match="not exported by this pipeline"):
         onnx_export.OnnxModel(plain)

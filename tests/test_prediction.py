@@ -20,8 +20,9 @@ CPU = torch.device("cpu")
 
 def _run(ensemble, archive, names, out, shard_size=5, tta=False):
     manifest = prediction.prepare(out, names, shard_size, ensemble, {"tta": tta})
-    return prediction.predict_shards(ensemble, archive, names, out, manifest, batch_size=4, workers=0, tta=tta,
-                                     device=CPU, autocast=nullcontext)
+    return prediction.predict_shards(
+        ensemble, archive, names, out, manifest, batch_size=4, workers=0, tta=tta, device=CPU, autocast=nullcontext
+    )
 
 
 def _test_names(raw):

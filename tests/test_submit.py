@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from pipeline import kaggle_api, rle, submission, submit
-from tests.conftest import make_project, run
+from tests.conftest import make_project, run, tiny_pipeline
 from tests.kaggle_standin import StandIn
 from tests.test_cli import carvana
 
@@ -70,26 +70,35 @@ def test_errors_name_the_fix(standin, tiny_submission, tmp_path, monkeypatch):
         submit.submit_once(SLUG, tiny_submission, "", {}, tmp_path / "h.jsonl", force=True)
 
 
-def _tiny(data):
-    data["download"]["demo"].update(train_cars=4, test_cars=1, width=160, height=96)
-    data["split"]["folds"] = 2
-    data["train"]["model"].update(base_channels=4, depth=2)
-    data["train"].update(epochs=1, scale=0.5, workers=0, warmup_epochs=0)
-    data["predict"].update(workers=0)
-    data["evaluate"].update(worst=1)
-
-
 def test_the_submit_stage_under_dvc(tmp_path):
-    project = make_project(tmp_path / "p", _tiny)
+    project = make_project(tmp_path / "p", tiny_pipeline)
     run(["dvc", "repro"], project)
     assert json.loads((project / "submissions/receipt.json").read_text())["submitted"] is False
     truth = pd.read_csv(project / "data/demo-truth/test_masks.csv", dtype=str, keep_default_na=False)
     server = StandIn({SLUG: {}}, truth={SLUG: (truth, (96, 160))}).start()
-    env = {"KAGGLE_API_ENVIRONMENT": "LOCALHOST", "HTTP_PROXY": server.proxy, "NO_PROXY": "",
-           "KAGGLE_USERNAME": "tester", "KAGGLE_KEY": "secret-key"}
+    env = {
+        "KAGGLE_API_ENVIRONMENT": "LOCALHOST",
+        "HTTP_PROXY": server.proxy,
+        "NO_PROXY": "",
+        "KAGGLE_USERNAME": "tester",
+        "KAGGLE_KEY": "secret-key",
+    }
     try:
-        run(["dvc", "exp", "run", "-S", "submit.enabled=true", "-S", f"download.competition={SLUG}",
-             "-S", "submit.message=first try"], project, env)
+        run(
+            [
+                "dvc",
+                "exp",
+                "run",
+                "-S",
+                "submit.enabled=true",
+                "-S",
+                f"download.competition={SLUG}",
+                "-S",
+                "submit.message=first try",
+            ],
+            project,
+            env,
+        )
         receipt = json.loads((project / "submissions/receipt.json").read_text())
         assert receipt["submitted"] and receipt["ref"] == 1000 and receipt["message"].startswith("first try | commit")
         assert "secret-key" not in (project / "dvc.lock").read_text() + json.dumps(receipt)

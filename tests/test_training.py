@@ -9,14 +9,15 @@ import pytest
 import torch
 
 from pipeline import checkpoint, competition, data, losses, split, training
-from tests.conftest import make_project, run, tiny_train_params
+from tests.conftest import make_project, run, tiny_pipeline, tiny_train_params
 
 
 def _setup(raw, folds=3):
     comp = competition.open_competition(raw, hq=False)
     masks = pd.read_csv(raw / "train_masks.csv", dtype=str, keep_default_na=False)
-    table = split.make_folds(masks["img"].tolist(), split.mask_areas(masks, (96, 160)), folds=folds, seed=0,
-                             stratify=False, group="car")
+    table = split.make_folds(
+        masks["img"].tolist(), split.mask_areas(masks, (96, 160)), folds=folds, seed=0, stratify=False, group="car"
+    )
     return comp, table, data.class_names(raw)
 
 
@@ -87,7 +88,9 @@ def test_nan_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(tiny_d
     with pytest.raises(training.TrainingError, match="loss became nan at epoch 2.*last good checkpoint is kept"):
         _train(tiny_demo, tmp_path / "n", epochs=3)
     kept = checkpoint.load(tmp_path / "n/last.pt")
-    assert kept["epoch"] == 1 and all(torch.isfinite(v).all() for v in kept["state_dict"].values() if v.is_floating_point())
+    assert kept["epoch"] == 1 and all(
+        torch.isfinite(v).all() for v in kept["state_dict"].values() if v.is_floating_point()
+    )
 
 
 def test_init_from_another_class_count_skips_the_head(tiny_demo, tiny_multiclass, tmp_path, capsys):
@@ -115,15 +118,8 @@ def test_unet_plus_plus_with_deep_supervision_trains(tiny_demo, tmp_path):
     assert result.history[0]["val_dice"] >= 0.0
 
 
-def _tiny_project(data):
-    data["download"]["demo"].update(train_cars=4, test_cars=1, width=160, height=96)
-    data["split"]["folds"] = 2
-    data["train"]["model"].update(base_channels=4, depth=2)
-    data["train"].update(epochs=1, scale=0.5, workers=0, warmup_epochs=0)
-
-
 def test_ddp_with_two_gloo_processes(tmp_path):
-    project = make_project(tmp_path / "p", _tiny_project)
+    project = make_project(tmp_path / "p", tiny_pipeline)
     out = run(["dvc", "exp", "run", "-S", "train.nproc=2", "train"], project).stdout
     assert out.count("fold 0 epoch 1/1") == 1  # only rank 0 logs
     best = checkpoint.load(project / "models/fold0/best.pt")
