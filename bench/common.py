@@ -1,15 +1,19 @@
-"""Shared set-up for the benches: demo data at Kaggle's size, and honest timing."""
+"""Shared set-up for the benches: demo data at Kaggle's size, the model, prediction, honest timing."""
 
 from __future__ import annotations
 
+import contextlib
 import platform
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+from torch import nn
 
-from pipeline import competition, demo
+from pipeline import checkpoint, competition, data, demo, params, prediction
+from pipeline.archive import ImageArchive
+from pipeline.models import create_model
 
 
 def demo_competition(test_images: int = 64, root: Path | None = None) -> Path:
@@ -52,3 +56,37 @@ def best_of(fn, repeat: int) -> float:
         fn()
         best = min(best, time.perf_counter() - start)
     return best
+
+
+def load_model(path: Path) -> tuple[nn.Module, data.Preprocess]:
+    if path.is_file():
+        ckpt = checkpoint.load(path)
+        return checkpoint.build_model(ckpt), data.Preprocess.from_dict(ckpt["preprocess"])
+    print(
+        f"{path} not found: using an untrained model with params.yaml's architecture (run `dvc repro train` for "
+        f"realistic masks)"
+    )
+    t = params.load("train")["train"]
+    model = create_model(t.model.arch, in_channels=3, classes=1, **t.model.kwargs()).eval()
+    return model, data.Preprocess.for_data((1280, 1918), t.scale, 3)
+
+
+def predict_on_cpu(
+    model: nn.Module, pre: data.Preprocess, archive: ImageArchive, names: list[str], out: Path, shard_size: int
+) -> dict:
+    """The predict stage's code on one bare model (batches of 8, 2 workers, no TTA); returns the manifest."""
+    ensemble = prediction.Ensemble([model], pre, 1, ["background", "car"], ["bench"])
+    manifest = prediction.prepare(out, names, shard_size, ensemble, {})
+    prediction.predict_shards(
+        ensemble,
+        archive,
+        names,
+        out,
+        manifest,
+        batch_size=8,
+        workers=2,
+        tta=False,
+        device=torch.device("cpu"),
+        autocast=contextlib.nullcontext,
+    )
+    return manifest

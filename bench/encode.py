@@ -12,14 +12,10 @@ import argparse
 import os
 import tempfile
 import time
-from contextlib import nullcontext
 from pathlib import Path
 
-import torch
-
-from bench.common import demo_competition, machine, open_demo
-from bench.predict import load_model
-from pipeline import prediction, submission
+from bench.common import demo_competition, load_model, machine, open_demo, predict_on_cpu
+from pipeline import submission
 
 
 def main() -> None:
@@ -31,20 +27,7 @@ def main() -> None:
     names = comp.test.names()[: args.images]
     model, pre = load_model(args.model)
     work = Path(tempfile.mkdtemp(prefix="carvana-bench-encode-"))
-    ensemble = prediction.Ensemble([model], pre, 1, ["background", "car"], ["bench"])
-    manifest = prediction.prepare(work, names, 100, ensemble, {})
-    prediction.predict_shards(
-        ensemble,
-        comp.test,
-        names,
-        work,
-        manifest,
-        batch_size=8,
-        workers=2,
-        tta=False,
-        device=torch.device("cpu"),
-        autocast=nullcontext,
-    )
+    predict_on_cpu(model, pre, comp.test, names, work, shard_size=100)
     shards = sorted(work.glob("shard-*.zip"))
     start = time.perf_counter()
     for shard in shards:

@@ -15,12 +15,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from contextlib import nullcontext
 from pathlib import Path
 
-import torch
-
-from bench.common import demo_competition, machine
+from bench.common import demo_competition, load_model, machine, predict_on_cpu
 
 
 def _tree_rss_kb(root: int) -> int:
@@ -59,26 +56,12 @@ def peak_memory_mb(raw: Path, model: Path, work: Path) -> tuple[float, float]:
 
 
 def child(raw: Path, model_path: Path, work: Path) -> None:
-    from bench.predict import load_model
-    from pipeline import competition, prediction, submission
+    from pipeline import competition, submission
 
     comp = competition.open_competition(raw, hq=False)
     names = competition.read_csv(raw / "sample_submission.csv", ("img", "rle_mask"))["img"].tolist()
     model, pre = load_model(model_path)
-    ensemble = prediction.Ensemble([model], pre, 1, ["background", "car"], ["bench"])
-    manifest = prediction.prepare(work / "pred", names, 100, ensemble, {})
-    prediction.predict_shards(
-        ensemble,
-        comp.test,
-        names,
-        work / "pred",
-        manifest,
-        batch_size=8,
-        workers=2,
-        tta=False,
-        device=torch.device("cpu"),
-        autocast=nullcontext,
-    )
+    predict_on_cpu(model, pre, comp.test, names, work / "pred", shard_size=100)
     submission.write(work / "pred", names, work / "submission.csv.gz", 0.5, jobs=-1)
 
 

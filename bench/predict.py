@@ -17,7 +17,6 @@ import gzip
 import io
 import tempfile
 import time
-from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -26,10 +25,9 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from bench.common import demo_competition, machine, open_demo
+from bench.common import demo_competition, load_model, machine, open_demo, predict_on_cpu
 from bench.rle import standard_snippet
-from pipeline import checkpoint, data, params, prediction, submission
-from pipeline.models import create_model
+from pipeline import submission
 
 
 class Recorder(nn.Module):
@@ -56,35 +54,9 @@ class Replay(nn.Module):
         return out
 
 
-def load_model(path: Path) -> tuple[nn.Module, data.Preprocess]:
-    if path.is_file():
-        ckpt = checkpoint.load(path)
-        return checkpoint.build_model(ckpt), data.Preprocess.from_dict(ckpt["preprocess"])
-    print(
-        f"{path} not found: using an untrained model with params.yaml's architecture (run `dvc repro train` for "
-        f"realistic masks)"
-    )
-    t = params.load("train")["train"]
-    model = create_model(t.model.arch, in_channels=3, classes=1, **t.model.kwargs()).eval()
-    return model, data.Preprocess.for_data((1280, 1918), t.scale, 3)
-
-
 def ours(model, pre, comp, names, workdir: Path) -> float:
-    ensemble = prediction.Ensemble([model], pre, 1, ["background", "car"], ["bench"])
     start = time.perf_counter()
-    manifest = prediction.prepare(workdir / "pred", names, 500, ensemble, {})
-    prediction.predict_shards(
-        ensemble,
-        comp.test,
-        names,
-        workdir / "pred",
-        manifest,
-        batch_size=8,
-        workers=2,
-        tta=False,
-        device=torch.device("cpu"),
-        autocast=nullcontext,
-    )
+    predict_on_cpu(model, pre, comp.test, names, workdir / "pred", shard_size=500)
     submission.write(workdir / "pred", names, workdir / "ours.csv.gz", 0.5, jobs=-1)
     return time.perf_counter() - start
 

@@ -152,6 +152,7 @@ def _export(args: argparse.Namespace) -> None:
 
 def _masks(args: argparse.Namespace) -> None:
     """Index masks (and colour pictures) of every prediction, from the predict stage's shards."""
+    import torch
     from PIL import Image
 
     from pipeline import overlay, postprocess, shards
@@ -166,8 +167,6 @@ def _masks(args: argparse.Namespace) -> None:
             if manifest["classes"] == 1:
                 mask = postprocess.binary_mask(probs[0], size, args.threshold).astype("uint8")
             else:
-                import torch
-
                 mask = class_maps(torch.from_numpy(probs).float() / 255, size)
             Image.fromarray(mask).save(args.output / f"{stem}.png")
             overlay.colorize(mask).save(args.output / f"{stem}_colors.png")

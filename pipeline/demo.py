@@ -134,6 +134,16 @@ def _on_face(corners: np.ndarray, u0: float, u1: float, v0: float, v1: float) ->
     return np.array([at(u, v) for u, v in ((u0, v0), (u1, v0), (u1, v1), (u0, v1))])
 
 
+def _corners(rear: float, front: float, half: float, z: float) -> dict[str, np.ndarray]:
+    """The four corners of a horizontal rectangle: rear/front x left/right."""
+    return {
+        "rl": np.array((rear, half, z)),
+        "fl": np.array((front, half, z)),
+        "fr": np.array((front, -half, z)),
+        "rr": np.array((rear, -half, z)),
+    }
+
+
 def build_parts(car: Car) -> dict[str, list[Face]]:
     """The car's convex parts: 'body', 'cabin' and one entry per wheel."""
     L, W, body_rgb = car.length, car.width, car.color
@@ -183,24 +193,7 @@ def build_parts(car: Car) -> dict[str, list[Face]]:
     b_half, r_half = half - 0.04, half - 0.2
     xf2, xr2 = xf - car.screen_slant, xr + car.rear_slant
     zr = car.roof
-    bottom = {
-        k: np.array(v, dtype=float)
-        for k, v in {
-            "rl": (xr, b_half, zb),
-            "fl": (xf, b_half, zb),
-            "fr": (xf, -b_half, zb),
-            "rr": (xr, -b_half, zb),
-        }.items()
-    }
-    top = {
-        k: np.array(v, dtype=float)
-        for k, v in {
-            "rl": (xr2, r_half, zr),
-            "fl": (xf2, r_half, zr),
-            "fr": (xf2, -r_half, zr),
-            "rr": (xr2, -r_half, zr),
-        }.items()
-    }
+    bottom, top = _corners(xr, xf, b_half, zb), _corners(xr2, xf2, r_half, zr)
     screen = _quad(bottom["fl"], bottom["fr"], top["fr"], top["fl"])
     rear = _quad(bottom["rr"], bottom["rl"], top["rl"], top["rr"])
     left = _quad(bottom["rl"], bottom["fl"], top["fl"], top["rl"])

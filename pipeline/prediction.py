@@ -79,8 +79,10 @@ def load_ensemble(paths: list[Path], device: torch.device, memory_format=torch.c
     )
 
 
-def _manifest(out: Path, run_id: str, names: list[str], shard_size: int, ensemble: Ensemble) -> dict:
-    return {
+def prepare(out: Path, names: list[str], shard_size: int, ensemble: Ensemble, settings: dict) -> dict:
+    """Write the manifest, deleting every shard of another fingerprint first. Returns the manifest."""
+    run_id = checkpoint.fingerprint({"models": ensemble.hashes, "names": names, "shard_size": shard_size, **settings})
+    manifest = {
         "fingerprint": run_id,
         "images": len(names),
         "shard_size": shard_size,
@@ -89,12 +91,6 @@ def _manifest(out: Path, run_id: str, names: list[str], shard_size: int, ensembl
         "class_names": ensemble.class_names,
         "size": list(ensemble.pre.size),
     }
-
-
-def prepare(out: Path, names: list[str], shard_size: int, ensemble: Ensemble, settings: dict) -> dict:
-    """Write the manifest, deleting every shard of another fingerprint first. Returns the manifest."""
-    run_id = checkpoint.fingerprint({"models": ensemble.hashes, "names": names, "shard_size": shard_size, **settings})
-    manifest = _manifest(out, run_id, names, shard_size, ensemble)
     out.mkdir(parents=True, exist_ok=True)
     path = out / MANIFEST
     old = json.loads(path.read_text()) if path.is_file() else None
