@@ -1,8 +1,9 @@
 """Decoding images and masks, fast and with errors that name the file.
 
-JPEGs are decoded with Pillow's draft mode when the target is smaller: the DCT-domain down-scaling
-(1/2, 1/4, 1/8) skips most of the work, then an exact resize reaches the model size. Masks are class
-indices (0/1 for Carvana's GIFs) resized with nearest neighbour, so no new values appear.
+JPEGs are decoded with Pillow's draft mode when the target is smaller: the largest DCT-domain
+down-scaling (1/2, 1/4, 1/8) that still covers the model size skips most of the work, then a resize
+reaches the exact size (none is needed for Carvana at scale 1/8). Masks are class indices (0/1 for
+Carvana's GIFs) resized with nearest neighbour, so no new values appear.
 """
 
 from __future__ import annotations
@@ -21,13 +22,24 @@ class ImageError(UserError):
     """An image or mask that cannot be used; the message names the file and the fix."""
 
 
+def dct_scale(original: Size, target: Size) -> int:
+    """The largest JPEG DCT scaling (1/8, 1/4, 1/2, 1) whose output, ceil(size / scale), still covers `target`.
+
+    Pillow's own choice from the target size, `min(width // target_w, ...)`, is one step too cautious
+    whenever the size is not a multiple of 8: 1918 // 240 = 7 gives 1/4 and a resize, where 1/8 gives
+    240 columns directly at half the cost.
+    """
+    return next(s for s in (8, 4, 2, 1) if -(-original[0] // s) >= target[0] and -(-original[1] // s) >= target[1])
+
+
 def _open(data: bytes, name: str, draft_to: Size | None = None, mode: str = "RGB") -> tuple[Image.Image, Size]:
     """The decoded image and its original (height, width)."""
     try:
         img = Image.open(io.BytesIO(data))
         original = (img.height, img.width)
         if draft_to is not None and img.format == "JPEG":
-            img.draft(mode, (draft_to[1], draft_to[0]))  # keeps a size >= the target
+            scale = dct_scale(original, draft_to)  # asking for size // scale makes Pillow pick exactly `scale`
+            img.draft(mode, (max(1, img.width // scale), max(1, img.height // scale)))
         img.load()
         return img, original
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:

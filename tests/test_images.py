@@ -30,6 +30,33 @@ def test_jpeg_is_decoded_at_the_requested_size_with_its_original_size():
     assert 0.0 <= array.min() and array.max() <= 1.0
 
 
+def test_dct_scale_is_the_largest_that_still_covers_the_target():
+    assert images.dct_scale((1280, 1918), (160, 240)) == 8  # Pillow alone picks 1/4 here (1918 // 240 = 7)
+    assert images.dct_scale((1280, 1918), (320, 480)) == 4
+    assert images.dct_scale((1280, 1918), (161, 240)) == 4
+    assert images.dct_scale((200, 320), (200, 320)) == 1
+    assert images.dct_scale((5, 7), (1, 1)) == 8
+
+
+def test_carvana_size_decodes_at_one_eighth_without_a_resize_and_matches_a_full_decode():
+    rng = np.random.default_rng(1)
+    smooth = np.asarray(
+        Image.fromarray(rng.integers(0, 255, (40, 60, 3), dtype=np.uint8)).resize((1918, 1280), Image.BILINEAR)
+    )
+    buf = io.BytesIO()
+    Image.fromarray(smooth).save(buf, "JPEG", quality=95)
+    img, original = images._open(buf.getvalue(), "car.jpg", (160, 240))
+    assert original == (1280, 1918) and img.size == (240, 160)  # straight from the DCT, nothing to resize
+    ours, _ = images.decode_pixels(buf.getvalue(), "car.jpg", 3, (160, 240))
+    full = Image.open(io.BytesIO(buf.getvalue()))
+    reference = np.asarray(full.resize((240, 160), Image.BOX)).astype(int)
+    quarter = Image.open(io.BytesIO(buf.getvalue()))
+    quarter.draft("RGB", (240, 160))  # Pillow's own choice: 1/4, then a bilinear resize
+    quarter = np.asarray(quarter.resize((240, 160), Image.BILINEAR)).astype(int)
+    error = np.abs(ours.astype(int) - reference).mean()
+    assert error < 3.0 and error <= np.abs(quarter - reference).mean() + 0.1  # as close to the full decode
+
+
 def test_sixteen_bit_grayscale_is_scaled_to_unit_range():
     data = _png((np.arange(64 * 64).reshape(64, 64) * 16).astype(np.uint16))
     assert images.channels_of(data, "a.png") == 1
