@@ -11,6 +11,8 @@ the Dice it reports is the Dice the submission gets.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from pipeline import rle
@@ -77,6 +79,21 @@ def _runs_of(i0: np.ndarray, i1: np.ndarray, n: int) -> tuple[np.ndarray, np.nda
     return starts, np.diff(np.r_[starts, n])
 
 
+@functools.lru_cache(maxsize=16)
+def _grid(shape: tuple[int, int], size: Size) -> tuple[np.ndarray, ...]:
+    """The geometry of one resize, the same for every image of a test set: both axes' source indices and
+    weights, the bands of rows and groups of columns that form the cells, and each row's band."""
+    i0, i1, ay, ty = _axis(shape[0], size[0])
+    j0, j1, ax, tx = _axis(shape[1], size[1])
+    r_start, r_len = _runs_of(i0, i1, size[0])  # bands of rows
+    g_start, g_len = _runs_of(j0, j1, size[1])  # groups of columns
+    band_of_row = np.repeat(np.arange(len(r_start)), r_len)
+    arrays = (i0, i1, ay, ty, j0, j1, ax, tx, r_start, r_len, g_start, g_len, band_of_row)
+    for array in arrays:
+        array.flags.writeable = False  # shared between calls
+    return arrays
+
+
 def _cell_edges(prob: np.ndarray, size: Size, threshold: float) -> np.ndarray:
     """Sorted flat indices (row-major, 0-based) where the mask changes value, the end included.
 
@@ -88,10 +105,7 @@ def _cell_edges(prob: np.ndarray, size: Size, threshold: float) -> np.ndarray:
     """
     level = cut(threshold)
     height, width = size
-    i0, i1, ay, ty = _axis(prob.shape[0], height)
-    j0, j1, ax, tx = _axis(prob.shape[1], width)
-    r_start, r_len = _runs_of(i0, i1, height)  # bands of rows
-    g_start, g_len = _runs_of(j0, j1, width)  # groups of columns
+    i0, i1, ay, ty, j0, j1, ax, tx, r_start, r_len, g_start, g_len, band_of_row = _grid(prob.shape, tuple(size))
     q = prob.astype(np.int16)
     corners = [
         np.take(np.take(q, rows[r_start], axis=0), cols[g_start], axis=1) for rows in (i0, i1) for cols in (j0, j1)
@@ -99,7 +113,6 @@ def _cell_edges(prob: np.ndarray, size: Size, threshold: float) -> np.ndarray:
     low, high = np.minimum.reduce(corners), np.maximum.reduce(corners)
     state = low > level  # (bands, groups): certain cells hold their value; the others are interpolated
     unsure = ~state & (high >= level)
-    band_of_row = np.repeat(np.arange(len(r_start)), r_len)
 
     # every pixel of every unsure cell, one row segment at a time, in row-major order within a cell
     rs, gs = np.nonzero(unsure)
@@ -107,20 +120,18 @@ def _cell_edges(prob: np.ndarray, size: Size, threshold: float) -> np.ndarray:
     seg_y = r_start[seg_r] + np.arange(len(seg_r)) - np.repeat(np.cumsum(r_len[rs]) - r_len[rs], r_len[rs])
     counts = g_len[seg_g]
     offsets = np.cumsum(counts) - counts
-    y = np.repeat(seg_y, counts)
     x = np.repeat(g_start[seg_g] - offsets, counts) + np.arange(counts.sum())
+    # a segment shares its two source rows and columns: the vertical pass is one value per segment
     p = prob.astype(np.float32)
-    row0 = (
-        np.take(p.reshape(-1), i0[y] * p.shape[1] + j0[x]) * ay[y]
-        + np.take(p.reshape(-1), i1[y] * p.shape[1] + j0[x]) * ty[y]
-    )
-    row1 = (
-        np.take(p.reshape(-1), i0[y] * p.shape[1] + j1[x]) * ay[y]
-        + np.take(p.reshape(-1), i1[y] * p.shape[1] + j1[x]) * ty[y]
-    )
-    values = row0 * ax[x] + row1 * tx[x] > level
-    inner = np.flatnonzero(values[1:] != values[:-1]) + 1
-    inner = inner[np.isin(inner, offsets, invert=True)]  # changes inside a segment
+    top, bottom, a, t = i0[seg_y], i1[seg_y], ay[seg_y], ty[seg_y]
+    left_col, right_col = j0[g_start[seg_g]], j1[g_start[seg_g]]
+    row0 = p[top, left_col] * a + p[bottom, left_col] * t
+    row1 = p[top, right_col] * a + p[bottom, right_col] * t
+    values = np.repeat(row0, counts) * ax[x] + np.repeat(row1, counts) * tx[x] > level
+    change = values[1:] != values[:-1]
+    change[offsets[1:] - 1] = False  # a segment's first pixel is compared below, with its true neighbour
+    inner = np.flatnonzero(change) + 1
+    y_inner = seg_y[np.searchsorted(offsets, inner, side="right") - 1]
     seg_first, seg_last = values[offsets], values[offsets + counts - 1]
 
     # each row's first and last pixel
@@ -150,7 +161,7 @@ def _cell_edges(prob: np.ndarray, size: Size, threshold: float) -> np.ndarray:
     certain_start = ~unsure[band_of_row, 0] & (first != before_row)
 
     edges = [
-        y[inner] * width + x[inner],
+        y_inner * width + x[inner],
         seg_y[left] * width + g_start[seg_g[left]],
         seg_y[right] * width + g_start[seg_g[right] + 1],
         (
