@@ -34,6 +34,6 @@ def probabilities(
                 logits = model(x.flip(-1) if flip else x)
             probs = to_probs(logits)
             probs = probs.flip(-1) if flip else probs
-            total = probs if total is None else total + probs
+            total = probs if total is None else total.add_(probs)  # in place: probs is always a new tensor
             passes += 1
-    return total / passes
+    return total.div_(passes)

@@ -161,7 +161,8 @@ def predict_shards(
     bar = tqdm(total=len(indices), desc=f"predict{f' [{rank}]' if world > 1 else ''}", unit="img", smoothing=0.05)
     try:
         for x, index, original, errors in loader:
-            x = ensemble.pre.normalize(x.to(device, non_blocking=True)).contiguous(memory_format=memory_format)
+            x = x.to(device, non_blocking=True).permute(0, 3, 1, 2)  # (N, C, H, W), channels_last in memory
+            x = ensemble.pre.normalize(x).contiguous(memory_format=memory_format)
             probs = probabilities(ensemble.models, x, tta, autocast)
             probs_u8 = postprocess.to_uint8(probs)  # (N, C, h, w)
             for i, j in enumerate(index.tolist()):

@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from pipeline import checkpoint, competition, prediction, shards, submission
+from pipeline import checkpoint, competition, data, prediction, shards, submission
 from pipeline.archive import ImageArchive
 from pipeline.images import ImageError
 
@@ -23,6 +23,18 @@ def _run(ensemble, archive, names, out, shard_size=5, tta=False):
     return prediction.predict_shards(
         ensemble, archive, names, out, manifest, batch_size=4, workers=0, tta=tta, device=CPU, autocast=nullcontext
     )
+
+
+def test_normalize_follows_the_formula_for_uint8_and_float_and_leaves_its_input_alone():
+    pre = data.Preprocess.for_data((16, 24), 1.0, 3)
+    pixels = torch.randint(0, 256, (2, 3, 16, 24), dtype=torch.uint8)
+    mean, std = torch.tensor(pre.mean).view(3, 1, 1), torch.tensor(pre.std).view(3, 1, 1)
+    expected = (pixels.double() / 255 - mean.double()) / std.double()
+    assert torch.allclose(pre.normalize(pixels).double(), expected, atol=1e-6)
+    unit = pixels.float() / 255
+    before = unit.clone()
+    assert torch.allclose(pre.normalize(unit).double(), expected, atol=1e-6)
+    assert torch.equal(unit, before)
 
 
 def _test_names(raw):
