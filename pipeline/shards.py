@@ -25,10 +25,10 @@ def shard_name(k: int) -> str:
     return f"shard-{k:05d}.zip"
 
 
-def read_shard(path: Path):
-    """Yield (name, original (H, W), uint8 probabilities (C, h, w)) of one shard, in order."""
+def read_shard(path: Path, start: int = 0, stop: int | None = None):
+    """Yield (name, original (H, W), uint8 probabilities (C, h, w)) of one shard's images start:stop, in order."""
     with zipfile.ZipFile(path) as z:
-        for entry in json.loads(z.read("index.json")):
+        for entry in json.loads(z.read("index.json"))[start:stop]:
             probs = np.load(io.BytesIO(z.read(entry["img"].rsplit(".", 1)[0] + ".npy")))
             yield entry["img"], tuple(entry["size"]), probs
 

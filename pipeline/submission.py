@@ -1,10 +1,11 @@
 """The submission file: up-sample, threshold and run-length encode every prediction, in parallel, into
 `img,rle_mask` rows in sample_submission order, gzip-compressed as it streams.
 
-Each shard is encoded by one worker into a complete gzip member; the members are written one after
-the other (a multi-member gzip is one valid .gz file), so compression runs on every core and memory
-holds one shard's text per worker. The file is checked before it replaces the previous one: exactly
-the sample submission's images, once each, in order, and every RLE valid for its image.
+Each piece of a shard (at most `PIECE` images) is encoded by one worker into a complete gzip member; the
+members are written one after the other (a multi-member gzip is one valid .gz file), so compression runs
+on every core, the cores stay evenly loaded to the end, and memory holds one piece's text per worker.
+The file is checked before it replaces the previous one: exactly the sample submission's images, once
+each, in order, and every RLE valid for its image.
 """
 
 from __future__ import annotations
@@ -23,16 +24,17 @@ from pipeline.errors import UserError
 HEADER = "img,rle_mask\n"
 # gzip level 4: on Carvana's RLE text 3.4x faster than level 6 for a file 3 % larger (measured on the demo)
 COMPRESSLEVEL = 4
+PIECE = 100  # images per task: small enough to balance the cores, large enough to amortise a task
 
 
 class SubmissionError(UserError):
     """The submission would not be valid; nothing was overwritten."""
 
 
-def encode_shard(path: Path, threshold: float) -> tuple[list[str], bytes]:
-    """(names, gzip member of their rows) for one shard of predictions."""
+def encode_shard(path: Path, threshold: float, start: int = 0, stop: int | None = None) -> tuple[list[str], bytes]:
+    """(names, gzip member of their rows) for the images start:stop of one shard of predictions."""
     names, lines = [], []
-    for name, size, probs in shards.read_shard(path):
+    for name, size, probs in shards.read_shard(path, start, stop):
         car = probs[0] if probs.shape[0] == 1 else 255 - probs[0]  # as evaluation.car_probability, in uint8
         runs = postprocess.mask_runs(car, size, threshold)
         rle.check(runs, size)
@@ -40,6 +42,15 @@ def encode_shard(path: Path, threshold: float) -> tuple[list[str], bytes]:
         names.append(name)
         lines.append(f"{name},{code}\n")
     return names, gzip.compress("".join(lines).encode(), compresslevel=COMPRESSLEVEL, mtime=0)  # same rows, same bytes
+
+
+def _pieces(predictions: Path, manifest: dict):
+    """(shard, start, stop) tasks of at most PIECE images, in sample_submission order."""
+    size = manifest["shard_size"]
+    for k in range(manifest["shards"]):
+        count = min(size, manifest["images"] - k * size)
+        for start in range(0, count, PIECE):
+            yield predictions / shards.shard_name(k), start, min(start + PIECE, count)
 
 
 def write(predictions: Path, sample_names: list[str], out: Path, threshold: float, jobs: int) -> dict:
@@ -50,16 +61,18 @@ def write(predictions: Path, sample_names: list[str], out: Path, threshold: floa
             f"{predictions} holds {manifest['images']} predictions but the sample submission lists "
             f"{len(sample_names)} images; run `dvc repro predict`"
         )
-    paths = [predictions / shards.shard_name(k) for k in range(manifest["shards"])]
+    pieces = list(_pieces(predictions, manifest))
     out.parent.mkdir(parents=True, exist_ok=True)
     part = out.with_name(out.name + ".part")
     position = 0
     try:
         with open(part, "wb") as f:
             f.write(gzip.compress(HEADER.encode(), mtime=0))
-            results = Parallel(n_jobs=jobs, return_as="generator")(delayed(encode_shard)(p, threshold) for p in paths)
+            results = Parallel(n_jobs=jobs, return_as="generator")(
+                delayed(encode_shard)(path, threshold, start, stop) for path, start, stop in pieces
+            )
             with tqdm(total=len(sample_names), desc="encode", unit="img") as bar:
-                for shard, (names, member) in zip(paths, results):
+                for (shard, _, _), (names, member) in zip(pieces, results):
                     expected = sample_names[position : position + len(names)]
                     if names != expected:
                         raise SubmissionError(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import io
 import zipfile
 from contextlib import nullcontext
@@ -41,7 +42,9 @@ def _test_names(raw):
     return competition.read_csv(raw / "sample_submission.csv", ("img", "rle_mask"))["img"].tolist()
 
 
-def test_shards_hold_every_image_in_order_and_encode_to_a_valid_submission(tiny_demo, tiny_model, tmp_path):
+def test_shards_hold_every_image_in_order_and_encode_to_a_valid_submission(
+    tiny_demo, tiny_model, tmp_path, monkeypatch
+):
     ensemble = prediction.load_ensemble([tiny_model], CPU)
     names = _test_names(tiny_demo)
     assert _run(ensemble, ImageArchive(tiny_demo / "test.zip"), names, tmp_path / "pred") == 4  # 16 images / 5
@@ -55,6 +58,9 @@ def test_shards_hold_every_image_in_order_and_encode_to_a_valid_submission(tiny_
 
     table = pd.read_csv(tmp_path / "sub.csv.gz", dtype=str, keep_default_na=False)  # multi-member gzip reads as one
     assert list(table.columns) == ["img", "rle_mask"] and list(table["img"]) == names
+    monkeypatch.setattr(submission, "PIECE", 2)  # shards of 5 encoded as pieces of 2, 2 and 1: the same rows
+    submission.write(tmp_path / "pred", names, tmp_path / "pieces.csv.gz", 0.5, jobs=2)
+    assert gzip.open(tmp_path / "pieces.csv.gz").read() == gzip.open(tmp_path / "sub.csv.gz").read()
 
 
 def test_an_interrupted_run_keeps_finished_shards_and_does_not_redo_them(tiny_demo, tiny_model, tmp_path, monkeypatch):
