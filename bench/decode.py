@@ -1,6 +1,6 @@
 """JPEG decoding to the model size: draft-mode decoding against a full decode and resize.
 
-    python bench/decode.py [--scale 0.125] [--images 32] [--repeat 5]
+    python -m bench.decode [--scale 0.125] [--images 32] [--repeat 5]
 
 The reference is what the seed does: `Image.open(...)` at full size, then `resize` to the model size.
 Ours is pipeline.images.decode_image, which asks libjpeg for a DCT-domain 1/2, 1/4 or 1/8 decode first.
