@@ -74,11 +74,8 @@ def load_model(path: Path) -> tuple[nn.Module, data.Preprocess]:
 def predict_on_cpu(
     model: nn.Module, pre: data.Preprocess, archive: ImageArchive, names: list[str], out: Path, shard_size: int
 ) -> dict:
-    """The predict stage's code on one bare model (batches of 8, 2 workers, channels_last, no TTA); returns
-    the manifest."""
-    ensemble = prediction.Ensemble(
-        [model.to(memory_format=torch.channels_last)], pre, 1, ["background", "car"], ["bench"]
-    )
+    """The predict stage's code on one bare model (batches of 8, 2 workers, no TTA); returns the manifest."""
+    ensemble = prediction.Ensemble([model], pre, 1, ["background", "car"], ["bench"])
     manifest = prediction.prepare(out, names, shard_size, ensemble, {})
     prediction.predict_shards(
         ensemble,
@@ -91,6 +88,5 @@ def predict_on_cpu(
         tta=False,
         device=torch.device("cpu"),
         autocast=contextlib.nullcontext,
-        memory_format=torch.channels_last,
     )
     return manifest

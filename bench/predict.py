@@ -5,7 +5,7 @@
 The per-image loop is the seed's predict.py plus the standard RLE snippet: decode the full JPEG,
 resize, normalise, forward one image, up-sample the probabilities to full size with F.interpolate,
 threshold, encode, write a gzip CSV line. Ours is the predict and encode stages' code (DataLoader
-workers, draft-mode decoding, batches, channels_last, uint8 shards, parallel up-sampling + RLE). Same
+workers, draft-mode decoding, batches, uint8 shards, parallel up-sampling + RLE). Same
 model, same scale, no TTA. Each path runs twice: with the model, then with a replay of its recorded
 outputs, which leaves everything but the model; the difference is the model's time.
 """
@@ -66,7 +66,6 @@ def ours(model, pre, comp, names, workdir: Path) -> float:
 def seed_loop(model, pre, comp, names, workdir: Path) -> float:
     mean = torch.tensor(pre.mean).view(3, 1, 1)
     std = torch.tensor(pre.std).view(3, 1, 1)
-    model.to(memory_format=torch.contiguous_format)  # the seed's layout (ours turned the weights channels_last)
     start = time.perf_counter()
     with gzip.open(workdir / "seed.csv.gz", "wt") as out, torch.no_grad():
         out.write("img,rle_mask\n")
