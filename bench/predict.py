@@ -5,9 +5,9 @@
 The per-image loop is the seed's predict.py plus the standard RLE snippet: decode the full JPEG,
 resize, normalise, forward one image, up-sample the probabilities to full size with F.interpolate,
 threshold, encode, write a gzip CSV line. Ours is the predict and encode stages' code (DataLoader
-workers, draft-mode decoding, batches, uint8 shards, parallel up-sampling + RLE). Same
-model, same scale, no TTA. Each path runs twice: with the model, then with a replay of its recorded
-outputs, which leaves everything but the model; the difference is the model's time.
+workers, draft-mode decoding, batches, uint8 shards, parallel up-sampling + RLE). Same model, same
+scale, no TTA. Each path runs twice: with the model, then with a replay of its recorded outputs,
+which leaves everything but the model; the difference is the model's time.
 """
 
 from __future__ import annotations
