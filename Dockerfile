@@ -17,6 +17,6 @@ WORKDIR /workspace
 COPY --chown=carvana:carvana . /workspace
 USER carvana
 ENV VIRTUAL_ENV=/home/carvana/.venv PATH=/home/carvana/.venv/bin:$PATH
-RUN python3 -m venv $VIRTUAL_ENV && pip install torch==2.13.0 -e .
+RUN python3 -m venv $VIRTUAL_ENV && pip install torch==2.14.1 torchvision==0.29.1 -e .
 
 CMD ["dvc", "repro"]

@@ -4,27 +4,41 @@
                            weights="models/fold0/best.pt")
 
 No weights are published with this repository (the demo trains in minutes); `weights` is a checkpoint
-written by the train stage, as a path or a URL (http(s):// or file://). Without weights the model is
-the seed's U-Net (64 base channels, bilinear up-sampling), untrained.
+written by the train stage, as a path or a URL (http(s):// or file://), whatever its architecture and
+encoder. Without weights the model is the seed's U-Net (64 base channels, bilinear up-sampling), untrained,
+or with `encoder="resnet34"` (and `arch`, `encoder_weights`) a segmentation_models_pytorch network.
 """
 
 dependencies = ["torch", "numpy", "PIL"]
 
 
-def unet_carvana(pretrained: bool = False, scale: float = 0.5, weights: str | None = None, **kwargs):
+def unet_carvana(
+    pretrained: bool = False,
+    scale: float = 0.5,
+    weights: str | None = None,
+    encoder: str = "none",
+    arch: str = "unet",
+    encoder_weights: str = "none",
+    **kwargs,
+):
     """U-Net for Carvana. `scale` is the input scale the weights expect (checked against the checkpoint)."""
     from pathlib import Path
     from urllib.parse import urlparse
 
     import torch
 
-    from pipeline import checkpoint
+    from pipeline import checkpoint, encoders
     from pipeline.errors import UserError
     from pipeline.models import create_model
 
+    if not pretrained and encoder != "none":
+        model = create_model(arch, encoder=encoder, in_channels=3, classes=1, **kwargs)
+        encoders.load_weights(model, encoder, encoder_weights, in_channels=3)
+        model.preprocess = encoders.preprocessing(encoder, encoder_weights)
+        return model
     if not pretrained:
         config = {"in_channels": 3, "classes": 1, "base_channels": 64, "bilinear": True, **kwargs}
-        return create_model("unet", **config)
+        return create_model(arch, **config)
     if not weights:
         raise UserError(
             "no weights are published for this repository; pass weights=<checkpoint path or URL> "

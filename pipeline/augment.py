@@ -63,3 +63,11 @@ def augment(image: torch.Tensor, mask: torch.Tensor, p: AugmentParams, g: torch.
     """Augment an image (C, H, W) in [0, 1] and its index mask (H, W) with one random draw."""
     image, mask = _geometry(image, mask, p, g)
     return _colour(image, p, g), mask
+
+
+def random_crop(image: torch.Tensor, mask: torch.Tensor, size: tuple[int, int], g: torch.Generator):
+    """The same random (height, width) window of a (C, H, W) image and its (H, W) mask."""
+    h, w = size
+    top = int(torch.randint(0, image.shape[-2] - h + 1, (), generator=g))
+    left = int(torch.randint(0, image.shape[-1] - w + 1, (), generator=g))
+    return image[:, top : top + h, left : left + w], mask[top : top + h, left : left + w]

@@ -8,8 +8,6 @@ refuses pickled code.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import pickle
 import zipfile
@@ -20,25 +18,13 @@ from torch import nn
 
 from pipeline.errors import UserError
 from pipeline.models import create_model
+from pipeline.provenance import file_hash, fingerprint  # noqa: F401 (checkpoint.fingerprint for callers)
 
 FORMAT = "carvana-pipeline/1"
 
 
 class CheckpointError(UserError):
     """A file that is not a usable checkpoint of this pipeline."""
-
-
-def fingerprint(obj) -> str:
-    """A short stable hash of JSON-able data."""
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def file_hash(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def save(path: Path, payload: dict) -> None:
@@ -97,6 +83,11 @@ def init_from(model: nn.Module, path: Path) -> list[str]:
     """Copy the weights of `path` whose names and shapes match; return what was skipped and why."""
     data = load_any(path)
     state = data.get("state_dict", data) if data.get("format") == FORMAT else data
+    return copy_matching(model, state, path)
+
+
+def copy_matching(model: nn.Module, state: dict, source) -> list[str]:
+    """Load the tensors of `state` whose names and shapes match the model's; return what was skipped and why."""
     own = model.state_dict()
     copied, skipped = {}, []
     for key, value in state.items():
@@ -109,6 +100,6 @@ def init_from(model: nn.Module, path: Path) -> list[str]:
         else:
             copied[key] = value
     if not copied:
-        raise CheckpointError(f"{path} shares no layer with this model; is it a checkpoint of this architecture?")
+        raise CheckpointError(f"{source} shares no layer with this model; is it a checkpoint of this architecture?")
     model.load_state_dict(copied, strict=False)
     return skipped

@@ -19,12 +19,11 @@ from torch.utils.data import Dataset
 
 from pipeline import augment as aug
 from pipeline.archive import ImageArchive
-from pipeline.competition import Competition
+from pipeline.competition import CLASSES_FILE, Competition
 from pipeline.errors import UserError
 from pipeline.images import Size, decode_image, decode_mask, decode_pixels, resize_mask
 from pipeline.params import AugmentParams
 
-CLASSES_FILE = "classes.json"  # written beside multi-class data: {"names": ["background", ...]}
 MEAN = {3: (0.485, 0.456, 0.406), 1: (0.5,)}
 STD = {3: (0.229, 0.224, 0.225), 1: (0.25,)}
 
@@ -40,9 +39,11 @@ class Preprocess:
     std: tuple[float, ...]
 
     @staticmethod
-    def for_data(original: Size, scale: float, channels: int) -> "Preprocess":
+    def for_data(original: Size, scale: float, channels: int, stats: dict | None = None) -> "Preprocess":
+        """At `scale` of the original size, normalised with `stats` (an encoder's mean and std) for RGB images."""
         size = (max(1, round(original[0] * scale)), max(1, round(original[1] * scale)))
-        return Preprocess(size, tuple(original), channels, MEAN[channels], STD[channels])
+        mean, std = (stats["mean"], stats["std"]) if stats and channels == 3 else (MEAN[channels], STD[channels])
+        return Preprocess(size, tuple(original), channels, tuple(mean), tuple(std))
 
     def to_dict(self) -> dict:
         return {
@@ -85,7 +86,8 @@ def output_channels(names: list[str]) -> int:
 
 
 class TrainDataset(Dataset):
-    """(image (C, H, W), mask (H, W) uint8) at the model size, augmented when `augment` is given."""
+    """(image (C, H, W), mask (H, W) uint8) at the model size, augmented when `augment` is given, cut to a
+    random window of `crop` (height, width) when given."""
 
     def __init__(
         self,
@@ -95,9 +97,10 @@ class TrainDataset(Dataset):
         classes: int,
         augment: AugmentParams | None = None,
         seed: int = 0,
+        crop: Size | None = None,
     ):
         self.comp, self.names, self.pre, self.classes = comp, list(names), pre, classes
-        self.augment, self.seed, self.epoch = augment, seed, 0
+        self.augment, self.seed, self.epoch, self.crop = augment, seed, 0, crop
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -121,8 +124,11 @@ class TrainDataset(Dataset):
     def __getitem__(self, index: int):
         image, mask = self._load(index, full_mask=False)
         mask_t = torch.from_numpy(np.ascontiguousarray(mask))
+        draws = aug.sample_generator(self.seed, self.epoch, index)
         if self.augment is not None:
-            image, mask_t = aug.augment(image, mask_t, self.augment, aug.sample_generator(self.seed, self.epoch, index))
+            image, mask_t = aug.augment(image, mask_t, self.augment, draws)
+        if self.crop is not None:
+            image, mask_t = aug.random_crop(image, mask_t, self.crop, draws)
         return self.pre.normalize(image), mask_t
 
 

@@ -29,7 +29,8 @@ def dct_scale(original: Size, target: Size) -> int:
     whenever the size is not a multiple of 8: 1918 // 240 = 7 gives 1/4 and a resize, where 1/8 gives
     240 columns directly at half the cost.
     """
-    return next(s for s in (8, 4, 2, 1) if -(-original[0] // s) >= target[0] and -(-original[1] // s) >= target[1])
+    fits = (s for s in (8, 4, 2, 1) if -(-original[0] // s) >= target[0] and -(-original[1] // s) >= target[1])
+    return next(fits, 1)  # 1 also when the target is larger than the image (an up-sampling resize follows)
 
 
 def _open(data: bytes, name: str, draft_to: Size | None = None, mode: str = "RGB") -> tuple[Image.Image, Size]:

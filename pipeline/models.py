@@ -1,7 +1,8 @@
 """Model factory: one place that maps an architecture name and its arguments to a network.
 
-Checkpoints store `{"arch": ..., **kwargs}` so that a model rebuilds itself; nothing downstream asks for
-architecture flags again.
+Without an encoder: the seed's U-Net and a UNet++, built here. With `encoder=<name>`: any architecture of
+segmentation_models_pytorch around that encoder (pipeline.encoders). Checkpoints store
+`{"arch": ..., **kwargs}` so that a model rebuilds itself; nothing downstream asks for architecture flags again.
 """
 
 from __future__ import annotations
@@ -15,11 +16,15 @@ from pipeline.unetplusplus import UNetPlusPlus
 ARCHS: dict[str, type[nn.Module]] = {"unet": UNet, "unetplusplus": UNetPlusPlus}
 
 
-def create_model(arch: str, **kwargs) -> nn.Module:
+def create_model(arch: str, encoder: str | None = None, **kwargs) -> nn.Module:
     """Build a network by name; the error lists the valid names and arguments."""
+    if encoder not in (None, "none"):
+        from pipeline.encoders import EncoderModel
+
+        return EncoderModel(arch, encoder, **kwargs)
     cls = ARCHS.get(arch)
     if cls is None:
-        raise UserError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHS)}")
+        raise UserError(f"{arch!r} needs an encoder (encoder=resnet34, ...); without one choose {', '.join(ARCHS)}")
     try:
         return cls(**kwargs)
     except TypeError as err:

@@ -191,20 +191,52 @@ class SplitParams:
 # train
 
 
+SEED_ARCHS = ("unet", "unetplusplus")  # built here without an encoder (the seed's U-Net and a UNet++)
+SMP_ARCHS = ("fpn", "linknet", "deeplabv3", "deeplabv3plus", "manet", "pspnet", "pan", "upernet", "segformer", "dpt")
+Arch = Literal[
+    "unet", "unetplusplus", "fpn", "linknet", "deeplabv3", "deeplabv3plus", "manet", "pspnet", "pan", "upernet",
+    "segformer", "dpt",
+]  # fmt: skip
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelParams:
-    arch: Literal["unet", "unetplusplus"]
+    arch: Arch
+    encoder: str  # none: the seed's networks; else an smp encoder (resnet34, efficientnet-b3, tu-convnext_tiny, ...)
+    encoder_weights: str  # imagenet (or another published set), none, or a local .pth / .safetensors file
     base_channels: int
     depth: int
     bilinear: bool
     deep_supervision: bool
 
+    @property
+    def has_encoder(self) -> bool:
+        return self.encoder != "none"
+
     def check(self, key: str) -> None:
         require(self.base_channels >= 1, f"{key}.base_channels", f"must be at least 1, got {self.base_channels}")
         require(1 <= self.depth <= 6, f"{key}.depth", f"must be in 1..6, got {self.depth}")
+        require(
+            self.has_encoder or self.arch in SEED_ARCHS,
+            f"{key}.arch",
+            f"{self.arch} needs an encoder: set {key}.encoder (e.g. resnet34, efficientnet-b3, tu-convnext_tiny), "
+            f"or use {' or '.join(SEED_ARCHS)} without one",
+        )
+        require(
+            self.has_encoder or self.encoder_weights == "none",
+            f"{key}.encoder_weights",
+            f"needs {key}.encoder (e.g. resnet34); without an encoder it must be none, got {self.encoder_weights!r}",
+        )
+        require(
+            not (self.has_encoder and self.deep_supervision),
+            f"{key}.deep_supervision",
+            "is for the seed's unetplusplus only (encoder none); smp's decoders have one head",
+        )
 
     def kwargs(self) -> dict:
         """Constructor arguments for pipeline.models.create_model (without channels and classes)."""
+        if self.has_encoder:
+            return {"encoder": self.encoder}
         if self.arch == "unet":
             return {"base_channels": self.base_channels, "depth": self.depth, "bilinear": self.bilinear}
         return {"base_channels": self.base_channels, "depth": self.depth, "deep_supervision": self.deep_supervision}
@@ -242,6 +274,7 @@ class TrainParams:
     seed: int
     model: ModelParams
     scale: float
+    crop: int | list[int]  # 0: whole images; N or [height, width]: random crops of the scaled images
     epochs: int
     batch_size: int
     lr: float
@@ -260,6 +293,12 @@ class TrainParams:
 
     def check(self, key: str) -> None:
         require(0.0 < self.scale <= 1.0, f"{key}.scale", f"must be in (0, 1], got {self.scale}")
+        crop = self.crop if isinstance(self.crop, list) else [self.crop]
+        require(
+            crop == [0] or (len(crop) in (1, 2) and min(crop) >= 1),
+            f"{key}.crop",
+            f"must be 0 (whole images), a size N or [height, width] of at least 1, got {self.crop}",
+        )
         require(self.epochs >= 1, f"{key}.epochs", f"must be at least 1, got {self.epochs}")
         require(self.batch_size >= 1, f"{key}.batch_size", f"must be at least 1, got {self.batch_size}")
         require(0.0 < self.lr < 1.0, f"{key}.lr", f"must be in (0, 1), got {self.lr}")
@@ -277,6 +316,14 @@ class TrainParams:
         )
         require(self.workers >= 0, f"{key}.workers", f"must be >= 0, got {self.workers}")
         require(self.nproc >= 1, f"{key}.nproc", f"must be at least 1, got {self.nproc}")
+
+    @property
+    def crop_size(self) -> tuple[int, int] | None:
+        """(height, width) of the training crops, or None for whole images."""
+        if self.crop == 0:
+            return None
+        h, w = (self.crop * 2)[:2] if isinstance(self.crop, list) else (self.crop, self.crop)
+        return int(h), int(w)
 
 
 # ----------------------------------------------------------------------------------------------

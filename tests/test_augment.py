@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
 import torch
 
 from pipeline import augment
@@ -46,3 +47,31 @@ def test_colour_changes_keep_the_range_and_the_mask():
     p = AugmentParams(0.0, 0.0, 0.0, 0.0, 0.5, 0.5, 0.5, 0.2)
     out, out_mask = augment.augment(image, mask, p, augment.sample_generator(0, 0, 0))
     assert out.min() >= 0 and out.max() <= 1 and torch.equal(out_mask, mask)
+
+
+def test_random_crops_cut_the_same_window_from_image_and_mask():
+    mask = torch.arange(40 * 60).reshape(40, 60) % 251
+    image = torch.stack([mask.float(), -mask.float(), mask.float() * 2])
+    seen = set()
+    for index in range(8):
+        crop_image, crop_mask = augment.random_crop(image, mask, (16, 24), augment.sample_generator(0, 0, index))
+        assert crop_image.shape == (3, 16, 24) and crop_mask.shape == (16, 24)
+        assert torch.equal(crop_image[0], crop_mask.float()) and torch.equal(crop_image[1], -crop_mask.float())
+        seen.add(int(crop_mask[0, 0]))
+    assert len(seen) > 1  # windows move
+    whole, whole_mask = augment.random_crop(image, mask, (40, 60), augment.sample_generator(0, 0, 0))
+    assert torch.equal(whole, image) and torch.equal(whole_mask, mask)
+
+
+def test_a_crop_larger_than_the_scaled_images_is_refused_naming_the_key(tiny_demo, tmp_path):
+    import pandas as pd
+
+    from pipeline import competition, data, split, training
+    from tests.conftest import tiny_train_params
+
+    p = tiny_train_params(crop=[64, 96])  # the images are 48x80 at scale 0.5
+    comp = competition.open_competition(tiny_demo, hq=False)
+    masks = pd.read_csv(tiny_demo / "train_masks.csv", dtype=str, keep_default_na=False)
+    table = split.make_folds(masks["img"].tolist(), [0.0] * len(masks), folds=3, seed=0, stratify=False, group="car")
+    with pytest.raises(training.TrainingError, match=r"train.crop \[64, 96\] is larger than the images at train.scale"):
+        training.train_fold(p, training.setup(p), comp, table, 0, data.class_names(tiny_demo), tmp_path)
