@@ -23,12 +23,12 @@ def relaunch(script: str, nproc: int) -> int | None:
 
 
 def init() -> tuple[int, int, int]:
-    """(rank, world size, local rank), joining the process group when launched by torchrun."""
+    """(rank, world size, local rank), joining the process group whenever launched by torchrun."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if world > 1 and not dist.is_initialized():
+    if "WORLD_SIZE" in os.environ and not dist.is_initialized():
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    return (dist.get_rank() if world > 1 else 0), world, local_rank
+    return (dist.get_rank() if dist.is_initialized() else 0), world, local_rank
 
 
 def device(local_rank: int) -> torch.device:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -24,14 +23,14 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
-from pipeline import checkpoint, distributed
+from pipeline import checkpoint, distributed, encoders, provenance
 from pipeline import params as P
 from pipeline.competition import Competition
 from pipeline.data import Preprocess, TrainDataset, ValidationDataset, output_channels
 from pipeline.errors import UserError
 from pipeline.evaluation import Scoreboard
 from pipeline.images import channels_of, decode_image
-from pipeline.inference import to_probs
+from pipeline.inference import amp_dtype, autocast, to_probs
 from pipeline.losses import SegmentationLoss
 from pipeline.models import create_model
 
@@ -48,6 +47,7 @@ class Runtime:
     rank: int
     world: int
     local_rank: int
+    dtype: torch.dtype | None  # mixed precision; None is float32
     autocast: Callable
     scaler: torch.amp.GradScaler
     memory_format: torch.memory_format
@@ -57,8 +57,12 @@ class Runtime:
         return self.rank == 0
 
 
-def setup(p: P.TrainParams) -> Runtime:
-    """Device, DDP process group, mixed precision and memory format."""
+def setup(p: P.TrainParams, dtype: torch.dtype | None = None) -> Runtime:
+    """Device, DDP process group, mixed precision and memory format.
+
+    `dtype` overrides the mixed-precision choice of train.amp (the GPU check runs fp16 with its GradScaler on
+    a card that has bf16, and bf16 on a CPU).
+    """
     rank, world, local_rank = distributed.init()
     device = distributed.device(local_rank)
     if device.type == "cuda":
@@ -66,19 +70,10 @@ def setup(p: P.TrainParams) -> Runtime:
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     else:
         torch.use_deterministic_algorithms(True, warn_only=True)
-    dtype = None
-    if device.type == "cuda" and p.amp:
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    autocast = partial(torch.autocast, device.type, dtype=dtype) if dtype else nullcontext
+    dtype = dtype or amp_dtype(device, p.amp)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     memory_format = torch.channels_last if p.channels_last else torch.contiguous_format
-    return Runtime(device, rank, world, local_rank, autocast, scaler, memory_format)
-
-
-def code_version() -> str:
-    """Hash of the pipeline's source: a code change makes an old last.pt unusable for resuming."""
-    root = Path(__file__).parent
-    return checkpoint.fingerprint({p.name: p.read_text() for p in sorted(root.glob("*.py"))})
+    return Runtime(device, rank, world, local_rank, dtype, autocast(device, dtype), scaler, memory_format)
 
 
 def warmup_cosine(step: int, warmup: int, total: int) -> float:
@@ -102,9 +97,10 @@ def _all_finite(loss: torch.Tensor, rt: Runtime) -> bool:
 
 
 def train_one_epoch(
-    model, loader, loss_fn, optimizer, scheduler, rt: Runtime, grad_clip: float, epoch: int
+    model, loader, loss_fn, optimizer, scheduler, rt: Runtime, grad_clip: float, epoch: int, report_memory=False
 ) -> tuple[float, int]:
-    """One pass over the training data; returns (mean loss, images seen by this process)."""
+    """One pass over the training data; returns (mean loss, images seen by this process). With `report_memory`
+    (CUDA) it prints the peak memory after the first step, so that a batch size too large shows at once."""
     model.train()
     total, seen = 0.0, 0
     for step, (x, y) in enumerate(loader):
@@ -126,6 +122,12 @@ def train_one_epoch(
         rt.scaler.step(optimizer)
         rt.scaler.update()
         scheduler.step()
+        if report_memory and step == 0:
+            peak, card = torch.cuda.max_memory_allocated(rt.device), torch.cuda.get_device_properties(rt.device)
+            print(
+                f"GPU memory after the first step: {peak / 2**30:.1f} of {card.total_memory / 2**30:.0f} GiB at "
+                f"batch {len(x)} of {tuple(x.shape[-2:])}"
+            )
         total += loss.item() * len(x)
         seen += len(x)
     return total / max(seen, 1), seen
@@ -181,8 +183,12 @@ def train_fold(
     out_dir: Path,
     live=None,
     progress: bool = True,
+    stop_after: int | None = None,
 ) -> FoldResult:
-    """Train the model that holds out `fold`; resumable from out_dir/last.pt."""
+    """Train the model that holds out `fold`; resumable from out_dir/last.pt.
+
+    `stop_after` ends the run after that many epochs as an interruption would (the GPU check's resume test).
+    """
     # ---- data
     val_names = table.loc[table["fold"] == fold, "img"].tolist()
     train_names = table.loc[table["fold"] != fold, "img"].tolist()
@@ -194,9 +200,16 @@ def train_fold(
     first = train_names[0]
     channels = channels_of(comp.train.read(first), first)
     _, original = decode_image(comp.train.read(first), first, channels, (8, 8))
-    pre = Preprocess.for_data(original, p.scale, channels)
+    stats = encoders.preprocessing(p.model.encoder, p.model.encoder_weights) if p.model.has_encoder else None
+    pre = Preprocess.for_data(original, p.scale, channels, stats)
+    crop = p.crop_size
+    if crop is not None and (crop[0] > pre.size[0] or crop[1] > pre.size[1]):
+        raise TrainingError(
+            f"train.crop {list(crop)} is larger than the images at train.scale {p.scale} ({pre.size[0]}x"
+            f"{pre.size[1]}, height x width); lower train.crop or raise train.scale"
+        )
     classes = output_channels(class_names)
-    train_set = TrainDataset(comp, train_names, pre, classes, p.augment, p.seed)
+    train_set = TrainDataset(comp, train_names, pre, classes, p.augment, p.seed, crop)
     val_set = ValidationDataset(comp, val_names, pre, classes)
     shuffle_gen = torch.Generator()
     sampler = DistributedSampler(train_set, rt.world, rt.rank, shuffle=True, seed=p.seed) if rt.world > 1 else None
@@ -218,6 +231,13 @@ def train_fold(
     torch.manual_seed(p.seed)
     config = checkpoint.model_config(p.model.arch, channels, classes, p.model.kwargs())
     model = create_model(**config)
+    if p.model.has_encoder:
+        skipped = encoders.load_weights(model, p.model.encoder, p.model.encoder_weights, channels)
+        if rt.main and p.model.encoder_weights != "none":
+            print(
+                f"fold {fold}: {p.model.encoder} weights from {p.model.encoder_weights}"
+                + (f"; skipped {len(skipped)} layer(s): " + ", ".join(skipped[:5]) if skipped else "")
+            )
     if p.init_from:
         skipped = checkpoint.init_from(model, Path(p.init_from))
         if rt.main:
@@ -241,9 +261,16 @@ def train_fold(
             "classes": class_names,
             "preprocess": pre.to_dict(),
             "world": rt.world,
-            "code": code_version(),
-            "data": checkpoint.fingerprint(table[["img", "fold"]].values.tolist() + [comp.root.name]),
+            "code": provenance.code_version(Path(__file__)),  # this module and everything it imports
+            "data": checkpoint.fingerprint(
+                [table[["img", "fold"]].values.tolist(), comp.root.name, comp.content(train_names + val_names)]
+            ),
             "init": checkpoint.file_hash(Path(p.init_from)) if p.init_from else "",
+            "encoder_weights": (
+                checkpoint.file_hash(Path(p.model.encoder_weights))
+                if Path(p.model.encoder_weights).suffix in encoders.WEIGHT_FILES
+                else ""
+            ),
         }
     )
     meta = {
@@ -272,17 +299,18 @@ def train_fold(
         _log(live, fold, record)
 
     net = torch.compile(model) if p.compile else model
-    if rt.world > 1:
+    if dist.is_initialized():  # under torchrun, even with one process: the GPU check proves NCCL that way
         net = DistributedDataParallel(net, device_ids=[rt.local_rank] if rt.device.type == "cuda" else None)
 
     # ---- the loop
-    for epoch in range(start, p.epochs):
+    for epoch in range(start, p.epochs if stop_after is None else min(p.epochs, stop_after)):
         train_set.set_epoch(epoch)
         shuffle_gen.manual_seed(p.seed * 10_007 + epoch)
         if sampler is not None:
             sampler.set_epoch(epoch)
         started = time.perf_counter()
-        train_loss, seen = train_one_epoch(net, loader, loss_fn, optimizer, scheduler, rt, p.grad_clip, epoch)
+        memory = rt.main and rt.device.type == "cuda" and epoch == start
+        train_loss, seen = train_one_epoch(net, loader, loss_fn, optimizer, scheduler, rt, p.grad_clip, epoch, memory)
         seconds = time.perf_counter() - started
         record = {
             "epoch": epoch + 1,

@@ -6,13 +6,11 @@ data/predictions/onnx/ and runs them with ONNX Runtime. With predict.nproc > 1 t
 torchrun and the processes share the shards (one GPU each).
 """
 
-from contextlib import nullcontext
-from functools import partial
 from pathlib import Path
 
 import torch
 
-from pipeline import competition, distributed, onnx_export, params, prediction, shards
+from pipeline import competition, distributed, inference, onnx_export, params, prediction, shards
 from pipeline.errors import run_stage
 
 RAW, MODELS, OUT = Path("data/raw"), Path("models"), Path("data/predictions")
@@ -26,10 +24,8 @@ def main() -> None:
         raise SystemExit(status)
     rank, world, local_rank = distributed.init()
     device = distributed.device(local_rank)
-    dtype = None
-    if device.type == "cuda" and pr.amp:
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    autocast = partial(torch.autocast, "cuda", dtype=dtype) if dtype else nullcontext
+    dtype = inference.amp_dtype(device, pr.amp)
+    autocast = inference.autocast(device, dtype)
     # not on CPU: there it made the demo model 1.5x faster but its oneDNN buffers broke bench.memory's flat-memory bar
     memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
 
@@ -46,7 +42,7 @@ def main() -> None:
     ensemble = prediction.load_ensemble(models, device, memory_format)
     settings = {"tta": pr.tta, "precision": str(dtype), "backend": pr.backend}
     if rank == 0:
-        prediction.prepare(OUT, names, pr.shard_size, ensemble, settings)
+        prediction.prepare(OUT, names, pr.shard_size, ensemble, settings, comp.test)
     distributed.barrier(world)
     manifest = shards.check_manifest(OUT)
     done = prediction.predict_shards(
