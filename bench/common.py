@@ -76,7 +76,7 @@ def predict_on_cpu(
 ) -> dict:
     """The predict stage's code on one bare model (batches of 8, 2 workers, no TTA); returns the manifest."""
     ensemble = prediction.Ensemble([model], pre, 1, ["background", "car"], ["bench"])
-    manifest = prediction.prepare(out, names, shard_size, ensemble, {})
+    manifest = prediction.prepare(out, names, shard_size, ensemble, {}, archive)
     prediction.predict_shards(
         ensemble,
         archive,

@@ -28,6 +28,8 @@ SAMPLE_SUBMISSION_CSV = "sample_submission.csv"
 METADATA_CSV = "metadata.csv"
 CSV_FILES = (TRAIN_MASKS_CSV, SAMPLE_SUBMISSION_CSV, METADATA_CSV)
 
+CLASSES_FILE = "classes.json"  # written beside multi-class data: {"names": ["background", ...]}
+
 
 class CompetitionError(UserError):
     """The competition folder is incomplete or inconsistent; the message lists what and the fix."""
@@ -60,6 +62,11 @@ class Competition:
     masks: ImageArchive
     test: ImageArchive
     mask_of: dict[str, str]  # image file name -> mask file name
+
+    def content(self, names: list[str]) -> str:
+        """A hash of the bytes (zip CRC-32 and size) of these train images and their masks."""
+        masks = [self.mask_of.get(n, "") for n in names]
+        return f"{self.train.content(names)}-{self.masks.content(masks)}"
 
     def read_mask(self, image_name: str) -> bytes:
         mask = self.mask_of.get(image_name)

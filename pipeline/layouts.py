@@ -28,7 +28,7 @@ from PIL import Image, ImageSequence
 from tqdm import tqdm
 
 from pipeline import competition, rle
-from pipeline.data import CLASSES_FILE
+from pipeline.competition import CLASSES_FILE
 from pipeline.errors import UserError
 from pipeline.params import LocalParams
 

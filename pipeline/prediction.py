@@ -24,7 +24,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
-from pipeline import checkpoint, postprocess
+from pipeline import checkpoint, postprocess, provenance
 from pipeline.archive import ImageArchive
 from pipeline.data import ImageDataset, Preprocess
 from pipeline.images import ImageError
@@ -80,9 +80,20 @@ def load_ensemble(paths: list[Path], device: torch.device, memory_format=torch.c
     )
 
 
-def prepare(out: Path, names: list[str], shard_size: int, ensemble: Ensemble, settings: dict) -> dict:
+def prepare(
+    out: Path, names: list[str], shard_size: int, ensemble: Ensemble, settings: dict, archive: ImageArchive
+) -> dict:
     """Write the manifest, deleting every shard of another fingerprint first. Returns the manifest."""
-    run_id = checkpoint.fingerprint({"models": ensemble.hashes, "names": names, "shard_size": shard_size, **settings})
+    run_id = checkpoint.fingerprint(
+        {
+            "models": ensemble.hashes,
+            "names": names,
+            "images": archive.content(names),  # other pixels under the same names are predicted again
+            "code": provenance.code_version(Path(__file__)),
+            "shard_size": shard_size,
+            **settings,
+        }
+    )
     manifest = {
         "fingerprint": run_id,
         "images": len(names),

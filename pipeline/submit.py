@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from pipeline import kaggle_api
-from pipeline.checkpoint import file_hash
+from pipeline.provenance import file_hash
 
 
 def git_commit() -> str:

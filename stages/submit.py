@@ -9,8 +9,8 @@ import json
 from pathlib import Path
 
 from pipeline import params, submit
-from pipeline.checkpoint import file_hash
 from pipeline.errors import run_stage
+from pipeline.provenance import file_hash
 
 FILE, RECEIPT, HISTORY = (
     Path("submissions/submission.csv.gz"),

@@ -189,10 +189,11 @@ def tiny_submission(tiny_demo, tiny_model, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("tiny-submission")
     names = competition.read_csv(tiny_demo / "sample_submission.csv", ("img", "rle_mask"))["img"].tolist()
     ensemble = prediction.load_ensemble([tiny_model], torch.device("cpu"))
-    manifest = prediction.prepare(out / "pred", names, 8, ensemble, {})
+    archive = ImageArchive(tiny_demo / "test.zip")
+    manifest = prediction.prepare(out / "pred", names, 8, ensemble, {}, archive)
     prediction.predict_shards(
         ensemble,
-        ImageArchive(tiny_demo / "test.zip"),
+        archive,
         names,
         out / "pred",
         manifest,

@@ -38,7 +38,7 @@ def test_the_predict_backend_gives_the_same_shards(tiny_demo, tiny_model, export
     maps = {}
     for label, path in (("torch", tiny_model), ("onnx", exported)):
         ensemble = prediction.load_ensemble([path], CPU)
-        manifest = prediction.prepare(tmp_path / label, names, 8, ensemble, {"backend": label})
+        manifest = prediction.prepare(tmp_path / label, names, 8, ensemble, {"backend": label}, archive)
         prediction.predict_shards(
             ensemble,
             archive,

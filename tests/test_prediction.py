@@ -20,7 +20,7 @@ CPU = torch.device("cpu")
 
 
 def _run(ensemble, archive, names, out, shard_size=5, tta=False):
-    manifest = prediction.prepare(out, names, shard_size, ensemble, {"tta": tta})
+    manifest = prediction.prepare(out, names, shard_size, ensemble, {"tta": tta}, archive)
     return prediction.predict_shards(
         ensemble, archive, names, out, manifest, batch_size=4, workers=0, tta=tta, device=CPU, autocast=nullcontext
     )

@@ -1,0 +1,74 @@
+"""Which code made a result: the project modules a script or module imports, directly or not.
+
+One answer for two questions: the dvc.yaml deps of each stage (a test checks them against this closure)
+and the code part of the fingerprints that decide whether a checkpoint may be resumed or a shard kept.
+Imports inside functions count: they run when the code does.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = "pipeline"
+
+
+def _imported(path: Path) -> set[str]:
+    """Dotted names of the project modules `path` imports (`pipeline.x`), wherever the import statement is."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names if a.name.split(".")[0] == PACKAGE)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            if node.module == PACKAGE:
+                names.update(f"{PACKAGE}.{a.name}" for a in node.names)
+            elif node.module.startswith(PACKAGE + "."):
+                names.add(node.module)
+    return names
+
+
+def _file(module: str) -> Path | None:
+    path = ROOT.joinpath(*module.split(".")).with_suffix(".py")
+    return path if path.is_file() else None
+
+
+def closure(*entries: Path) -> list[Path]:
+    """Every project file that running `entries` may import, the entries and pipeline/__init__.py included."""
+    seen: set[Path] = set()
+    todo = [Path(e).resolve() for e in entries]
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        for module in _imported(path):
+            for part in (PACKAGE, module):  # importing pipeline.x runs pipeline/__init__.py first
+                found = _file(part) or _file(part + ".__init__")
+                if found is not None and found not in seen:
+                    todo.append(found)
+    return sorted(seen)
+
+
+def code_version(*entries: Path) -> str:
+    """A short hash of the closure's sources: any edit to code that `entries` runs changes it."""
+    h = hashlib.sha256()
+    for path in closure(*entries):
+        h.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()[:16]
+
+
+def fingerprint(obj) -> str:
+    """A short stable hash of JSON-able data."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def file_hash(path: Path) -> str:
+    """SHA-256 of a file's bytes, read in blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
