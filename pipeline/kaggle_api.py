@@ -27,6 +27,7 @@ CREDENTIALS_HELP = (
     "KAGGLE_USERNAME and KAGGLE_KEY (or KAGGLE_API_TOKEN) in the environment. Never put them in params.yaml."
 )
 RETRY_DELAYS = (2.0, 8.0, 30.0)  # seconds between attempts at an API call that failed on the network
+RETRY_STATUS = {429, 500, 502, 503, 504}  # answers that say "not now": retried like a dropped line
 PARTIAL_SUFFIX = ".kaggle-partial"  # the client's marker beside a download it can resume
 
 
@@ -103,6 +104,11 @@ def _explain(err: Exception, competition: str, action: str) -> KaggleError:
             f"Kaggle's limit was reached while trying to {action} ({text}); the daily submission allowance "
             f"resets at 00:00 UTC: try again then"
         )
+    if status in RETRY_STATUS:
+        return KaggleError(
+            f"Kaggle's servers answered HTTP {status} to every try while trying to {action}; finished files are kept: "
+            f"run the same command again later"
+        )
     if status is None and isinstance(err, _network_errors()):
         return KaggleError(
             f"network failure while trying to {action} ({type(err).__name__}); check the connection and run "
@@ -125,14 +131,18 @@ def _network_errors() -> tuple[type[Exception], ...]:
 
 
 def call(fn: Callable[[], T], competition: str, action: str, delays: tuple[float, ...] = RETRY_DELAYS) -> T:
-    """Run one API call, retrying network failures with back-off and explaining the final error."""
+    """Run one API call, retrying network failures, rate limits and server errors with back-off, and explaining
+    the final error."""
     import requests
 
     for attempt in range(len(delays) + 1):
         try:
             return fn()
         except requests.HTTPError as err:
-            raise _explain(err, competition, action) from None
+            status = getattr(getattr(err, "response", None), "status_code", None)
+            if status not in RETRY_STATUS or attempt == len(delays):
+                raise _explain(err, competition, action) from None
+            time.sleep(delays[attempt])
         except _network_errors() as err:
             if attempt == len(delays):
                 raise _explain(err, competition, action) from None

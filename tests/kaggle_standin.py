@@ -67,6 +67,7 @@ class StandIn:
     truth: dict[str, tuple[pd.DataFrame, tuple[int, int]]] = field(default_factory=dict)
     cut_after: dict[str, int] = field(default_factory=dict)  # file -> bytes sent before dropping the line
     cuts_left: dict[str, int] = field(default_factory=dict)  # file -> how many more downloads to cut
+    server_errors: list[int] = field(default_factory=list)  # statuses (500, 503) to answer the next API calls with
     daily_limit: int = 5
     log: list[dict] = field(default_factory=list)
     submissions: list[dict] = field(default_factory=list)
@@ -138,6 +139,9 @@ class _Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
         self._record("POST", url.path, body)
+        if self.state.server_errors:
+            status = self.state.server_errors.pop(0)
+            return self._error(status, "Internal server error" if status == 500 else "Service unavailable")
         if not url.path.startswith(API):
             return self._error(404, "Not found")
         if self._user() is None:

@@ -135,3 +135,16 @@ def test_no_request_can_leave_the_machine():
         requests.get("https://www.kaggle.com/api/v1/competitions/list", timeout=5)
     with pytest.raises(ConnectionRefusedError, match="may not leave"):
         socket.create_connection(("93.184.216.34", 80), timeout=5)
+
+
+def test_server_errors_are_retried_then_explained_in_one_line(standin, tmp_path):
+    standin.server_errors[:] = [500, 503]  # the listing fails twice, then works
+    kaggle_api.download(SLUG, ["train_masks.csv.zip"], tmp_path / "raw")
+    assert (tmp_path / "raw" / "train_masks.csv.zip").is_file()
+    standin.server_errors[:] = [500] * 50
+    with pytest.raises(kaggle_api.KaggleError) as err:
+        kaggle_api.download(SLUG, ["metadata.csv.zip"], tmp_path / "raw2")
+    message = str(err.value)
+    assert "answered HTTP 500 to every try" in message and "finished files are kept" in message
+    assert "\n" not in message
+    assert len(standin.server_errors) == 50 - (len(kaggle_api.RETRY_DELAYS) + 1)  # bounded: 1 try + the retries
