@@ -9,12 +9,11 @@ any work starts.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from pathlib import Path
 from typing import Any, Literal, Union
-
-from ruamel.yaml import YAML
 
 from pipeline.errors import UserError
 
@@ -75,6 +74,8 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
         raise ParamError(f"{key} must be an integer, got {value!r}")
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(value):
+                raise ParamError(f"{key} must be a finite number, got {value!r}")
             return float(value)
         raise ParamError(f"{key} must be a number, got {value!r}")
     if tp is str:
@@ -171,7 +172,7 @@ class SplitParams:
     fold: Union[int, Literal["all"]]
     seed: int
     stratify: bool
-    group: str
+    group: Literal["car", "image"]
 
     def check(self, key: str) -> None:
         require(self.folds >= 2, f"{key}.folds", f"must be at least 2, got {self.folds}")
@@ -192,7 +193,6 @@ class SplitParams:
 
 
 SEED_ARCHS = ("unet", "unetplusplus")  # built here without an encoder (the seed's U-Net and a UNet++)
-SMP_ARCHS = ("fpn", "linknet", "deeplabv3", "deeplabv3plus", "manet", "pspnet", "pan", "upernet", "segformer", "dpt")
 Arch = Literal[
     "unet", "unetplusplus", "fpn", "linknet", "deeplabv3", "deeplabv3plus", "manet", "pspnet", "pan", "upernet",
     "segformer", "dpt",
@@ -299,23 +299,28 @@ class TrainParams:
             f"{key}.crop",
             f"must be 0 (whole images), a size N or [height, width] of at least 1, got {self.crop}",
         )
-        require(self.epochs >= 1, f"{key}.epochs", f"must be at least 1, got {self.epochs}")
-        require(self.batch_size >= 1, f"{key}.batch_size", f"must be at least 1, got {self.batch_size}")
+        require(1 <= self.epochs <= 10_000, f"{key}.epochs", f"must be in 1..10000, got {self.epochs}")
+        require(1 <= self.batch_size <= 4096, f"{key}.batch_size", f"must be in 1..4096, got {self.batch_size}")
         require(0.0 < self.lr < 1.0, f"{key}.lr", f"must be in (0, 1), got {self.lr}")
         require(self.weight_decay >= 0.0, f"{key}.weight_decay", f"must be >= 0, got {self.weight_decay}")
         require(
-            0.0 <= self.warmup_epochs < self.epochs,
+            0.0 <= self.warmup_epochs <= self.epochs,
             f"{key}.warmup_epochs",
-            f"must be in [0, train.epochs), got {self.warmup_epochs}",
+            f"must be in [0, train.epochs], got {self.warmup_epochs}",
         )
-        require(self.grad_clip >= 0.0, f"{key}.grad_clip", f"must be >= 0 (0 turns it off), got {self.grad_clip}")
+        require(self.weight_decay <= 1.0, f"{key}.weight_decay", f"must be in [0, 1], got {self.weight_decay}")
+        require(
+            0.0 <= self.grad_clip <= 1e6,
+            f"{key}.grad_clip",
+            f"must be in [0, 1e6] (0 turns it off), got {self.grad_clip}",
+        )
         require(
             self.bce_weight >= 0 and self.dice_weight >= 0 and self.bce_weight + self.dice_weight > 0,
             f"{key}.bce_weight/dice_weight",
             "must be >= 0 and not both 0",
         )
-        require(self.workers >= 0, f"{key}.workers", f"must be >= 0, got {self.workers}")
-        require(self.nproc >= 1, f"{key}.nproc", f"must be at least 1, got {self.nproc}")
+        require(0 <= self.workers <= 256, f"{key}.workers", f"must be in 0..256, got {self.workers}")
+        require(1 <= self.nproc <= 1024, f"{key}.nproc", f"must be in 1..1024, got {self.nproc}")
 
     @property
     def crop_size(self) -> tuple[int, int] | None:
@@ -356,10 +361,10 @@ class PredictParams:
     backend: Literal["torch", "onnxruntime"]
 
     def check(self, key: str) -> None:
-        require(self.batch_size >= 1, f"{key}.batch_size", f"must be at least 1, got {self.batch_size}")
-        require(self.workers >= 0, f"{key}.workers", f"must be >= 0, got {self.workers}")
-        require(self.shard_size >= 1, f"{key}.shard_size", f"must be at least 1, got {self.shard_size}")
-        require(self.nproc >= 1, f"{key}.nproc", f"must be at least 1, got {self.nproc}")
+        require(1 <= self.batch_size <= 4096, f"{key}.batch_size", f"must be in 1..4096, got {self.batch_size}")
+        require(0 <= self.workers <= 256, f"{key}.workers", f"must be in 0..256, got {self.workers}")
+        require(1 <= self.shard_size <= 100_000, f"{key}.shard_size", f"must be in 1..100000, got {self.shard_size}")
+        require(1 <= self.nproc <= 1024, f"{key}.nproc", f"must be in 1..1024, got {self.nproc}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -397,19 +402,32 @@ SECTIONS: dict[str, type] = {
 
 
 def load(*sections: str, path: str | Path = "params.yaml") -> dict[str, Any]:
-    """Load and validate the named sections of params.yaml (all when none is named): {section: dataclass}.
+    """Load params.yaml, validate every section, and return the named ones (all when none is named).
 
-    A stage checks only the sections it reads, so a typo in train.* cannot stop the download.
+    Every section is checked whichever stage runs first, so a typo in predict.* stops `dvc repro` before
+    hours of training rather than after.
     """
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import YAMLError
+
     path = Path(path)
     if not path.is_file():
         raise ParamError(f"{path} not found; run from the project root, where params.yaml lives")
-    with path.open() as f:
-        data = YAML(typ="safe", pure=True).load(f) or {}  # YAML 1.2, as DVC reads it: 3e-4 is a number
+    try:
+        with path.open() as f:
+            data = YAML(typ="safe", pure=True).load(f) or {}  # YAML 1.2, as DVC reads it: 3e-4 is a number
+    except YAMLError as err:
+        where = getattr(err, "problem_mark", None)
+        line = f" at line {where.line + 1}" if where is not None else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ParamError(f"{path} is not valid YAML{line} ({problem}); fix that line") from None
+    if not isinstance(data, dict):
+        raise ParamError(f"{path} must be a mapping of sections ({', '.join(SECTIONS)}), got {type(data).__name__}")
     unknown = sorted(set(data) - set(SECTIONS))
     if unknown:
         raise ParamError(f"unknown section {unknown[0]} in {path}; known: {', '.join(SECTIONS)}")
-    return {name: _convert(data.get(name), SECTIONS[name], name) for name in sections or SECTIONS}
+    checked = {name: _convert(data.get(name), SECTIONS[name], name) for name in SECTIONS}
+    return {name: checked[name] for name in sections or SECTIONS}
 
 
 def as_dict(obj: Any) -> Any:

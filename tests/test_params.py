@@ -34,6 +34,11 @@ def test_the_project_params_load():
         (lambda d: d["download"]["demo"].update(width="wide"), "download.demo.width must be an integer"),
         (lambda d: d["download"].pop("hq"), "lacks download.hq"),
         (lambda d: d["download"].update(source="local"), "download.local.path must name the folder"),
+        (lambda d: d["split"].update(group="imgae"), r"split.group must be one of 'car' \| 'image', got 'imgae'"),
+        (lambda d: d["train"].update(grad_clip=float("inf")), "train.grad_clip must be a finite number, got inf"),
+        (lambda d: d["train"].update(lr=float("nan")), "train.lr must be a finite number"),
+        (lambda d: d["train"].update(batch_size=1_000_000_000), "train.batch_size must be in 1..4096"),
+        (lambda d: d["predict"].update(batch_sise=8), "unknown key predict.batch_sise"),
     ],
 )
 def test_bad_values_name_the_key(tmp_path, edit, message):
@@ -44,3 +49,21 @@ def test_bad_values_name_the_key(tmp_path, edit, message):
 def test_fold_all_means_every_fold(tmp_path):
     p = params.load(path=_write(tmp_path, lambda d: d["split"].update(fold="all", folds=3)))
     assert p["split"].validation_folds() == [0, 1, 2]
+
+
+def test_every_section_is_checked_whichever_stage_reads(tmp_path):
+    path = _write(tmp_path, lambda d: d["predict"].update(tta="maybe"))
+    with pytest.raises(params.ParamError, match="predict.tta must be true or false"):
+        params.load("download", path=path)  # the first stage: a typo in predict.* stops it, not hours later
+
+
+def test_the_quickest_experiment_one_epoch_is_valid(tmp_path):
+    p = params.load("train", path=_write(tmp_path, lambda d: d["train"].update(epochs=1)))
+    assert p["train"].epochs == 1 and p["train"].warmup_epochs == 1
+
+
+def test_a_broken_params_file_is_one_line_naming_the_line(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("split:\n  folds: 5\n fold: [0\n")
+    with pytest.raises(params.ParamError, match=r"params.yaml is not valid YAML at line \d+ .*fix that line"):
+        params.load(path=path)
