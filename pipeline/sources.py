@@ -1,8 +1,9 @@
 """Fill the competition folder from one of three sources: the demo, Kaggle, or a local folder.
 
 The folder persists between runs (a DVC `persist: true` out) so that an interrupted 25 GB download
-resumes instead of starting over. A stamp file records which source filled it; switching sources
-never silently overwrites a real download.
+resumes instead of starting over. A stamp file records which source filled it and whether it finished;
+switching sources never discards a Kaggle download, finished or not, nor files the pipeline did not put
+there, and an import that fails leaves the previous data as it was.
 """
 
 from __future__ import annotations
@@ -38,38 +39,80 @@ def _stamp(p: DownloadParams) -> dict:
     return {"source": "local", "path": str(Path(p.local.path).resolve()), "layout": p.local.layout, "hq": p.hq}
 
 
-def _prepare(out: Path, stamp: dict) -> None:
-    """Empty `out` when it holds the demo or another local import; refuse to discard a download."""
+def _previous(out: Path) -> dict | None:
+    """The stamp of what fills `out` now (None when empty); refuse a folder of files this pipeline did not put
+    there, which it must never delete."""
     path = out / STAMP
-    if not path.is_file():
-        return
-    old = json.loads(path.read_text())
-    if old == stamp:
-        return
-    if (
-        old.get("source") == "kaggle"
-        and stamp.get("competition") != old.get("competition")
-        or (old.get("source") == "kaggle" and stamp["source"] != "kaggle")
-    ):
+    if path.is_file():
+        return json.loads(path.read_text())
+    foreign = sorted(c.name for c in out.iterdir()) if out.is_dir() else []
+    if foreign:
         raise SourceError(
-            f"{out} holds the Kaggle download of {old.get('competition')}; switching download.source/competition "
+            f"{out} holds files this pipeline did not put there ({', '.join(foreign[:3])}"
+            f"{', ...' if len(foreign) > 3 else ''}); it will not delete them: move them elsewhere (e.g. "
+            f"`mv {out} {out}-mine`) and import them with download.source=local and download.local.path=<that folder>"
+        )
+    return None
+
+
+def _same(old: dict | None, stamp: dict) -> bool:
+    return old is not None and {k: v for k, v in old.items() if k != "complete"} == stamp
+
+
+def _refuse_discarding(out: Path, old: dict | None, stamp: dict) -> None:
+    """A Kaggle download, finished or not, is hours of work: never replace it with another source."""
+    if old is None or old.get("source") != "kaggle":
+        return
+    if stamp["source"] != "kaggle" or stamp.get("competition") != old.get("competition"):
+        state = "download" if old.get("complete", True) else "unfinished download"
+        raise SourceError(
+            f"{out} holds the Kaggle {state} of {old.get('competition')}; switching download.source/competition "
             f"would discard it. Move it away first (e.g. `mv {out} {out}-{old.get('competition')}`), then run again"
         )
-    if old.get("source") == "kaggle":
-        return  # same competition, other quality: add the other files beside the existing ones
-    for child in out.iterdir():
-        if child.is_dir():
-            shutil.rmtree(child)
-        else:
-            child.unlink()
 
 
 def fetch(p: DownloadParams, out: Path, truth_dir: Path) -> dict[str, int]:
-    """Put the competition named by the params into `out`, verify it, and return its counts."""
+    """Put the competition named by the params into `out`, verify it, and return its counts.
+
+    A Kaggle download fills `out` in place, so that an interruption resumes. Another source fills a sibling
+    folder that replaces `out` only once verified: a failed import leaves the previous data as it was.
+    """
     stamp = _stamp(p)
-    out.mkdir(parents=True, exist_ok=True)
-    _prepare(out, stamp)
-    (out / STAMP).unlink(missing_ok=True)  # until verified, the folder is not trusted
+    if p.source == "local":
+        src, dest = Path(p.local.path).resolve(), out.resolve()
+        if src == dest or dest in src.parents:
+            raise SourceError(
+                f"download.local.path {p.local.path} is {out} itself or inside it: the import would replace the "
+                f"files it reads. Move your files elsewhere (e.g. `mv {out} {out}-mine`) and point the param there"
+            )
+    old = _previous(out)
+    _refuse_discarding(out, old, stamp)
+    in_place = p.source == "kaggle" or _same(old, stamp)
+    target = out if in_place else out.with_name(out.name + ".incoming")
+    if not in_place:
+        shutil.rmtree(target, ignore_errors=True)
+    elif old is not None and old.get("source") != "kaggle":  # the demo or an import (links) makes way for Kaggle
+        shutil.rmtree(out)
+    target.mkdir(parents=True, exist_ok=True)
+    (target / STAMP).write_text(json.dumps({**stamp, "complete": False}, indent=2) + "\n")
+    try:
+        counts = _fill(p, target, truth_dir)
+    except BaseException:
+        if not in_place:
+            shutil.rmtree(target, ignore_errors=True)
+        raise
+    (target / STAMP).write_text(json.dumps({**stamp, "complete": True}, indent=2) + "\n")
+    if not in_place:
+        previous = out.with_name(out.name + ".previous")
+        shutil.rmtree(previous, ignore_errors=True)
+        if out.exists():
+            out.rename(previous)
+        target.rename(out)
+        shutil.rmtree(previous, ignore_errors=True)
+    return counts
+
+
+def _fill(p: DownloadParams, out: Path, truth_dir: Path) -> dict[str, int]:
     if p.source == "demo":
         d = p.demo
         demo.generate(
@@ -92,9 +135,7 @@ def fetch(p: DownloadParams, out: Path, truth_dir: Path) -> dict[str, int]:
 
         layouts.import_folder(p.local, out)
     slug = p.competition if p.source != "demo" else "demo"
-    counts = competition.verify(out, p.hq, slug)
-    (out / STAMP).write_text(json.dumps(stamp, indent=2) + "\n")
-    return counts
+    return competition.verify(out, p.hq, slug)
 
 
 def _extract_csvs(out: Path) -> None:

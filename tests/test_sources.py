@@ -1,0 +1,73 @@
+"""Filling data/raw never deletes what the user brought: refusals before anything is touched, imports aside."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+
+from pipeline import params, sources
+from pipeline.errors import UserError
+from tests.conftest import ROOT
+
+
+def _download(**changes) -> params.DownloadParams:
+    p = params.load("download", path=ROOT / "params.yaml")["download"]
+    demo = dataclasses.replace(p.demo, train_cars=3, test_cars=1, width=160, height=96)
+    return dataclasses.replace(p, demo=demo, **changes)
+
+
+def _local(path, **changes) -> params.DownloadParams:
+    p = _download(source="local", competition="subset")
+    return dataclasses.replace(p, local=dataclasses.replace(p.local, path=str(path), **changes))
+
+
+def _snapshot(folder):
+    return {f.name: f.read_bytes() for f in sorted(folder.iterdir()) if f.is_file()}
+
+
+def test_a_local_path_that_is_the_output_folder_is_refused_before_anything_changes(tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "train.zip").write_bytes(b"the user's own zip")
+    for path in (raw, raw / "sub"):
+        with pytest.raises(sources.SourceError, match="is .*raw itself or inside it"):
+            sources.fetch(_local(path), raw, tmp_path / "truth")
+    assert _snapshot(raw) == {"train.zip": b"the user's own zip"}
+
+
+def test_files_the_pipeline_did_not_put_there_are_never_deleted(tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "test.zip").write_bytes(b"mine")
+    with pytest.raises(sources.SourceError, match="holds files this pipeline did not put there"):
+        sources.fetch(_download(), raw, tmp_path / "truth")
+    assert _snapshot(raw) == {"test.zip": b"mine"}
+
+
+def test_an_unfinished_kaggle_download_survives_switching_to_the_demo(tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    stamp = {"source": "kaggle", "competition": "carvana-image-masking-challenge", "hq": False, "complete": False}
+    (raw / sources.STAMP).write_text(json.dumps(stamp))
+    (raw / "train.zip").write_bytes(b"finished part of the download")
+    (raw / "test.zip.kaggle-partial").write_bytes(b"resume marker")
+    before = _snapshot(raw)
+    with pytest.raises(sources.SourceError, match="holds the Kaggle unfinished download of carvana"):
+        sources.fetch(_download(), raw, tmp_path / "truth")
+    assert _snapshot(raw) == before
+
+
+def test_a_failed_import_leaves_the_previous_data_as_it_was(tmp_path):
+    raw = tmp_path / "raw"
+    sources.fetch(_download(), raw, tmp_path / "truth")
+    before = _snapshot(raw)
+    bad = tmp_path / "pairs"
+    (bad / "imgs").mkdir(parents=True)
+    (bad / "masks").mkdir()
+    (bad / "imgs" / "a.png").write_bytes(b"not a picture")
+    with pytest.raises(UserError):
+        sources.fetch(_local(bad, layout="folder-pairs"), raw, tmp_path / "truth")
+    assert _snapshot(raw) == before and json.loads(before[sources.STAMP])["complete"] is True
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pairs", "raw", "truth"]  # no half-made folder left
