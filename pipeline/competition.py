@@ -174,6 +174,7 @@ def verify(root: Path, hq: bool, competition: str) -> dict[str, int]:
         raise CompetitionError(
             f"{root} is incomplete or inconsistent:\n  - "
             + "\n  - ".join(problems)
-            + "\nDelete the files named above and run `dvc repro download` to fetch them again."
+            + "\nA download: delete the files named above and run `dvc repro download` to fetch them again. A local "
+            "folder: correct it, or for a subset of Carvana set download.competition to another name."
         )
     return {"train": len(train), "test": len(test)}

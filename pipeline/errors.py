@@ -34,6 +34,17 @@ def run_stage(main: Callable[[], object]) -> None:
     except UserError as err:
         print(f"error: {message(err)}", file=sys.stderr)
         sys.exit(1)
+    except RuntimeError as err:
+        text = str(err)
+        if "DataLoader worker" not in text or not ("killed" in text or "exited unexpectedly" in text):
+            raise
+        print(
+            f"error: a data-loading worker was killed ({text.splitlines()[0]}), most likely because the machine "
+            f"ran out of memory: lower train.workers / predict.workers or the batch size, then run the same command "
+            f"again; finished epochs and shards are kept",
+            file=sys.stderr,
+        )
+        sys.exit(1)
     except KeyboardInterrupt:
         print("interrupted: finished work is kept; run the same command again to resume", file=sys.stderr)
         sys.exit(130)

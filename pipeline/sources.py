@@ -17,7 +17,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from pipeline import competition, demo, kaggle_api
-from pipeline.archive import ArchiveError, extract_member
+from pipeline.archive import ArchiveError, check_crcs, extract_member
 from pipeline.errors import UserError
 from pipeline.params import DownloadParams
 
@@ -135,7 +135,10 @@ def _fill(p: DownloadParams, out: Path, truth_dir: Path) -> dict[str, int]:
 
         layouts.import_folder(p.local, out)
     slug = p.competition if p.source != "demo" else "demo"
-    return competition.verify(out, p.hq, slug)
+    counts = competition.verify(out, p.hq, slug)
+    for name in competition.archive_names(p.hq).values():
+        check_crcs(out / name)
+    return counts
 
 
 def _extract_csvs(out: Path) -> None:

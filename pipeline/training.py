@@ -317,6 +317,7 @@ def train_fold(
             "train_loss": train_loss,
             "lr": optimizer.param_groups[0]["lr"],
             "images_per_s": seen * rt.world / seconds,
+            "seconds": seconds,
         }
         if rt.main:
             scores, _ = validate(model, val_loader, loss_fn, rt, classes, val_names)

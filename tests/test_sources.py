@@ -71,3 +71,24 @@ def test_a_failed_import_leaves_the_previous_data_as_it_was(tmp_path):
         sources.fetch(_local(bad, layout="folder-pairs"), raw, tmp_path / "truth")
     assert _snapshot(raw) == before and json.loads(before[sources.STAMP])["complete"] is True
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pairs", "raw", "truth"]  # no half-made folder left
+
+
+def test_a_member_with_a_bad_crc_fails_the_download_naming_it(tiny_demo, tmp_path):
+    import shutil
+    import zipfile
+
+    from pipeline import archive
+
+    src = tmp_path / "kaggle"
+    shutil.copytree(tiny_demo, src)
+    with zipfile.ZipFile(src / "test.zip") as z:
+        info = z.infolist()[3]
+        offset = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra) + info.compress_size // 2
+    data = bytearray((src / "test.zip").read_bytes())
+    data[offset] ^= 0xFF  # one flipped byte inside a stored JPEG: the directory still lists it
+    (src / "test.zip").write_bytes(bytes(data))
+    with pytest.raises(archive.ArchiveError, match=f"test.zip: {info.filename} is damaged"):
+        archive.check_crcs(src / "test.zip", jobs=2)
+    with pytest.raises(archive.ArchiveError, match=f"{info.filename} is damaged"):
+        sources.fetch(_local(src, layout="kaggle"), tmp_path / "raw", tmp_path / "truth")
+    assert archive.check_crcs(tiny_demo / "test.zip") == 16
