@@ -1,9 +1,11 @@
 """Predict the test set with the fold models: `dvc repro predict` -> data/predictions/.
 
-Shards of uint8 probability maps at the model size, in sample_submission order; an interrupted run
-continues with the first unfinished shard. predict.backend onnxruntime exports the fold models to
-data/predictions/onnx/ and runs them with ONNX Runtime. With predict.nproc > 1 the stage relaunches itself under
-torchrun and the processes share the shards (one GPU each).
+Shards of uint8 probability maps at the model size, in sample_submission order, made in
+checkpoints/predict/ (which DVC never restores or deletes, so an interrupted `dvc repro` or
+`dvc exp run` continues with the first unfinished shard) and hard-linked into the out once all are
+done. predict.backend onnxruntime exports the fold models to checkpoints/predict/onnx/ and runs them
+with ONNX Runtime. With predict.nproc > 1 the stage relaunches itself under torchrun and the
+processes share the shards (one GPU each).
 """
 
 from pathlib import Path
@@ -13,7 +15,7 @@ import torch
 from pipeline import competition, distributed, inference, onnx_export, params, prediction, shards
 from pipeline.errors import run_stage
 
-RAW, MODELS, OUT = Path("data/raw"), Path("models"), Path("data/predictions")
+RAW, MODELS, OUT, WORK = Path("data/raw"), Path("models"), Path("data/predictions"), Path("checkpoints/predict")
 
 
 def main() -> None:
@@ -33,7 +35,7 @@ def main() -> None:
     names = competition.read_csv(RAW / competition.SAMPLE_SUBMISSION_CSV, ("img", "rle_mask"))["img"].tolist()
     models = [MODELS / f"fold{k}" / "best.pt" for k in p["split"].validation_folds()]
     if pr.backend == "onnxruntime":
-        exported = [OUT / "onnx" / f"{m.parent.name}.onnx" for m in models]
+        exported = [WORK / "onnx" / f"{m.parent.name}.onnx" for m in models]
         for onnx_path, ckpt_path in zip(exported, models):
             if rank == 0 and not onnx_export.is_current(onnx_path, ckpt_path):
                 onnx_export.export(ckpt_path, onnx_path)
@@ -42,14 +44,14 @@ def main() -> None:
     ensemble = prediction.load_ensemble(models, device, memory_format)
     settings = {"tta": pr.tta, "precision": str(dtype), "backend": pr.backend}
     if rank == 0:
-        prediction.prepare(OUT, names, pr.shard_size, ensemble, settings, comp.test)
+        prediction.prepare(WORK, names, pr.shard_size, ensemble, settings, comp.test)
     distributed.barrier(world)
-    manifest = shards.check_manifest(OUT)
+    manifest = shards.check_manifest(WORK)
     done = prediction.predict_shards(
         ensemble,
         comp.test,
         names,
-        OUT,
+        WORK,
         manifest,
         batch_size=pr.batch_size,
         workers=pr.workers,
@@ -62,7 +64,7 @@ def main() -> None:
     )
     distributed.barrier(world)
     if rank == 0:
-        shards.check_complete(OUT)
+        shards.publish(WORK, OUT)
         print(
             f"{OUT}: {len(names)} images in {manifest['shards']} shards ({done} written now by process 0, "
             f"{len(models)} model(s){', flip TTA' if pr.tta else ''})"

@@ -1,4 +1,7 @@
-"""Train one U-Net per validation fold: `dvc repro train` -> models/fold<k>/{best,last}.pt.
+"""Train one U-Net per validation fold: `dvc repro train` -> models/fold<k>/best.pt.
+
+Training state (last.pt after every epoch, best.pt) lives in checkpoints/train/fold<k>/, which DVC
+never restores or deletes: a killed `dvc repro` or `dvc exp run` resumes from the last finished epoch.
 
 split.fold picks the held-out fold (`all`: one model per fold). With train.nproc > 1 the stage
 relaunches itself under torchrun (DDP: one process per GPU, or gloo processes on a CPU).
@@ -13,6 +16,7 @@ from pipeline import competition, data, distributed, evaluation, params, trainin
 from pipeline.errors import run_stage
 
 RAW, SPLIT, MODELS, LIVE = Path("data/raw"), Path("data/split.csv"), Path("models"), Path("dvclive/train")
+STATE = Path("checkpoints/train")  # last.pt and best.pt while training: DVC never restores or deletes it
 
 
 def main() -> None:
@@ -25,15 +29,14 @@ def main() -> None:
     comp = competition.open_competition(RAW, p["download"].hq)
     table = pd.read_csv(SPLIT)
     names = data.class_names(RAW)
-    for stale in MODELS.glob("fold*"):  # models of folds no longer asked for
-        if rt.main and stale.name not in {f"fold{k}" for k in folds}:
-            shutil.rmtree(stale)
-
     from dvclive import Live
 
     live = Live(str(LIVE), dvcyaml=None, save_dvc_exp=False, report=None) if rt.main else None
-    results = [training.train_fold(t, rt, comp, table, k, names, MODELS / f"fold{k}", live) for k in folds]
+    results = [training.train_fold(t, rt, comp, table, k, names, STATE / f"fold{k}", live) for k in folds]
     if live is not None:
+        for k in folds:  # the out: each fold's best model, once its training is complete
+            (MODELS / f"fold{k}").mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(STATE / f"fold{k}" / "best.pt", MODELS / f"fold{k}" / "best.pt")
         for r in results:
             live.summary[f"fold{r.fold}"] = {
                 **live.summary.get(f"fold{r.fold}", {}),

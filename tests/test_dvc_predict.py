@@ -37,7 +37,7 @@ def test_two_processes_share_the_shards_and_onnx_runtime_is_a_backend(tmp_path):
     assert len(list((project / "data/predictions").glob("shard-*.zip"))) == 4
     assert all(np.array_equal(torch_maps[k], v) for k, v in _maps(project / "data/predictions").items())
     run(["dvc", "exp", "run", "-S", "predict.backend=onnxruntime", "encode"], project)
-    assert (project / "data/predictions/onnx/fold0.onnx").is_file()
+    assert (project / "checkpoints/predict/onnx/fold0.onnx").is_file()
     onnx_maps = _maps(project / "data/predictions")
     assert onnx_maps.keys() == torch_maps.keys()
     assert all(np.abs(onnx_maps[k].astype(int) - torch_maps[k].astype(int)).max() <= 1 for k in torch_maps)

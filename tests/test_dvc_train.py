@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import time
 
 import pandas as pd
 import pytest
+import torch
 
 from tests.conftest import make_project, run, tiny_pipeline
 
@@ -70,3 +75,44 @@ def test_every_experiment_keeps_its_metrics(tmp_path):
     assert all(0.0 < d <= 1.0 for d in dice.values()) and dice["epochs-1"] != dice["epochs-2"]
     diff = json.loads(run(["dvc", "plots", "diff", "epochs-1", "epochs-2", "--json"], project).stdout)
     assert "reports/evaluate/threshold_sweep.csv" in json.dumps(diff)
+
+
+def _wait_for_epoch(path, epoch: int, proc, timeout: float = 300) -> None:
+    from pipeline import checkpoint
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, "the run ended before it could be interrupted"
+        try:
+            if path.is_file() and checkpoint.load(path)["epoch"] >= epoch:
+                return
+        except Exception:  # caught mid-write by the poll: try again
+            pass
+        time.sleep(0.05)
+    raise AssertionError(f"{path} never reached epoch {epoch}")
+
+
+@pytest.mark.slow
+def test_a_killed_exp_run_resumes_training_to_the_same_weights(tmp_path):
+    from pipeline import checkpoint
+
+    edit = lambda d: (tiny_pipeline(d, epochs=4), d["predict"].update(shard_size=4))  # noqa: E731
+    whole = make_project(tmp_path / "whole", edit)
+    run(["dvc", "exp", "run", "encode"], whole)
+    cut = make_project(tmp_path / "cut", edit)
+    env = {**os.environ, "PYTHONPATH": str(cut)}
+    proc = subprocess.Popen(
+        ["dvc", "exp", "run", "encode"], cwd=cut, env=env, start_new_session=True, stdout=subprocess.DEVNULL
+    )
+    try:
+        _wait_for_epoch(cut / "checkpoints/train/fold0/last.pt", 1, proc)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert checkpoint.load(cut / "checkpoints/train/fold0/last.pt")["epoch"] < 4
+    out = run(["dvc", "exp", "run", "encode"], cut).stdout
+    assert "fold 0: resuming from checkpoints/train/fold0/last.pt after epoch" in out
+    a, b = (checkpoint.load(p / "models/fold0/best.pt")["state_dict"] for p in (whole, cut))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    submission = "submissions/submission.csv.gz"
+    assert (cut / submission).read_bytes() == (whole / submission).read_bytes()
