@@ -382,9 +382,17 @@ class EncodeParams:
 
 @dataclasses.dataclass(frozen=True)
 class SubmitParams:
-    enabled: bool
+    sha256: str  # "": upload nothing; else the first characters of the SHA-256 of the one file to upload
     message: str
     force: bool
+
+    def check(self, key: str) -> None:
+        require(
+            self.sha256 == "" or (len(self.sha256) >= 8 and all(c in "0123456789abcdef" for c in self.sha256)),
+            f"{key}.sha256",
+            f"must be empty (upload nothing) or at least 8 hex digits of the file's SHA-256 as the encode stage prints "
+            f"it, got {self.sha256!r}",
+        )
 
 
 # ----------------------------------------------------------------------------------------------

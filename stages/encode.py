@@ -10,6 +10,7 @@ from pathlib import Path
 
 from pipeline import competition, params, submission
 from pipeline.errors import run_stage
+from pipeline.provenance import file_hash
 
 RAW, PREDICTIONS, EVALUATION = Path("data/raw"), Path("data/predictions"), Path("reports/evaluate/metrics.json")
 OUT = Path("submissions/submission.csv.gz")
@@ -20,7 +21,11 @@ def main() -> None:
     threshold = e.threshold if e.threshold != "best" else json.loads(EVALUATION.read_text())["threshold"]
     names = competition.read_csv(RAW / competition.SAMPLE_SUBMISSION_CSV, ("img", "rle_mask"))["img"].tolist()
     stats = submission.write(PREDICTIONS, names, OUT, threshold, e.jobs)
-    print(f"{OUT}: {stats['rows']} rows, {stats['bytes'] / 1e6:.1f} MB, threshold {threshold:.3f}")
+    sha = file_hash(OUT)[:12]
+    print(
+        f"{OUT}: {stats['rows']} rows, {stats['bytes'] / 1e6:.1f} MB, threshold {threshold:.3f}, sha256 {sha} "
+        f"(to upload this file: dvc exp run -S submit.sha256={sha} submit)"
+    )
 
 
 if __name__ == "__main__":

@@ -1,8 +1,10 @@
-"""Submit submissions/submission.csv.gz to Kaggle when submit.enabled: `dvc repro submit`.
+"""Submit submissions/submission.csv.gz to Kaggle when it is the file submit.sha256 names: `dvc repro submit`.
 
-Off by default; either way the stage writes submissions/receipt.json saying what it did. Every upload
-is also appended to submissions/history.jsonl, which is not a DVC out: no rerun may delete the record
-that keeps a file from being submitted twice.
+Off by default. An upload names its file: `dvc exp run -S submit.sha256=<what encode printed>` leaves
+that value in params.yaml, and a later run that makes another file uploads nothing, so no unrelated
+change can spend the daily allowance. Either way the stage writes submissions/receipt.json saying what
+it did. Every upload is also appended to submissions/history.jsonl, which is not a DVC out: no rerun may
+delete the record that keeps a file from being submitted twice.
 """
 
 import json
@@ -23,13 +25,14 @@ EVALUATION = Path("reports/evaluate/metrics.json")
 def main() -> None:
     p = params.load("download", "split", "train", "predict", "submit")
     s, t = p["submit"], p["train"]
-    if not s.enabled:
-        receipt = {
-            "submitted": False,
-            "reason": "submit.enabled is false",
-            "file": str(FILE),
-            "sha256": file_hash(FILE),
-        }
+    sha = file_hash(FILE)
+    if not s.sha256 or not sha.startswith(s.sha256):
+        reason = (
+            "submit.sha256 is empty: nothing to upload"
+            if not s.sha256
+            else f"submit.sha256 names {s.sha256}, but {FILE} is now {sha[:12]}: nothing uploaded"
+        )
+        receipt = {"submitted": False, "reason": reason, "file": str(FILE), "sha256": sha}
     else:
         evaluation = json.loads(EVALUATION.read_text())
         key = {

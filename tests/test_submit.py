@@ -73,7 +73,9 @@ def test_errors_name_the_fix(standin, tiny_submission, tmp_path, monkeypatch):
 def test_the_submit_stage_under_dvc(tmp_path):
     project = make_project(tmp_path / "p", tiny_pipeline)
     run(["dvc", "repro"], project)
-    assert json.loads((project / "submissions/receipt.json").read_text())["submitted"] is False
+    receipt = json.loads((project / "submissions/receipt.json").read_text())
+    assert receipt["submitted"] is False and receipt["reason"] == "submit.sha256 is empty: nothing to upload"
+    sha = receipt["sha256"][:12]
     truth = pd.read_csv(project / "data/demo-truth/test_masks.csv", dtype=str, keep_default_na=False)
     server = StandIn({SLUG: {}}, truth={SLUG: (truth, (96, 160))}).start()
     env = {
@@ -90,7 +92,7 @@ def test_the_submit_stage_under_dvc(tmp_path):
                 "exp",
                 "run",
                 "-S",
-                "submit.enabled=true",
+                f"submit.sha256={sha}",
                 "-S",
                 f"download.competition={SLUG}",
                 "-S",
@@ -105,6 +107,11 @@ def test_the_submit_stage_under_dvc(tmp_path):
         run(["dvc", "repro", "-f", "-s", "submit"], project, env)  # a forced rerun of the stage: not resubmitted
         assert len(server.submissions) == 1, [(s["description"], s["size"]) for s in server.submissions]
         assert "already submitted" in json.loads((project / "submissions/receipt.json").read_text())["reason"]
+        # the accident: submit.sha256 stays in params.yaml, and an unrelated change makes another file
+        run(["dvc", "exp", "run", "-S", "encode.threshold=0.3"], project, env)
+        receipt = json.loads((project / "submissions/receipt.json").read_text())
+        assert receipt["submitted"] is False and f"submit.sha256 names {sha}, but" in receipt["reason"]
+        assert len(server.submissions) == 1
     finally:
         server.stop()
     for code in submission.read(project / "submissions/submission.csv.gz").values():
