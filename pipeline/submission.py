@@ -10,6 +10,7 @@ each, in order, and every RLE valid for its image.
 
 from __future__ import annotations
 
+import csv
 import gzip
 import os
 from pathlib import Path
@@ -31,6 +32,13 @@ class SubmissionError(UserError):
     """The submission would not be valid; nothing was overwritten."""
 
 
+def row(name: str, code: str) -> str:
+    """One CSV line; a name with a comma, quote or line break (other datasets than Carvana's) is quoted."""
+    if any(c in name for c in ',"\r\n'):
+        name = '"' + name.replace('"', '""') + '"'
+    return f"{name},{code}\n"
+
+
 def encode_shard(path: Path, threshold: float, start: int = 0, stop: int | None = None) -> tuple[list[str], bytes]:
     """(names, gzip member of their rows) for the images start:stop of one shard of predictions."""
     names, lines = [], []
@@ -40,7 +48,7 @@ def encode_shard(path: Path, threshold: float, start: int = 0, stop: int | None 
         rle.check(runs, size)
         code = rle.format_runs(runs)
         names.append(name)
-        lines.append(f"{name},{code}\n")
+        lines.append(row(name, code))
     return names, gzip.compress("".join(lines).encode(), compresslevel=COMPRESSLEVEL, mtime=0)  # same rows, same bytes
 
 
@@ -94,12 +102,11 @@ def write(predictions: Path, sample_names: list[str], out: Path, threshold: floa
 
 def check_file(path: Path, sample_names: list[str]) -> int:
     """Re-read a written submission: header, names in order, one row each; returns the row count."""
-    with gzip.open(path, "rt") as f:
+    with gzip.open(path, "rt", newline="") as f:
         if f.readline() != HEADER:
             raise SubmissionError(f"{path} does not start with the header {HEADER.strip()!r}")
         count = 0
-        for count, line in enumerate(f, 1):
-            name = line.split(",", 1)[0]
+        for count, (name, _) in enumerate(csv.reader(f), 1):
             if count > len(sample_names) or name != sample_names[count - 1]:
                 raise SubmissionError(f"{path}, row {count}: {name} is not the sample submission's image there")
     if count != len(sample_names):
@@ -109,9 +116,9 @@ def check_file(path: Path, sample_names: list[str]) -> int:
 
 def read(path: Path) -> dict[str, str]:
     """{img: rle_mask} of a submission file."""
-    with gzip.open(path, "rt") as f:
+    with gzip.open(path, "rt", newline="") as f:
         f.readline()
-        return dict(line.rstrip("\n").split(",", 1) for line in f)
+        return {name: code for name, code in csv.reader(f)}
 
 
 def mean_dice(submission: dict[str, str], truth: dict[str, str], shape: tuple[int, int]) -> float:

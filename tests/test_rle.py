@@ -93,3 +93,16 @@ def test_empty_and_missing_rle_decode_to_an_empty_mask():
     assert rle.decode("", (2, 2)).sum() == 0
     assert rle.decode(float("nan"), (2, 2)).sum() == 0
     assert rle.area("3 4 10 2") == 6 and rle.area("") == 0
+
+
+def test_submission_rows_quote_names_with_commas_and_read_back(tmp_path):
+    import gzip
+
+    from pipeline import submission
+
+    names = ["plain_01.jpg", "with,comma.png", 'say "hi".png']
+    path = tmp_path / "s.csv.gz"
+    with gzip.open(path, "wt", newline="") as f:
+        f.write(submission.HEADER + "".join(submission.row(n, "1 2") for n in names))
+    assert submission.read(path) == {n: "1 2" for n in names}
+    assert submission.check_file(path, names) == 3
