@@ -94,6 +94,19 @@ def run(cmd: list[str], cwd: Path, env: dict | None = None, check: bool = True) 
     return proc
 
 
+def experiment_dice(shown: list) -> dict[str, float]:
+    """{experiment name: evaluate Dice} from `dvc exp show --json`."""
+    found = {}
+    for entry in shown:
+        for group in entry.get("experiments") or []:
+            for rev in group.get("revs", []):
+                metrics = (rev.get("data") or {}).get("metrics") or {}
+                data = (metrics.get("reports/evaluate/metrics.json") or {}).get("data") or {}
+                if "dice" in data:
+                    found[rev.get("name") or rev["rev"]] = data["dice"]
+    return found
+
+
 def edit_yaml(path: Path, edit) -> None:
     """Change a YAML file in place with `edit(data)`, keeping its comments."""
     yaml = YAML()

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import torch
 
-from tests.conftest import make_project, run, tiny_pipeline
+from tests.conftest import experiment_dice, make_project, run, tiny_pipeline
 
 
 def _tiny(data):
@@ -34,10 +34,15 @@ def test_evaluate_metrics_plots_and_experiments(tmp_path):
     assert "reports/evaluate/threshold_sweep.csv" in plots
     assert any(k.startswith("dvclive/train/plots/images/fold0/") for k in plots)
 
-    run(["dvc", "exp", "run", "-S", "train.lr=3e-4", "evaluate"], project)
+    for name, lr in (("slow", "3e-4"), ("fast", "0.01")):
+        run(["dvc", "exp", "run", "-n", name, "-S", f"train.lr={lr}", "evaluate"], project)
     shown = json.loads(run(["dvc", "exp", "show", "--json"], project).stdout)
     text = json.dumps(shown)
     assert "best_val_dice" in text and '"lr": 0.0003' in text
+    dice = experiment_dice(shown)  # each experiment keeps its own metrics, not only the workspace
+    assert set(dice) == {"slow", "fast"} and dice["slow"] != dice["fast"] and all(0 < d <= 1 for d in dice.values())
+    diff = json.loads(run(["dvc", "plots", "diff", "slow", "fast", "--json"], project).stdout)
+    assert "reports/evaluate/threshold_sweep.csv" in json.dumps(diff)
 
 
 def test_every_fold_trains_and_evaluate_reports_out_of_fold_dice(tmp_path):
@@ -49,32 +54,6 @@ def test_every_fold_trains_and_evaluate_reports_out_of_fold_dice(tmp_path):
     assert metrics["images"] == 64 and metrics["folds"] == [0, 1] and sorted(per_image["fold"].unique()) == [0, 1]
     live = json.loads((project / "dvclive/train/metrics.json").read_text())
     assert {"fold0", "fold1", "best_val_dice"} <= set(live)
-
-
-def _experiment_dice(shown: list) -> dict[str, float]:
-    """{experiment name: evaluate Dice} from `dvc exp show --json`."""
-    found = {}
-    for entry in shown:
-        for group in entry.get("experiments") or []:
-            for rev in group.get("revs", []):
-                metrics = (rev.get("data") or {}).get("metrics") or {}
-                data = (metrics.get("reports/evaluate/metrics.json") or {}).get("data") or {}
-                if "dice" in data:
-                    found[rev.get("name") or rev["rev"]] = data["dice"]
-    return found
-
-
-@pytest.mark.slow
-def test_every_experiment_keeps_its_metrics(tmp_path):
-    project = make_project(tmp_path / "p", _tiny)
-    for epochs in (1, 2):
-        run(["dvc", "exp", "run", "-n", f"epochs-{epochs}", "-S", f"train.epochs={epochs}", "evaluate"], project)
-    shown = json.loads(run(["dvc", "exp", "show", "--json"], project).stdout)
-    dice = _experiment_dice(shown)
-    assert set(dice) == {"epochs-1", "epochs-2"}, json.dumps(shown)[:2000]
-    assert all(0.0 < d <= 1.0 for d in dice.values()) and dice["epochs-1"] != dice["epochs-2"]
-    diff = json.loads(run(["dvc", "plots", "diff", "epochs-1", "epochs-2", "--json"], project).stdout)
-    assert "reports/evaluate/threshold_sweep.csv" in json.dumps(diff)
 
 
 def _wait_for_epoch(path, epoch: int, proc, timeout: float = 300) -> None:

@@ -1,0 +1,45 @@
+"""Sharing through DVC: queued experiments keep their results; a remote gives a fresh clone the models."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from tests.conftest import experiment_dice, make_project, run, tiny_pipeline
+
+
+@pytest.mark.slow
+def test_queued_experiments_and_a_remote_round_trip(tmp_path):
+    project = make_project(tmp_path / "a", tiny_pipeline)
+    for lr in ("0.001", "0.002", "0.004"):
+        run(["dvc", "exp", "run", "--queue", "-n", f"lr-{lr}", "-S", f"train.lr={lr}", "evaluate"], project)
+    run(["dvc", "queue", "start", "-j", "1"], project)
+    deadline = time.monotonic() + 900
+    while time.monotonic() < deadline:
+        status = run(["dvc", "queue", "status"], project).stdout
+        if "Queued" not in status and "Running" not in status:
+            break
+        time.sleep(2)
+    run(["dvc", "queue", "stop", "--kill"], project, check=False)
+    assert status.count("Success") == 3, status
+    dice = experiment_dice(json.loads(run(["dvc", "exp", "show", "--json"], project).stdout))
+    assert set(dice) == {"lr-0.001", "lr-0.002", "lr-0.004"} and all(0 < d <= 1 for d in dice.values())
+
+    remote = tmp_path / "remote"
+    run(["dvc", "repro"], project)
+    run(["dvc", "remote", "add", "-d", "shared", str(remote)], project)
+    run(["git", "add", "-A"], project)
+    run(["git", "commit", "-qm", "results"], project)
+    run(["dvc", "push"], project)
+    clone = tmp_path / "b"
+    run(["git", "clone", "-q", str(project), str(clone)], tmp_path)
+    run(["git", "config", "user.email", "t@example.com"], clone)
+    run(["git", "config", "user.name", "test"], clone)
+    run(["dvc", "pull", "--allow-missing"], clone)
+    assert (clone / "models/fold0/best.pt").is_file() and (clone / "reports/evaluate/metrics.json").is_file()
+    out = run(["dvc", "repro"], clone).stdout
+    assert "Running stage 'download'" in out  # Kaggle's rules keep the data out of remotes
+    ran = [line for line in out.splitlines() if line.startswith("Running stage")]
+    assert ran == ["Running stage 'download':"], out
