@@ -81,3 +81,9 @@ def test_unsafe_member_paths_are_refused(tmp_path):
     with pytest.raises(ArchiveError, match="unsafe path"):
         extract_member(evil, "outside.csv", tmp_path / "x.csv")
     assert not (tmp_path.parent.parent / "outside.csv").exists()
+
+
+def test_a_subset_under_the_carvana_slug_says_how_to_use_it(tiny_demo):
+    with pytest.raises(competition.CompetitionError) as err:
+        competition.verify(tiny_demo, hq=False, competition=competition.CARVANA_SLUG)
+    assert "Carvana has 5088" in str(err.value) and "set download.competition to another name" in str(err.value)

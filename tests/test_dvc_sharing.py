@@ -43,3 +43,9 @@ def test_queued_experiments_and_a_remote_round_trip(tmp_path):
     assert "Running stage 'download'" in out  # Kaggle's rules keep the data out of remotes
     ran = [line for line in out.splitlines() if line.startswith("Running stage")]
     assert ran == ["Running stage 'download':"], out
+
+    with open(clone / "pipeline" / "losses.py", "a") as f:  # a module only training imports
+        f.write("\n# an edit\n")
+    status = run(["dvc", "status"], clone).stdout
+    changed = {line.strip().rstrip(":") for line in status.splitlines() if line and not line.startswith("\t")}
+    assert "train" in changed and not {"download", "split", "encode", "submit"} & changed, status

@@ -39,7 +39,7 @@ def test_checkpoints_are_written_and_the_same_params_give_the_same_weights(tiny_
     result = _train(tiny_demo, tmp_path / "a")
     _train(tiny_demo, tmp_path / "b")
     assert [r["epoch"] for r in result.history] == [1, 2]
-    assert {"train_loss", "val_loss", "val_dice", "lr", "images_per_s"} <= set(result.history[-1])
+    assert {"train_loss", "val_loss", "val_dice", "lr", "images_per_s", "seconds"} <= set(result.history[-1])
     assert _same(_weights(tmp_path / "a/last.pt"), _weights(tmp_path / "b/last.pt"))
     best = checkpoint.load(tmp_path / "a/best.pt")
     model = checkpoint.build_model(best)
