@@ -16,7 +16,7 @@ def test_queued_experiments_and_a_remote_round_trip(tmp_path):
     for lr in ("0.001", "0.002", "0.004"):
         run(["dvc", "exp", "run", "--queue", "-n", f"lr-{lr}", "-S", f"train.lr={lr}", "evaluate"], project)
     run(["dvc", "queue", "start", "-j", "1"], project)
-    deadline = time.monotonic() + 900
+    deadline = time.monotonic() + 1800
     while time.monotonic() < deadline:
         status = run(["dvc", "queue", "status"], project).stdout
         if "Queued" not in status and "Running" not in status:
