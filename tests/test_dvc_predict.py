@@ -1,4 +1,4 @@
-"""Predict and encode under real DVC: persisted shards, thresholds that do not redo the model work."""
+"""Predict and encode under real DVC: kept shards, thresholds that do not redo the model work."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from tests.conftest import make_project, run, tiny_pipeline
 def test_a_forced_rerun_keeps_shards_and_a_new_threshold_reuses_them(tmp_path):
     project = make_project(tmp_path / "p", lambda d: (tiny_pipeline(d), d["predict"].update(shard_size=5)))
     run(["dvc", "repro", "encode"], project)
-    files = sorted((project / "data/predictions").glob("shard-*.zip"))
-    assert len(files) == 4  # 16 test images, 5 per shard
+    assert len(list((project / "data/predictions").glob("shard-*.zip"))) == 4  # 16 test images, 5 per shard
+    files = sorted((project / "checkpoints/predict").glob("shard-*.zip"))  # where the stage makes them
     stamps = {p.name: p.stat().st_mtime_ns for p in files}
     out = run(["dvc", "repro", "-f", "-s", "predict"], project).stdout
     assert "(0 written now" in out
