@@ -56,41 +56,55 @@ def test_every_fold_trains_and_evaluate_reports_out_of_fold_dice(tmp_path):
     assert {"fold0", "fold1", "best_val_dice"} <= set(live)
 
 
-def _wait_for_epoch(path, epoch: int, proc, timeout: float = 300) -> None:
-    from pipeline import checkpoint
-
+def _kill_when(ready, proc, timeout: float = 300) -> None:
+    """SIGKILL the run's whole process group as soon as `ready()` holds, as a crash or Ctrl-C would stop it."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, "the run ended before it could be interrupted"
-        try:
-            if path.is_file() and checkpoint.load(path)["epoch"] >= epoch:
-                return
-        except Exception:  # caught mid-write by the poll: try again
-            pass
-        time.sleep(0.05)
-    raise AssertionError(f"{path} never reached epoch {epoch}")
-
-
-@pytest.mark.slow
-def test_a_killed_exp_run_resumes_training_to_the_same_weights(tmp_path):
-    from pipeline import checkpoint
-
-    edit = lambda d: (tiny_pipeline(d, epochs=4), d["predict"].update(shard_size=4))  # noqa: E731
-    whole = make_project(tmp_path / "whole", edit)
-    run(["dvc", "exp", "run", "encode"], whole)
-    cut = make_project(tmp_path / "cut", edit)
-    env = {**os.environ, "PYTHONPATH": str(cut)}
-    proc = subprocess.Popen(
-        ["dvc", "exp", "run", "encode"], cwd=cut, env=env, start_new_session=True, stdout=subprocess.DEVNULL
-    )
     try:
-        _wait_for_epoch(cut / "checkpoints/train/fold0/last.pt", 1, proc)
+        while not ready():
+            assert proc.poll() is None, "the run ended before it could be interrupted"
+            assert time.monotonic() < deadline, "the run never reached the point of interruption"
+            time.sleep(0.02)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-    assert checkpoint.load(cut / "checkpoints/train/fold0/last.pt")["epoch"] < 4
-    out = run(["dvc", "exp", "run", "encode"], cut).stdout
-    assert "fold 0: resuming from checkpoints/train/fold0/last.pt after epoch" in out
+
+
+def _last_epoch(path) -> int:
+    from pipeline import checkpoint
+
+    try:
+        return checkpoint.load(path)["epoch"] if path.is_file() else 0
+    except Exception:  # caught mid-write by the poll
+        return 0
+
+
+@pytest.mark.slow
+def test_a_killed_exp_run_resumes_training_and_prediction_to_the_same_results(tmp_path):
+    from pipeline import checkpoint
+
+    def edit(d):
+        tiny_pipeline(d, epochs=4)
+        d["predict"].update(shard_size=1, batch_size=1)  # 16 shards: time to interrupt between two
+
+    whole = make_project(tmp_path / "whole", edit)
+    run(["dvc", "exp", "run", "encode"], whole)
+    cut = make_project(tmp_path / "cut", edit)
+    command = ["dvc", "exp", "run", "encode"]
+    env = {**os.environ, "PYTHONPATH": str(cut)}
+
+    def start():
+        return subprocess.Popen(command, cwd=cut, env=env, start_new_session=True, stdout=subprocess.DEVNULL)
+
+    last = cut / "checkpoints/train/fold0/last.pt"
+    _kill_when(lambda: _last_epoch(last) >= 1, start())
+    assert _last_epoch(last) < 4
+    shards = cut / "checkpoints/predict"
+    _kill_when(lambda: any(shards.glob("shard-*.zip")), start())  # the rerun resumes training, then dies predicting
+    finished = len(list(shards.glob("shard-*.zip")))
+    assert 1 <= finished < 16
+    out = run(command, cut).stdout
+    assert "training from scratch" not in out and "the old shards were deleted" not in out
+    assert f"({16 - finished} written now" in out, out
     a, b = (checkpoint.load(p / "models/fold0/best.pt")["state_dict"] for p in (whole, cut))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     submission = "submissions/submission.csv.gz"
