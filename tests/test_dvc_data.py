@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
+import shutil
 import zipfile
 
 import pandas as pd
+from PIL import Image
 
 from pipeline import competition, params, sources
-from tests.conftest import ROOT, make_project, run, small_demo
+from tests.conftest import ROOT, make_project, run, small_demo, tiny_pipeline
 from tests.kaggle_standin import StandIn, kaggle_files
 
 
@@ -111,3 +114,29 @@ def test_local_folder_of_extracted_kaggle_files_is_packed(tmp_path, tiny_demo):
         competition.open_competition(tmp_path / "raw", False).train.read(sorted((src / "train").iterdir())[0].name)
         == sorted((src / "train").iterdir())[0].read_bytes()
     )
+
+
+def test_other_pixels_under_the_same_names_retrain_and_repredict(tmp_path, tiny_demo):
+    src = tmp_path / "mine"
+    shutil.copytree(tiny_demo, src)
+
+    def local(d):
+        tiny_pipeline(d)
+        d["download"].update(source="local", competition="mine")
+        d["download"]["local"].update(path=str(src), layout="kaggle")
+
+    project = make_project(tmp_path / "p", local)
+    run(["dvc", "repro"], project)
+    before = (project / "submissions/submission.csv.gz").read_bytes()
+    for archive in ("train.zip", "test.zip"):  # every picture darker, same names and sizes
+        with zipfile.ZipFile(tiny_demo / archive) as z, zipfile.ZipFile(src / archive, "w") as out:
+            for info in z.infolist():
+                img = Image.open(io.BytesIO(z.read(info))).convert("RGB")
+                buf = io.BytesIO()
+                Image.eval(img, lambda v: v // 2).save(buf, "JPEG", quality=90)
+                out.writestr(info.filename, buf.getvalue())
+    run(["dvc", "repro", "-f", "-s", "download"], project)  # the folder is not a DVC dep: fetch it again
+    out = run(["dvc", "repro"], project).stdout
+    assert "comes from other params, data or code; training from scratch" in out
+    assert "models or settings changed; the old shards were deleted" in out
+    assert (project / "submissions/submission.csv.gz").read_bytes() != before

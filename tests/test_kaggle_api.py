@@ -148,3 +148,22 @@ def test_server_errors_are_retried_then_explained_in_one_line(standin, tmp_path)
     assert "answered HTTP 500 to every try" in message and "finished files are kept" in message
     assert "\n" not in message
     assert len(standin.server_errors) == 50 - (len(kaggle_api.RETRY_DELAYS) + 1)  # bounded: 1 try + the retries
+
+
+def test_a_served_zip_with_a_bad_crc_fails_the_download_naming_the_member(standin, tiny_demo, tmp_path):
+    import dataclasses
+    import zipfile
+
+    from pipeline import archive, params
+    from tests.conftest import ROOT
+
+    with zipfile.ZipFile(tiny_demo / "test.zip") as z:
+        info = z.infolist()[5]
+        offset = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra) + info.compress_size // 2
+    damaged = bytearray((tiny_demo / "test.zip").read_bytes())
+    damaged[offset] ^= 0xFF
+    standin.competitions[SLUG]["test.zip"] = bytes(damaged)
+    p = params.load("download", path=ROOT / "params.yaml")["download"]
+    p = dataclasses.replace(p, source="kaggle", competition=SLUG)
+    with pytest.raises(archive.ArchiveError, match=f"{info.filename} is damaged"):
+        sources.fetch(p, tmp_path / "raw", tmp_path / "truth")
