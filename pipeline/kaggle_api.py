@@ -106,15 +106,24 @@ def _explain(err: Exception, competition: str, action: str) -> KaggleError:
         )
     if status in RETRY_STATUS:
         return KaggleError(
-            f"Kaggle's servers answered HTTP {status} to every try while trying to {action}; finished files are kept: "
-            f"run the same command again later"
+            f"Kaggle's servers answered HTTP {status} to every try while trying to {action}; {_after(action)}"
         )
     if status is None and isinstance(err, _network_errors()):
         return KaggleError(
-            f"network failure while trying to {action} ({type(err).__name__}); check the connection and run "
-            f"the same command again: finished files are kept and partial downloads resume"
+            f"network failure while trying to {action} ({type(err).__name__}); check the connection, then "
+            f"{_after(action)}"
         )
     return KaggleError(f"Kaggle API error while trying to {action}: {text}")
+
+
+def _after(action: str) -> str:
+    """What a failed call leaves behind, and what to do next."""
+    if action.startswith("submit"):
+        return (
+            "the upload may not have completed: look at `carvana submissions` before submitting again (Kaggle "
+            "counts every upload against the daily limit)"
+        )
+    return "finished files are kept and partial downloads resume: run the same command again later"
 
 
 def _network_errors() -> tuple[type[Exception], ...]:

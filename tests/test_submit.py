@@ -116,3 +116,11 @@ def test_the_submit_stage_under_dvc(tmp_path):
         server.stop()
     for code in submission.read(project / "submissions/submission.csv.gz").values():
         rle.validate(code, (96, 160))
+
+
+def test_a_failed_upload_speaks_of_the_upload(standin, tiny_submission, tmp_path):
+    standin.server_errors[:] = [503] * 5
+    with pytest.raises(kaggle_api.KaggleError) as err:
+        submit.submit_once(SLUG, tiny_submission, "", {}, tmp_path / "h.jsonl", force=True)
+    assert "HTTP 503" in str(err.value) and "the upload may not have completed" in str(err.value)
+    assert "partial downloads" not in str(err.value) and not (tmp_path / "h.jsonl").exists()
