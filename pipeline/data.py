@@ -20,12 +20,13 @@ from torch.utils.data import Dataset
 from pipeline import augment as aug
 from pipeline.archive import ImageArchive
 from pipeline.competition import CLASSES_FILE, Competition
+from pipeline.encoders import IMAGENET
 from pipeline.errors import UserError
 from pipeline.images import Size, decode_image, decode_mask, decode_pixels, resize_mask
 from pipeline.params import AugmentParams
 
-MEAN = {3: (0.485, 0.456, 0.406), 1: (0.5,)}
-STD = {3: (0.229, 0.224, 0.225), 1: (0.25,)}
+MEAN = {3: IMAGENET["mean"], 1: (0.5,)}
+STD = {3: IMAGENET["std"], 1: (0.25,)}
 
 
 @dataclass(frozen=True)
