@@ -396,12 +396,11 @@ def training_throughput(
 ) -> None:
     """Images/s of full training steps (bf16 where the card has it, channels_last, AdamW) on batches already on
     the device, at each batch size until one does not fit; reports the largest that fits."""
-    dtype = inference.amp_dtype(device, True)
-    model = create_model(**config, in_channels=3, classes=1).to(device, memory_format=torch.channels_last)
+    rt = training.setup(train_params(s, amp=True, channels_last=True))  # the training stage's own runtime
+    dtype = rt.dtype
+    model = create_model(**config, in_channels=3, classes=1).to(device, memory_format=rt.memory_format)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     loss_fn = SegmentationLoss(1)
-    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
-    rt = training.Runtime(device, 0, 1, 0, dtype, inference.autocast(device, dtype), scaler, torch.channels_last)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
     best = None
     for batch in s.batches:

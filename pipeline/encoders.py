@@ -22,6 +22,11 @@ IMAGENET = {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}
 WEIGHT_FILES = (".pth", ".pt", ".safetensors")
 
 
+def is_weights_file(weights: str) -> bool:
+    """encoder_weights names a local file (rather than imagenet, another published set, or none)."""
+    return Path(weights).suffix in WEIGHT_FILES
+
+
 class EncoderError(UserError):
     """An encoder, architecture or weights file that smp cannot provide; the message names the key."""
 
@@ -83,7 +88,7 @@ class EncoderModel(nn.Module):
 def preprocessing(encoder: str, weights: str) -> dict:
     """Mean and std the encoder's published weights expect (read from smp's cache after the download); the
     ImageNet statistics for random or local weights."""
-    if weights in ("none", "") or Path(weights).suffix in WEIGHT_FILES:
+    if weights in ("none", "") or is_weights_file(weights):
         return dict(IMAGENET)
     try:
         params = _smp().encoders.get_preprocessing_params(encoder, pretrained=weights)
@@ -102,7 +107,7 @@ def load_weights(model: EncoderModel, encoder: str, weights: str, in_channels: i
     key = "train.model.encoder_weights"
     if weights == "none":
         return []
-    if Path(weights).suffix in WEIGHT_FILES:
+    if is_weights_file(weights):
         state = _read_state(Path(weights), key)
         if any(k.startswith("net.") for k in state):  # a checkpoint of this pipeline's
             prefix = ""

@@ -268,7 +268,7 @@ def train_fold(
             "init": checkpoint.file_hash(Path(p.init_from)) if p.init_from else "",
             "encoder_weights": (
                 checkpoint.file_hash(Path(p.model.encoder_weights))
-                if Path(p.model.encoder_weights).suffix in encoders.WEIGHT_FILES
+                if encoders.is_weights_file(p.model.encoder_weights)
                 else ""
             ),
         }
