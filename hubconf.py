@@ -27,9 +27,9 @@ def unet_carvana(
 
     import torch
 
-    from pipeline import checkpoint, encoders
     from pipeline.errors import UserError
-    from pipeline.models import create_model
+    from pipeline.models import checkpoint, encoders
+    from pipeline.models.factory import create_model
 
     if not pretrained and encoder != "none":
         model = create_model(arch, encoder=encoder, in_channels=3, classes=1, **kwargs)

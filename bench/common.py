@@ -11,9 +11,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from pipeline import checkpoint, competition, data, demo, params, prediction
-from pipeline.archive import ImageArchive
-from pipeline.models import create_model
+from pipeline import params
+from pipeline.data import datasets
+from pipeline.download import competition, demo
+from pipeline.download.archive import ImageArchive
+from pipeline.models import checkpoint
+from pipeline.models.factory import create_model
+from pipeline.prediction import predict
 
 
 def demo_competition(test_images: int = 64, root: Path | None = None) -> Path:
@@ -58,26 +62,26 @@ def best_of(fn, repeat: int) -> float:
     return best
 
 
-def load_model(path: Path) -> tuple[nn.Module, data.Preprocess]:
+def load_model(path: Path) -> tuple[nn.Module, datasets.Preprocess]:
     if path.is_file():
         ckpt = checkpoint.load(path)
-        return checkpoint.build_model(ckpt), data.Preprocess.from_dict(ckpt["preprocess"])
+        return checkpoint.build_model(ckpt), datasets.Preprocess.from_dict(ckpt["preprocess"])
     print(
         f"{path} not found: using an untrained model with params.yaml's architecture (run `dvc repro train` for "
         f"realistic masks)"
     )
     t = params.load("train")["train"]
     model = create_model(t.model.arch, in_channels=3, classes=1, **t.model.kwargs()).eval()
-    return model, data.Preprocess.for_data((1280, 1918), t.scale, 3)
+    return model, datasets.Preprocess.for_data((1280, 1918), t.scale, 3)
 
 
 def predict_on_cpu(
-    model: nn.Module, pre: data.Preprocess, archive: ImageArchive, names: list[str], out: Path, shard_size: int
+    model: nn.Module, pre: datasets.Preprocess, archive: ImageArchive, names: list[str], out: Path, shard_size: int
 ) -> dict:
     """The predict stage's code on one bare model (batches of 8, 2 workers, no TTA); returns the manifest."""
-    ensemble = prediction.Ensemble([model], pre, 1, ["background", "car"], ["bench"])
-    manifest = prediction.prepare(out, names, shard_size, ensemble, {}, archive)
-    prediction.predict_shards(
+    ensemble = predict.Ensemble([model], pre, 1, ["background", "car"], ["bench"])
+    manifest = predict.prepare(out, names, shard_size, ensemble, {}, archive)
+    predict.predict_shards(
         ensemble,
         archive,
         names,

@@ -3,7 +3,7 @@
     python -m bench.decode [--scale 0.125] [--images 32] [--repeat 5]
 
 The reference is what the seed does: `Image.open(...)` at full size, then `resize` to the model size.
-Ours is pipeline.images.decode_image, which asks libjpeg for a DCT-domain 1/2, 1/4 or 1/8 decode first.
+Ours is pipeline.data.images.decode_image, which asks libjpeg for a DCT-domain 1/2, 1/4 or 1/8 decode first.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import numpy as np
 from PIL import Image
 
 from bench.common import best_of, demo_competition, machine, open_demo
-from pipeline.data import Preprocess
-from pipeline.images import decode_image
+from pipeline.data.datasets import Preprocess
+from pipeline.data.images import decode_image
 
 
 def reference(data: bytes, size: tuple[int, int]) -> np.ndarray:

@@ -3,7 +3,7 @@
     python -m bench.encode [--images 1024] [--model models/fold0/best.pt]
 
 Predicts the demo test images once into shards, then times the encode stage's per-shard work on one
-core (`submission.encode_shard`) and the whole `submission.write` on every core.
+core (`encode.encode_shard`) and the whole `encode.write` on every core.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from bench.common import demo_competition, load_model, machine, open_demo, predict_on_cpu
-from pipeline import submission
+from pipeline.submission import encode
 
 
 def main() -> None:
@@ -31,10 +31,10 @@ def main() -> None:
     shards = sorted(work.glob("shard-*.zip"))
     start = time.perf_counter()
     for shard in shards:
-        submission.encode_shard(shard, 0.5)
+        encode.encode_shard(shard, 0.5)
     one_core = len(names) / (time.perf_counter() - start)
     start = time.perf_counter()
-    submission.write(work, names, work / "submission.csv.gz", 0.5, jobs=-1)
+    encode.write(work, names, work / "encode.csv.gz", 0.5, jobs=-1)
     every_core = len(names) / (time.perf_counter() - start)
     cores = os.cpu_count()
     print(f"machine: {machine()}, {cores} cores")

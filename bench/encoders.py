@@ -18,8 +18,10 @@ from pathlib import Path
 import pandas as pd
 
 from bench.common import machine
-from pipeline import competition, data, params, training
-from pipeline.models import count_parameters, create_model
+from pipeline import params, training
+from pipeline.data import datasets
+from pipeline.download import competition
+from pipeline.models.factory import count_parameters, create_model
 
 
 def main() -> None:
@@ -31,7 +33,7 @@ def main() -> None:
     base = dataclasses.replace(base, epochs=args.epochs or base.epochs)
     comp = competition.open_competition(Path("data/raw"), hq=False)
     table = pd.read_csv("data/split.csv")
-    names = data.class_names(Path("data/raw"))
+    names = datasets.class_names(Path("data/raw"))
     work = Path(tempfile.mkdtemp(prefix="carvana-bench-encoders-"))
     rows = []
     for encoder in ["none", *args.encoders]:

@@ -38,23 +38,15 @@ import numpy as np
 import pandas as pd
 import torch
 
-from pipeline import (
-    checkpoint,
-    competition,
-    data,
-    demo,
-    distributed,
-    inference,
-    params,
-    postprocess,
-    prediction,
-    split,
-    submission,
-    training,
-)
-from pipeline.archive import ImageArchive
-from pipeline.losses import SegmentationLoss
-from pipeline.models import count_parameters, create_model
+from pipeline import params, runtime, training
+from pipeline.data import datasets, split
+from pipeline.download import competition, demo
+from pipeline.download.archive import ImageArchive
+from pipeline.models import checkpoint
+from pipeline.models.factory import count_parameters, create_model
+from pipeline.models.losses import SegmentationLoss
+from pipeline.prediction import inference, predict
+from pipeline.submission import encode, postprocess
 
 ROOT = Path(__file__).resolve().parents[1]
 KAGGLE_TEST_IMAGES = 100_064
@@ -211,7 +203,7 @@ def train(raw: Path, out: Path, p: params.TrainParams, dtype=None, stop_after=No
     rt = training.setup(p, dtype)
     comp = competition.open_competition(raw, hq=False)
     return training.train_fold(
-        p, rt, comp, folds_of(raw), 0, data.class_names(raw), out, progress=False, stop_after=stop_after
+        p, rt, comp, folds_of(raw), 0, datasets.class_names(raw), out, progress=False, stop_after=stop_after
     )
 
 
@@ -285,7 +277,7 @@ def check_prediction(report: Report, raw: Path, model_path: Path | None, device:
         report.check("AMP prediction vs float32", False, "no bf16 model was trained")
         return
     comp = competition.open_competition(raw, hq=False)
-    ens = prediction.load_ensemble([model_path], device)
+    ens = predict.load_ensemble([model_path], device)
     names = folds_of(raw).query("fold == 0")["img"].tolist()
     agree = total = 0
     for start in range(0, len(names), 8):
@@ -375,7 +367,7 @@ def child(kind: str, work: Path, s: Sizes) -> None:
 
         p = train_params(s, epochs=1, warmup_epochs=0)
         result = train(raw, work / "train" / "ddp", p, None if torch.cuda.is_available() else torch.bfloat16)
-        ones = torch.ones(1, device=distributed.device(int(os.environ.get("LOCAL_RANK", "0"))))
+        ones = torch.ones(1, device=runtime.device(int(os.environ.get("LOCAL_RANK", "0"))))
         dist.all_reduce(ones)
         backend, world = dist.get_backend(), dist.get_world_size()
         if dist.get_rank() != 0:
@@ -506,18 +498,18 @@ def predict_throughput(report: Report, raw: Path, work: Path, s: Sizes, device: 
     dtype = inference.amp_dtype(device, True)
     autocast = inference.autocast(device, dtype)
     fmt = torch.channels_last if device.type == "cuda" else torch.contiguous_format
-    ens = prediction.load_ensemble([work / "train" / "recipe" / "best.pt"], device, fmt)
+    ens = predict.load_ensemble([work / "train" / "recipe" / "best.pt"], device, fmt)
     out = work / "predictions"
-    manifest = prediction.prepare(out, names, 500, ens, {"bench": True}, archive)
+    manifest = predict.prepare(out, names, 500, ens, {"bench": True}, archive)
     for stale in out.glob("shard-*.zip"):
         stale.unlink()
     settings = dict(batch_size=s.predict_batch, workers=workers, tta=True, device=device, autocast=autocast)
     with Utilisation(device) as util:
         started = time.perf_counter()
-        prediction.predict_shards(ens, archive, names, out, manifest, memory_format=fmt, **settings)
+        predict.predict_shards(ens, archive, names, out, manifest, memory_format=fmt, **settings)
         predict_s = time.perf_counter() - started
     started = time.perf_counter()
-    written = submission.write(out, names, work / "submission.csv.gz", 0.5, jobs=-1)
+    written = encode.write(out, names, work / "encode.csv.gz", 0.5, jobs=-1)
     encode_s = time.perf_counter() - started
     n = len(names)
     total = predict_s + encode_s
@@ -540,7 +532,7 @@ def predict_throughput(report: Report, raw: Path, work: Path, s: Sizes, device: 
     # where the time goes, each part alone
     pre = ens.pre
     loader = torch.utils.data.DataLoader(
-        data.ImageDataset(archive, names[: min(n, 1000)], pre), batch_size=s.predict_batch, num_workers=workers
+        datasets.ImageDataset(archive, names[: min(n, 1000)], pre), batch_size=s.predict_batch, num_workers=workers
     )
     started = time.perf_counter()
     seen = sum(len(batch[0]) for batch in loader)
@@ -580,7 +572,7 @@ def decode_alternatives(report: Report, archive: ImageArchive, names: list[str],
     subset = names[:600]
     for workers in sorted({max(1, cores // 2), 2 * cores}):
         loader = torch.utils.data.DataLoader(
-            data.ImageDataset(archive, subset, pre), batch_size=s.predict_batch, num_workers=workers
+            datasets.ImageDataset(archive, subset, pre), batch_size=s.predict_batch, num_workers=workers
         )
         started = time.perf_counter()
         seen = sum(len(batch[0]) for batch in loader)
@@ -634,7 +626,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         child(args.child[0], work, s)
         return 0
-    device = distributed.device(0)
+    device = runtime.device(0)
     if device.type != "cuda" and not args.dry_run:
         print("no CUDA device: run with --dry-run for the CPU rehearsal", file=sys.stderr)
         return 2

@@ -16,10 +16,10 @@ from pathlib import Path
 import torch
 
 from bench.common import best_of, machine
-from pipeline import checkpoint
-from pipeline.data import Preprocess
-from pipeline.models import count_parameters, create_model
-from pipeline.onnx_export import OnnxModel, export
+from pipeline.data.datasets import Preprocess
+from pipeline.models import checkpoint
+from pipeline.models.factory import count_parameters, create_model
+from pipeline.prediction.onnx_export import OnnxModel, export
 
 
 def main() -> None:

@@ -27,7 +27,7 @@ from torch import nn
 
 from bench.common import demo_competition, load_model, machine, open_demo, predict_on_cpu
 from bench.rle import standard_snippet
-from pipeline import submission
+from pipeline.submission import encode
 
 
 class Recorder(nn.Module):
@@ -59,7 +59,7 @@ class Replay(nn.Module):
 def ours(model, pre, comp, names, workdir: Path) -> float:
     start = time.perf_counter()
     predict_on_cpu(model, pre, comp.test, names, workdir / "pred", shard_size=500)
-    submission.write(workdir / "pred", names, workdir / "ours.csv.gz", 0.5, jobs=-1)
+    encode.write(workdir / "pred", names, workdir / "ours.csv.gz", 0.5, jobs=-1)
     return time.perf_counter() - start
 
 
@@ -96,8 +96,8 @@ def main() -> None:
     total_seed = seed_loop(rec_seed, pre, comp, names, work)
     rest_ours = ours(Replay(rec_ours.outputs), pre, comp, names, work / "replay")
     rest_seed = seed_loop(Replay(rec_seed.outputs), pre, comp, names, work)
-    ours_rows, seed_rows = submission.read(work / "ours.csv.gz"), submission.read(work / "seed.csv.gz")
-    agree = submission.mean_dice(ours_rows, seed_rows, (1280, 1918))
+    ours_rows, seed_rows = encode.read(work / "ours.csv.gz"), encode.read(work / "seed.csv.gz")
+    agree = encode.mean_dice(ours_rows, seed_rows, (1280, 1918))
 
     n = len(names)
     print(f"machine: {machine()}")

@@ -15,7 +15,8 @@ import time
 
 import numpy as np
 
-from pipeline import demo, rle
+from pipeline import rle
+from pipeline.download import demo
 
 
 def standard_snippet(mask: np.ndarray) -> str:

@@ -18,15 +18,16 @@ import torch
 from torch.utils.data import DataLoader
 
 from bench.common import demo_competition, machine, open_demo
-from pipeline import data, params
-from pipeline.losses import SegmentationLoss
-from pipeline.models import create_model
+from pipeline import params
+from pipeline.data import datasets
+from pipeline.models.factory import create_model
+from pipeline.models.losses import SegmentationLoss
 
 
 def images_per_second(comp, p: params.TrainParams, steps: int) -> float:
     names = comp.train.names()
-    pre = data.Preprocess.for_data((1280, 1918), p.scale, 3)
-    dataset = data.TrainDataset(comp, names, pre, 1, p.augment, p.seed)
+    pre = datasets.Preprocess.for_data((1280, 1918), p.scale, 3)
+    dataset = datasets.TrainDataset(comp, names, pre, 1, p.augment, p.seed)
     loader = DataLoader(dataset, batch_size=p.batch_size, shuffle=True, num_workers=p.workers)
     fmt = torch.channels_last if p.channels_last else torch.contiguous_format
     model = create_model(p.model.arch, in_channels=3, classes=1, **p.model.kwargs()).to(memory_format=fmt).train()

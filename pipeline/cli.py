@@ -21,7 +21,7 @@ CARVANA = "carvana-image-masking-challenge"
 
 
 def _submissions(args: argparse.Namespace) -> None:
-    from pipeline import kaggle_api
+    from pipeline.download import kaggle_api
 
     rows = kaggle_api.submissions(args.competition)
     while args.wait and any(r["status"] == "PENDING" for r in rows):
@@ -41,7 +41,9 @@ def _submissions(args: argparse.Namespace) -> None:
 
 def _train(args: argparse.Namespace) -> None:
     """The train stage's code with the seed's flags laid over params.yaml's train section."""
-    from pipeline import competition, data, params, split, training
+    from pipeline import params, training
+    from pipeline.data import datasets, split
+    from pipeline.download import competition
     from pipeline.errors import UserError
 
     p = params.load("download", "split", "train", path=args.params)
@@ -58,11 +60,11 @@ def _train(args: argparse.Namespace) -> None:
     if args.validation is not None and not 0 < args.validation < 100:
         raise UserError(f"--validation must be a percentage in (0, 100), got {args.validation}")
     comp = competition.open_competition(args.data, p["download"].hq)
-    names = data.class_names(args.data)
-    if args.classes is not None and args.classes != data.output_channels(names):
+    names = datasets.class_names(args.data)
+    if args.classes is not None and args.classes != datasets.output_channels(names):
         raise UserError(
             f"--classes {args.classes} does not match the data in {args.data}: it has {len(names)} classes "
-            f"({', '.join(names)}), which the model predicts with {data.output_channels(names)} output "
+            f"({', '.join(names)}), which the model predicts with {datasets.output_channels(names)} output "
             f"channel(s)"
         )
     masks = competition.read_csv(args.data / competition.TRAIN_MASKS_CSV, ("img", "rle_mask"))
@@ -95,13 +97,15 @@ def _predict(args: argparse.Namespace) -> None:
     import torch
     from PIL import Image
 
-    from pipeline import overlay, postprocess, rle
-    from pipeline.data import Preprocess
+    from pipeline import rle
+    from pipeline.data.datasets import Preprocess
+    from pipeline.data.images import ImageError
     from pipeline.errors import UserError
-    from pipeline.evaluation import class_maps
-    from pipeline.images import ImageError
-    from pipeline.inference import probabilities
-    from pipeline.prediction import load_ensemble
+    from pipeline.evaluation import overlay
+    from pipeline.evaluation.evaluate import class_maps
+    from pipeline.prediction.inference import probabilities
+    from pipeline.prediction.predict import load_ensemble
+    from pipeline.submission import postprocess
 
     outputs = args.output or [str(Path(i).with_name(Path(i).stem + "_OUT.png")) for i in args.input]
     if len(outputs) != len(args.input):
@@ -143,7 +147,7 @@ def _predict(args: argparse.Namespace) -> None:
 
 
 def _export(args: argparse.Namespace) -> None:
-    from pipeline.onnx_export import OnnxModel, export
+    from pipeline.prediction.onnx_export import OnnxModel, export
 
     out = export(Path(args.model), Path(args.output), args.opset)
     OnnxModel(out)  # loads, and checks what it wrote
@@ -155,8 +159,10 @@ def _masks(args: argparse.Namespace) -> None:
     import torch
     from PIL import Image
 
-    from pipeline import overlay, postprocess, shards
-    from pipeline.evaluation import class_maps
+    from pipeline.evaluation import overlay
+    from pipeline.evaluation.evaluate import class_maps
+    from pipeline.prediction import shards
+    from pipeline.submission import postprocess
 
     manifest = shards.check_complete(args.predictions)
     args.output.mkdir(parents=True, exist_ok=True)

@@ -234,7 +234,7 @@ class ModelParams:
         )
 
     def kwargs(self) -> dict:
-        """Constructor arguments for pipeline.models.create_model (without channels and classes)."""
+        """Constructor arguments for pipeline.models.factory.create_model (without channels and classes)."""
         if self.has_encoder:
             return {"encoder": self.encoder}
         if self.arch == "unet":

@@ -17,16 +17,16 @@ PACKAGE = "pipeline"
 
 
 def _imported(path: Path) -> set[str]:
-    """Dotted names of the project modules `path` imports (`pipeline.x`), wherever the import statement is."""
+    """Dotted names that `path` imports from the project (`pipeline.x.y`, and for `from pipeline.x import y` also
+    `pipeline.x.y`, which is a module when y is one), wherever the import statement is."""
     names = set()
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
             names.update(a.name for a in node.names if a.name.split(".")[0] == PACKAGE)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            if node.module == PACKAGE:
-                names.update(f"{PACKAGE}.{a.name}" for a in node.names)
-            elif node.module.startswith(PACKAGE + "."):
+            if node.module.split(".")[0] == PACKAGE:
                 names.add(node.module)
+                names.update(f"{node.module}.{a.name}" for a in node.names)
     return names
 
 
@@ -45,7 +45,9 @@ def closure(*entries: Path) -> list[Path]:
             continue
         seen.add(path)
         for module in _imported(path):
-            for part in (PACKAGE, module):  # importing pipeline.x runs pipeline/__init__.py first
+            parts = module.split(".")
+            for depth in range(1, len(parts) + 1):  # importing pipeline.x.y runs pipeline/__init__.py and x's first
+                part = ".".join(parts[:depth])
                 found = _file(part) or _file(part + ".__init__")
                 if found is not None and found not in seen:
                     todo.append(found)

@@ -23,16 +23,17 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
-from pipeline import checkpoint, distributed, encoders, provenance
 from pipeline import params as P
-from pipeline.competition import Competition
-from pipeline.data import Preprocess, TrainDataset, ValidationDataset, output_channels
+from pipeline import provenance, runtime
+from pipeline.data.datasets import Preprocess, TrainDataset, ValidationDataset, output_channels
+from pipeline.data.images import channels_of, decode_image
+from pipeline.download.competition import Competition
 from pipeline.errors import UserError
-from pipeline.evaluation import Scoreboard
-from pipeline.images import channels_of, decode_image
-from pipeline.inference import amp_dtype, autocast, to_probs
-from pipeline.losses import SegmentationLoss
-from pipeline.models import create_model
+from pipeline.evaluation.evaluate import Scoreboard
+from pipeline.models import checkpoint, encoders
+from pipeline.models.factory import create_model
+from pipeline.models.losses import SegmentationLoss
+from pipeline.prediction.inference import amp_dtype, autocast, to_probs
 
 
 class TrainingError(UserError):
@@ -63,8 +64,8 @@ def setup(p: P.TrainParams, dtype: torch.dtype | None = None) -> Runtime:
     `dtype` overrides the mixed-precision choice of train.amp (the GPU check runs fp16 with its GradScaler on
     a card that has bf16, and bf16 on a CPU).
     """
-    rank, world, local_rank = distributed.init()
-    device = distributed.device(local_rank)
+    rank, world, local_rank = runtime.init()
+    device = runtime.device(local_rank)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
@@ -351,5 +352,5 @@ def train_fold(
                     f"{record['val_loss']:.4f}, val Dice {record['val_dice']:.5f} (full size), "
                     f"{record['images_per_s']:.1f} img/s"
                 )
-        distributed.barrier(rt.world)
+        runtime.barrier(rt.world)
     return FoldResult(fold, best, best_epoch, history)

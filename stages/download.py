@@ -5,7 +5,8 @@ download.source picks the demo (rendered here), Kaggle (the API) or a local fold
 
 from pathlib import Path
 
-from pipeline import params, sources
+from pipeline import params
+from pipeline.download import sources
 from pipeline.errors import run_stage
 
 RAW = Path("data/raw")

@@ -12,8 +12,11 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from pipeline import competition, data, evaluation, params
+from pipeline import params
+from pipeline.data import datasets
+from pipeline.download import competition
 from pipeline.errors import run_stage
+from pipeline.evaluation import evaluate
 
 RAW, SPLIT, MODELS, OUT = Path("data/raw"), Path("data/split.csv"), Path("models"), Path("reports/evaluate")
 
@@ -24,7 +27,7 @@ def main() -> None:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     comp = competition.open_competition(RAW, p["download"].hq)
     table = pd.read_csv(SPLIT)
-    board, fold_of = evaluation.evaluate_folds(
+    board, fold_of = evaluate.evaluate_folds(
         comp, table, MODELS, folds, batch_size=pr.batch_size, workers=pr.workers, tta=pr.tta, device=device
     )
     shutil.rmtree(OUT, ignore_errors=True)
@@ -46,7 +49,7 @@ def main() -> None:
             mean_class_dice=float(scores["dice"][1:].mean()),
             classes={
                 n: {"dice": float(d), "iou": float(i)}
-                for n, d, i in zip(data.class_names(RAW), scores["dice"], scores["iou"])
+                for n, d, i in zip(datasets.class_names(RAW), scores["dice"], scores["iou"])
             },
         )
     per_image = pd.DataFrame(
@@ -62,7 +65,7 @@ def main() -> None:
 
     scores = dict(zip(per_image["img"], per_image["dice"]))
     for fold, worst in per_image.head(e.worst).groupby("fold")["img"]:
-        for name, picture in evaluation.pictures(
+        for name, picture in evaluate.pictures(
             MODELS / f"fold{fold}" / "best.pt", comp, worst.tolist(), threshold, device, pr.tta, scores
         ):
             picture.save(OUT / "worst" / f"{name.rsplit('.', 1)[0]}.jpg", quality=88)

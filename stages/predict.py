@@ -12,8 +12,10 @@ from pathlib import Path
 
 import torch
 
-from pipeline import competition, distributed, inference, onnx_export, params, prediction, shards
+from pipeline import params, runtime
+from pipeline.download import competition
 from pipeline.errors import run_stage
+from pipeline.prediction import inference, onnx_export, predict, shards
 
 RAW, MODELS, OUT, WORK = Path("data/raw"), Path("models"), Path("data/predictions"), Path("checkpoints/predict")
 
@@ -21,11 +23,11 @@ RAW, MODELS, OUT, WORK = Path("data/raw"), Path("models"), Path("data/prediction
 def main() -> None:
     p = params.load("download", "split", "predict")
     pr = p["predict"]
-    status = distributed.relaunch(__file__, pr.nproc)
+    status = runtime.relaunch(__file__, pr.nproc)
     if status is not None:
         raise SystemExit(status)
-    rank, world, local_rank = distributed.init()
-    device = distributed.device(local_rank)
+    rank, world, local_rank = runtime.init()
+    device = runtime.device(local_rank)
     dtype = inference.amp_dtype(device, pr.amp)
     autocast = inference.autocast(device, dtype)
     # not on CPU: there it made the demo model 1.5x faster but its oneDNN buffers broke bench.memory's flat-memory bar
@@ -39,15 +41,15 @@ def main() -> None:
         for onnx_path, ckpt_path in zip(exported, models):
             if rank == 0 and not onnx_export.is_current(onnx_path, ckpt_path):
                 onnx_export.export(ckpt_path, onnx_path)
-        distributed.barrier(world)
+        runtime.barrier(world)
         models = exported
-    ensemble = prediction.load_ensemble(models, device, memory_format)
+    ensemble = predict.load_ensemble(models, device, memory_format)
     settings = {"tta": pr.tta, "precision": str(dtype), "backend": pr.backend}
     if rank == 0:
-        prediction.prepare(WORK, names, pr.shard_size, ensemble, settings, comp.test)
-    distributed.barrier(world)
+        predict.prepare(WORK, names, pr.shard_size, ensemble, settings, comp.test)
+    runtime.barrier(world)
     manifest = shards.check_manifest(WORK)
-    done = prediction.predict_shards(
+    done = predict.predict_shards(
         ensemble,
         comp.test,
         names,
@@ -62,7 +64,7 @@ def main() -> None:
         world=world,
         memory_format=memory_format,
     )
-    distributed.barrier(world)
+    runtime.barrier(world)
     if rank == 0:
         shards.publish(WORK, OUT)
         print(

@@ -2,7 +2,9 @@
 
 from pathlib import Path
 
-from pipeline import competition, params, split
+from pipeline import params
+from pipeline.data import split
+from pipeline.download import competition
 from pipeline.errors import run_stage
 
 RAW = Path("data/raw")

@@ -10,9 +10,10 @@ delete the record that keeps a file from being submitted twice.
 import json
 from pathlib import Path
 
-from pipeline import params, submit
+from pipeline import params
 from pipeline.errors import run_stage
 from pipeline.provenance import file_hash
+from pipeline.submission import upload
 
 FILE, RECEIPT, HISTORY = (
     Path("submissions/submission.csv.gz"),
@@ -44,7 +45,7 @@ def main() -> None:
             "tta": p["predict"].tta,
             "val_dice": round(evaluation["dice"], 5),
         }
-        receipt = submit.submit_once(p["download"].competition, FILE, s.message, key, HISTORY, s.force)
+        receipt = upload.submit_once(p["download"].competition, FILE, s.message, key, HISTORY, s.force)
     RECEIPT.write_text(json.dumps(receipt, indent=2) + "\n")
     print(f"{RECEIPT}: " + (f"submitted as ref {receipt['ref']}" if receipt["submitted"] else receipt["reason"]))
 

@@ -12,8 +12,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline import competition, data, distributed, evaluation, params, training
+from pipeline import params, runtime, training
+from pipeline.data import datasets
+from pipeline.download import competition
 from pipeline.errors import run_stage
+from pipeline.evaluation import evaluate
 
 RAW, SPLIT, MODELS, LIVE = Path("data/raw"), Path("data/split.csv"), Path("models"), Path("dvclive/train")
 STATE = Path("checkpoints/train")  # last.pt and best.pt while training: DVC never restores or deletes it
@@ -22,13 +25,13 @@ STATE = Path("checkpoints/train")  # last.pt and best.pt while training: DVC nev
 def main() -> None:
     p = params.load("download", "split", "train")
     t, folds = p["train"], p["split"].validation_folds()
-    status = distributed.relaunch(__file__, t.nproc)
+    status = runtime.relaunch(__file__, t.nproc)
     if status is not None:
         raise SystemExit(status)
     rt = training.setup(t)
     comp = competition.open_competition(RAW, p["download"].hq)
     table = pd.read_csv(SPLIT)
-    names = data.class_names(RAW)
+    names = datasets.class_names(RAW)
     from dvclive import Live
 
     live = Live(str(LIVE), dvcyaml=None, save_dvc_exp=False, report=None) if rt.main else None
@@ -44,7 +47,7 @@ def main() -> None:
                 "best_epoch": r.best_epoch,
             }
             val = table.loc[table["fold"] == r.fold, "img"].tolist()[:3]
-            for name, picture in evaluation.pictures(MODELS / f"fold{r.fold}" / "best.pt", comp, val, 0.5, rt.device):
+            for name, picture in evaluate.pictures(MODELS / f"fold{r.fold}" / "best.pt", comp, val, 0.5, rt.device):
                 live.log_image(f"fold{r.fold}/{name.rsplit('.', 1)[0]}.jpg", picture)
         live.summary["best_val_dice"] = sum(r.best_dice for r in results) / len(results)
         live.make_summary()

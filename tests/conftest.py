@@ -61,7 +61,7 @@ def no_internet(monkeypatch):
 @pytest.fixture(scope="session")
 def tiny_demo(tmp_path_factory) -> Path:
     """A small demo competition (3 train cars, 1 test car, 160x96 pixels) in Kaggle's layout."""
-    from pipeline import demo
+    from pipeline.download import demo
 
     root = tmp_path_factory.mktemp("tiny-demo")
     demo.generate(root / "raw", root / "truth", seed=7, train_cars=3, test_cars=1, width=160, height=96, jobs=1)
@@ -150,7 +150,7 @@ def small_demo(data: dict) -> None:
 @pytest.fixture(scope="session")
 def tiny_multiclass(tmp_path_factory) -> Path:
     """The multi-class variant of `tiny_demo` (masks: background, body, windows, wheels, lights)."""
-    from pipeline import demo
+    from pipeline.download import demo
 
     root = tmp_path_factory.mktemp("tiny-multiclass")
     demo.generate(
@@ -176,7 +176,9 @@ def tiny_model(tiny_demo, tmp_path_factory) -> Path:
     """best.pt of a tiny U-Net trained for one epoch on `tiny_demo` (fold 0 of 3)."""
     import pandas as pd
 
-    from pipeline import competition, data, split, training
+    from pipeline import training
+    from pipeline.data import datasets, split
+    from pipeline.download import competition
 
     out = tmp_path_factory.mktemp("tiny-model")
     p = tiny_train_params(epochs=1)
@@ -185,26 +187,28 @@ def tiny_model(tiny_demo, tmp_path_factory) -> Path:
     table = split.make_folds(
         masks["img"].tolist(), split.mask_areas(masks, (96, 160)), folds=3, seed=0, stratify=False, group="car"
     )
-    training.train_fold(p, training.setup(p), comp, table, 0, data.class_names(tiny_demo), out, progress=False)
+    training.train_fold(p, training.setup(p), comp, table, 0, datasets.class_names(tiny_demo), out, progress=False)
     return out / "best.pt"
 
 
 @pytest.fixture(scope="session")
 def tiny_submission(tiny_demo, tiny_model, tmp_path_factory) -> Path:
-    """submission.csv.gz of `tiny_model` on the test images of `tiny_demo`."""
+    """encode.csv.gz of `tiny_model` on the test images of `tiny_demo`."""
     from contextlib import nullcontext
 
     import torch
 
-    from pipeline import competition, prediction, submission
-    from pipeline.archive import ImageArchive
+    from pipeline.download import competition
+    from pipeline.download.archive import ImageArchive
+    from pipeline.prediction import predict
+    from pipeline.submission import encode
 
     out = tmp_path_factory.mktemp("tiny-submission")
     names = competition.read_csv(tiny_demo / "sample_submission.csv", ("img", "rle_mask"))["img"].tolist()
-    ensemble = prediction.load_ensemble([tiny_model], torch.device("cpu"))
+    ensemble = predict.load_ensemble([tiny_model], torch.device("cpu"))
     archive = ImageArchive(tiny_demo / "test.zip")
-    manifest = prediction.prepare(out / "pred", names, 8, ensemble, {}, archive)
-    prediction.predict_shards(
+    manifest = predict.prepare(out / "pred", names, 8, ensemble, {}, archive)
+    predict.predict_shards(
         ensemble,
         archive,
         names,
@@ -216,5 +220,5 @@ def tiny_submission(tiny_demo, tiny_model, tmp_path_factory) -> Path:
         device=torch.device("cpu"),
         autocast=nullcontext,
     )
-    submission.write(out / "pred", names, out / "submission.csv.gz", 0.5, jobs=1)
-    return out / "submission.csv.gz"
+    encode.write(out / "pred", names, out / "encode.csv.gz", 0.5, jobs=1)
+    return out / "encode.csv.gz"

@@ -48,7 +48,7 @@ def kaggle_files(folder: Path, hq: bool = False) -> dict[str, bytes | Path]:
 
 def score(submission: bytes, truth: pd.DataFrame, shape: tuple[int, int]) -> float:
     """Carvana's score of an uploaded file (gzip or plain CSV): mean per-image Dice."""
-    from pipeline.submission import mean_dice
+    from pipeline.submission.encode import mean_dice
 
     text = gzip.decompress(submission) if submission[:2] == b"\x1f\x8b" else submission
     sub = pd.read_csv(io.BytesIO(text), dtype=str, keep_default_na=False)
@@ -287,7 +287,7 @@ def main() -> None:
     if args.truth:
         from PIL import Image
 
-        from pipeline.archive import ImageArchive
+        from pipeline.download.archive import ImageArchive
 
         test = ImageArchive(args.data / "test.zip")
         with Image.open(io.BytesIO(test.read(test.names()[0]))) as img:

@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 import torch
 
-from pipeline import augment
+from pipeline.data import augment
 from pipeline.params import AugmentParams
 
 STRONG = AugmentParams(
@@ -66,7 +66,9 @@ def test_random_crops_cut_the_same_window_from_image_and_mask():
 def test_a_crop_larger_than_the_scaled_images_is_refused_naming_the_key(tiny_demo, tmp_path):
     import pandas as pd
 
-    from pipeline import competition, data, split, training
+    from pipeline import training
+    from pipeline.data import datasets, split
+    from pipeline.download import competition
     from tests.conftest import tiny_train_params
 
     p = tiny_train_params(crop=[64, 96])  # the images are 48x80 at scale 0.5
@@ -74,4 +76,4 @@ def test_a_crop_larger_than_the_scaled_images_is_refused_naming_the_key(tiny_dem
     masks = pd.read_csv(tiny_demo / "train_masks.csv", dtype=str, keep_default_na=False)
     table = split.make_folds(masks["img"].tolist(), [0.0] * len(masks), folds=3, seed=0, stratify=False, group="car")
     with pytest.raises(training.TrainingError, match=r"train.crop \[64, 96\] is larger than the images at train.scale"):
-        training.train_fold(p, training.setup(p), comp, table, 0, data.class_names(tiny_demo), tmp_path)
+        training.train_fold(p, training.setup(p), comp, table, 0, datasets.class_names(tiny_demo), tmp_path)

@@ -6,7 +6,7 @@ import shutil
 import subprocess
 import sys
 
-from pipeline import checkpoint
+from pipeline.models import checkpoint
 from tests.conftest import ROOT, edit_yaml
 
 
@@ -98,7 +98,7 @@ def test_bad_flags_get_one_line_errors(tiny_demo, tmp_path):
 
 
 def _test_images(tiny_demo, tmp_path, count=2):
-    from pipeline.archive import ImageArchive
+    from pipeline.download.archive import ImageArchive
 
     test = ImageArchive(tiny_demo / "test.zip")
     paths = []

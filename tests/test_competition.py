@@ -8,8 +8,8 @@ import zipfile
 import pandas as pd
 import pytest
 
-from pipeline import competition
-from pipeline.archive import ArchiveError, ImageArchive, extract_member
+from pipeline.download import competition
+from pipeline.download.archive import ArchiveError, ImageArchive, extract_member
 
 
 @pytest.fixture

@@ -9,8 +9,9 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from pipeline import competition, demo, rle
-from pipeline.archive import ImageArchive
+from pipeline import rle
+from pipeline.download import competition, demo
+from pipeline.download.archive import ImageArchive
 
 
 def test_layout_names_and_formats_match_kaggle(tiny_demo):

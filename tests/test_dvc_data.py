@@ -11,7 +11,8 @@ import zipfile
 import pandas as pd
 from PIL import Image
 
-from pipeline import competition, params, sources
+from pipeline import params
+from pipeline.download import competition, sources
 from tests.conftest import ROOT, make_project, run, small_demo, tiny_pipeline
 from tests.kaggle_standin import StandIn, kaggle_files
 

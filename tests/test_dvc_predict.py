@@ -6,7 +6,7 @@ import gzip
 
 import numpy as np
 
-from pipeline import shards
+from pipeline.prediction import shards
 from tests.conftest import make_project, run, tiny_pipeline
 
 

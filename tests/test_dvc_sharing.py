@@ -44,7 +44,7 @@ def test_queued_experiments_and_a_remote_round_trip(tmp_path):
     ran = [line for line in out.splitlines() if line.startswith("Running stage")]
     assert ran == ["Running stage 'download':"], out
 
-    with open(clone / "pipeline" / "losses.py", "a") as f:  # a module only training imports
+    with open(clone / "pipeline" / "models" / "losses.py", "a") as f:  # a module only training imports
         f.write("\n# an edit\n")
     status = run(["dvc", "status"], clone).stdout
     changed = {line.strip().rstrip(":") for line in status.splitlines() if line and not line.startswith("\t")}

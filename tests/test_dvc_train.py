@@ -70,7 +70,7 @@ def _kill_when(ready, proc, timeout: float = 300) -> None:
 
 
 def _last_epoch(path) -> int:
-    from pipeline import checkpoint
+    from pipeline.models import checkpoint
 
     try:
         return checkpoint.load(path)["epoch"] if path.is_file() else 0
@@ -80,7 +80,7 @@ def _last_epoch(path) -> int:
 
 @pytest.mark.slow
 def test_a_killed_exp_run_resumes_training_and_prediction_to_the_same_results(tmp_path):
-    from pipeline import checkpoint
+    from pipeline.models import checkpoint
 
     def edit(d):
         tiny_pipeline(d, epochs=4)

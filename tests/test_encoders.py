@@ -13,9 +13,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pipeline import checkpoint, encoders, onnx_export, params
-from pipeline.inference import probabilities
-from pipeline.models import count_parameters, create_model
+from pipeline import params
+from pipeline.models import checkpoint, encoders
+from pipeline.models.factory import count_parameters, create_model
+from pipeline.prediction import onnx_export
+from pipeline.prediction.inference import probabilities
 from tests.conftest import ROOT, tiny_train_params
 
 pytest.importorskip("segmentation_models_pytorch")
@@ -111,13 +113,15 @@ def test_imagenet_without_network_stops_at_once_naming_a_local_file(resnet18_une
 def test_a_checkpoint_rebuilds_the_encoder_model_and_onnx_runtime_agrees(tiny_demo, tmp_path):
     import pandas as pd
 
-    from pipeline import competition, data, split, training
+    from pipeline import training
+    from pipeline.data import datasets, split
+    from pipeline.download import competition
 
     p = tiny_train_params(epochs=1, model=_model_params(encoder="resnet18"), scale=1.0, crop=[64, 96])
     comp = competition.open_competition(tiny_demo, hq=False)
     masks = pd.read_csv(tiny_demo / "train_masks.csv", dtype=str, keep_default_na=False)
     table = split.make_folds(masks["img"].tolist(), [0.0] * len(masks), folds=3, seed=0, stratify=False, group="car")
-    names = data.class_names(tiny_demo)
+    names = datasets.class_names(tiny_demo)
     training.train_fold(p, training.setup(p), comp, table, 0, names, tmp_path / "m", progress=False)
     ckpt = checkpoint.load(tmp_path / "m/best.pt")
     assert ckpt["model"] == {"arch": "unet", "in_channels": 3, "classes": 1, "encoder": "resnet18"}
@@ -125,7 +129,7 @@ def test_a_checkpoint_rebuilds_the_encoder_model_and_onnx_runtime_agrees(tiny_de
     model = checkpoint.build_model(ckpt)
     onnx_path = onnx_export.export(tmp_path / "m/best.pt", tmp_path / "m.onnx")
     session = onnx_export.OnnxModel(onnx_path)
-    pre = data.Preprocess.from_dict({**ckpt["preprocess"], "size": [160, 240]})  # 1918x1280 at scale 0.125
+    pre = datasets.Preprocess.from_dict({**ckpt["preprocess"], "size": [160, 240]})  # 1918x1280 at scale 0.125
     name = comp.test.names()[0]
     x = pre.load(comp.test.read(name), name)[0][None]
     with torch.inference_mode():

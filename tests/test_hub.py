@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pipeline import checkpoint
 from pipeline.errors import UserError
-from pipeline.models import count_parameters
+from pipeline.models import checkpoint
+from pipeline.models.factory import count_parameters
 from tests.conftest import ROOT
 
 

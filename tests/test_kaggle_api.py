@@ -8,7 +8,7 @@ import time
 import pytest
 import requests
 
-from pipeline import competition, kaggle_api, sources
+from pipeline.download import competition, kaggle_api, sources
 from tests.kaggle_standin import StandIn, kaggle_files
 
 SLUG = "carvana-demo"
@@ -154,7 +154,8 @@ def test_a_served_zip_with_a_bad_crc_fails_the_download_naming_the_member(standi
     import dataclasses
     import zipfile
 
-    from pipeline import archive, params
+    from pipeline import params
+    from pipeline.download import archive
     from tests.conftest import ROOT
 
     with zipfile.ZipFile(tiny_demo / "test.zip") as z:

@@ -11,8 +11,10 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from pipeline import competition, data, layouts, rle
-from pipeline.archive import ImageArchive
+from pipeline import rle
+from pipeline.data import datasets
+from pipeline.download import competition, layouts
+from pipeline.download.archive import ImageArchive
 from pipeline.params import LocalParams
 from tests.conftest import ISBI
 
@@ -74,7 +76,7 @@ def test_mindspore_layout_with_index_masks_is_multiclass(tmp_path):
         dataclasses.replace(BASE, path=str(tmp_path / "src"), layout="mindspore", mask_values="index"), tmp_path / "raw"
     )
     assert competition.verify(tmp_path / "raw", hq=False, competition="cells")["train"] == 5
-    assert data.class_names(tmp_path / "raw") == ["background", "class_1", "class_2"]
+    assert datasets.class_names(tmp_path / "raw") == ["background", "class_1", "class_2"]
 
 
 def test_colour_masks_are_mapped_and_an_unmapped_colour_is_named(tmp_path):

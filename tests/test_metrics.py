@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from pipeline import metrics, postprocess
-from pipeline.evaluation import Scoreboard
-from pipeline.losses import SegmentationLoss
+from pipeline.evaluation import metrics
+from pipeline.evaluation.evaluate import Scoreboard
+from pipeline.models.losses import SegmentationLoss
+from pipeline.submission import postprocess
 
 
 def test_curve_matches_direct_dice_at_every_cut():

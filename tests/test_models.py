@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from pipeline.errors import UserError
-from pipeline.models import ARCHS, count_parameters, create_model
+from pipeline.models.factory import ARCHS, count_parameters, create_model
 
 
 @pytest.mark.parametrize("arch", sorted(ARCHS))

@@ -8,9 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline import checkpoint, competition, onnx_export, prediction, shards
-from pipeline.archive import ImageArchive
-from pipeline.inference import probabilities
+from pipeline.download import competition
+from pipeline.download.archive import ImageArchive
+from pipeline.models import checkpoint
+from pipeline.prediction import onnx_export, predict, shards
+from pipeline.prediction.inference import probabilities
 from tests.test_cli import _test_images, carvana
 
 CPU = torch.device("cpu")
@@ -37,9 +39,9 @@ def test_the_predict_backend_gives_the_same_shards(tiny_demo, tiny_model, export
     archive = ImageArchive(tiny_demo / "test.zip")
     maps = {}
     for label, path in (("torch", tiny_model), ("onnx", exported)):
-        ensemble = prediction.load_ensemble([path], CPU)
-        manifest = prediction.prepare(tmp_path / label, names, 8, ensemble, {"backend": label}, archive)
-        prediction.predict_shards(
+        ensemble = predict.load_ensemble([path], CPU)
+        manifest = predict.prepare(tmp_path / label, names, 8, ensemble, {"backend": label}, archive)
+        predict.predict_shards(
             ensemble,
             archive,
             names,

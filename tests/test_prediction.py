@@ -12,22 +12,26 @@ import pytest
 import torch
 from PIL import Image
 
-from pipeline import checkpoint, competition, data, prediction, shards, submission
-from pipeline.archive import ImageArchive
-from pipeline.images import ImageError
+from pipeline.data import datasets
+from pipeline.data.images import ImageError
+from pipeline.download import competition
+from pipeline.download.archive import ImageArchive
+from pipeline.models import checkpoint
+from pipeline.prediction import predict, shards
+from pipeline.submission import encode
 
 CPU = torch.device("cpu")
 
 
 def _run(ensemble, archive, names, out, shard_size=5, tta=False):
-    manifest = prediction.prepare(out, names, shard_size, ensemble, {"tta": tta}, archive)
-    return prediction.predict_shards(
+    manifest = predict.prepare(out, names, shard_size, ensemble, {"tta": tta}, archive)
+    return predict.predict_shards(
         ensemble, archive, names, out, manifest, batch_size=4, workers=0, tta=tta, device=CPU, autocast=nullcontext
     )
 
 
 def test_normalize_follows_the_formula_for_uint8_and_float_and_leaves_its_input_alone():
-    pre = data.Preprocess.for_data((16, 24), 1.0, 3)
+    pre = datasets.Preprocess.for_data((16, 24), 1.0, 3)
     pixels = torch.randint(0, 256, (2, 3, 16, 24), dtype=torch.uint8)
     mean, std = torch.tensor(pre.mean).view(3, 1, 1), torch.tensor(pre.std).view(3, 1, 1)
     expected = (pixels.double() / 255 - mean.double()) / std.double()
@@ -45,28 +49,28 @@ def _test_names(raw):
 def test_shards_hold_every_image_in_order_and_encode_to_a_valid_submission(
     tiny_demo, tiny_model, tmp_path, monkeypatch
 ):
-    ensemble = prediction.load_ensemble([tiny_model], CPU)
+    ensemble = predict.load_ensemble([tiny_model], CPU)
     names = _test_names(tiny_demo)
     assert _run(ensemble, ImageArchive(tiny_demo / "test.zip"), names, tmp_path / "pred") == 4  # 16 images / 5
     seen = [n for k in range(4) for n, _, _ in shards.read_shard(tmp_path / "pred" / shards.shard_name(k))]
     assert seen == names
     name, size, probs = next(shards.read_shard(tmp_path / "pred" / shards.shard_name(0)))
     assert size == (96, 160) and probs.shape == (1, 48, 80) and probs.dtype == np.uint8
-    stats = submission.write(tmp_path / "pred", names, tmp_path / "sub.csv.gz", 0.5, jobs=2)
+    stats = encode.write(tmp_path / "pred", names, tmp_path / "sub.csv.gz", 0.5, jobs=2)
     assert stats["rows"] == 16
     import pandas as pd
 
     table = pd.read_csv(tmp_path / "sub.csv.gz", dtype=str, keep_default_na=False)  # multi-member gzip reads as one
     assert list(table.columns) == ["img", "rle_mask"] and list(table["img"]) == names
-    monkeypatch.setattr(submission, "PIECE", 2)  # shards of 5 encoded as pieces of 2, 2 and 1: the same rows
-    submission.write(tmp_path / "pred", names, tmp_path / "pieces.csv.gz", 0.5, jobs=2)
+    monkeypatch.setattr(encode, "PIECE", 2)  # shards of 5 encoded as pieces of 2, 2 and 1: the same rows
+    encode.write(tmp_path / "pred", names, tmp_path / "pieces.csv.gz", 0.5, jobs=2)
     assert gzip.open(tmp_path / "pieces.csv.gz").read() == gzip.open(tmp_path / "sub.csv.gz").read()
 
 
 def test_an_interrupted_run_keeps_finished_shards_and_does_not_redo_them(tiny_demo, tiny_model, tmp_path, monkeypatch):
-    ensemble = prediction.load_ensemble([tiny_model], CPU)
+    ensemble = predict.load_ensemble([tiny_model], CPU)
     names, archive, out = _test_names(tiny_demo), ImageArchive(tiny_demo / "test.zip"), tmp_path / "pred"
-    original = prediction._ShardWriter.close
+    original = predict._ShardWriter.close
     closed = {"n": 0}
 
     def dies_after_two_shards(self):
@@ -75,10 +79,10 @@ def test_an_interrupted_run_keeps_finished_shards_and_does_not_redo_them(tiny_de
         if closed["n"] == 2:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(prediction._ShardWriter, "close", dies_after_two_shards)
+    monkeypatch.setattr(predict._ShardWriter, "close", dies_after_two_shards)
     with pytest.raises(KeyboardInterrupt):
         _run(ensemble, archive, names, out)
-    monkeypatch.setattr(prediction._ShardWriter, "close", original)
+    monkeypatch.setattr(predict._ShardWriter, "close", original)
     finished = {p.name: p.stat().st_mtime_ns for p in out.glob("shard-*.zip")}
     assert sorted(finished) == ["shard-00000.zip", "shard-00001.zip"] and not list(out.glob("*.part"))
     assert _run(ensemble, archive, names, out) == 2  # only the two missing shards
@@ -87,7 +91,7 @@ def test_an_interrupted_run_keeps_finished_shards_and_does_not_redo_them(tiny_de
 
 
 def test_a_changed_model_or_setting_deletes_the_stale_shards(tiny_demo, tiny_model, tmp_path, capsys):
-    ensemble = prediction.load_ensemble([tiny_model], CPU)
+    ensemble = predict.load_ensemble([tiny_model], CPU)
     names, archive, out = _test_names(tiny_demo), ImageArchive(tiny_demo / "test.zip"), tmp_path / "pred"
     _run(ensemble, archive, names, out)
     assert _run(ensemble, archive, names, out) == 0
@@ -106,7 +110,7 @@ def test_a_corrupt_test_image_is_named_and_finished_shards_are_kept(tiny_demo, t
     broken = tmp_path / "test.zip"
     original = ImageArchive(tiny_demo / "test.zip").read(names[7])
     _with_member(tiny_demo / "test.zip", broken, names[7], original[: len(original) // 3])
-    ensemble = prediction.load_ensemble([tiny_model], CPU)
+    ensemble = predict.load_ensemble([tiny_model], CPU)
     with pytest.raises(ImageError, match=f"{names[7]} is not a readable image"):
         _run(ensemble, ImageArchive(broken), names, tmp_path / "pred")
     assert [p.name for p in (tmp_path / "pred").glob("shard-*")] == ["shard-00000.zip"]
@@ -119,7 +123,7 @@ def test_a_test_image_of_another_size_is_refused(tiny_demo, tiny_model, tmp_path
     odd = tmp_path / "test.zip"
     _with_member(tiny_demo / "test.zip", odd, names[0], buf.getvalue())
     with pytest.raises(ImageError, match=f"{names[0]} is 150x100 but the model was trained on 160x96"):
-        _run(prediction.load_ensemble([tiny_model], CPU), ImageArchive(odd), names, tmp_path / "pred")
+        _run(predict.load_ensemble([tiny_model], CPU), ImageArchive(odd), names, tmp_path / "pred")
 
 
 def test_models_that_do_not_match_are_not_averaged(tiny_model, tiny_multiclass, tmp_path):
@@ -127,12 +131,12 @@ def test_models_that_do_not_match_are_not_averaged(tiny_model, tiny_multiclass, 
 
     _train(tiny_multiclass, tmp_path / "multi", epochs=1)
     with pytest.raises(shards.PredictionError, match="predicts 5 class.*models to average must match"):
-        prediction.load_ensemble([tiny_model, tmp_path / "multi/best.pt"], CPU)
+        predict.load_ensemble([tiny_model, tmp_path / "multi/best.pt"], CPU)
     torch.save({"weight": torch.zeros(1)}, tmp_path / "plain.pt")
     with pytest.raises(checkpoint.CheckpointError, match="not written by this pipeline"):
-        prediction.load_ensemble([tmp_path / "plain.pt"], CPU)
+        predict.load_ensemble([tmp_path / "plain.pt"], CPU)
     edited = torch.load(tiny_model, weights_only=True)
     edited["model"]["classes"] = 5
     torch.save(edited, tmp_path / "edited.pt")
     with pytest.raises(checkpoint.CheckpointError, match="do not fit the unet it describes"):
-        prediction.load_ensemble([tmp_path / "edited.pt"], CPU)
+        predict.load_ensemble([tmp_path / "edited.pt"], CPU)

@@ -11,8 +11,11 @@ import torch
 from PIL import Image
 from ruamel.yaml import YAML
 
-from pipeline import competition, data, prediction, provenance, split, training
-from pipeline.archive import ImageArchive
+from pipeline import provenance, training
+from pipeline.data import datasets, split
+from pipeline.download import competition
+from pipeline.download.archive import ImageArchive
+from pipeline.prediction import predict
 from tests.conftest import ROOT, tiny_train_params
 
 
@@ -32,9 +35,10 @@ def test_every_stage_lists_its_whole_import_closure_in_dvc_yaml():
 
 def test_the_closure_follows_imports_inside_functions_and_the_package_init(tmp_path):
     train = _rel(provenance.closure(ROOT / "stages" / "train.py"))
-    assert "pipeline/encoders.py" in train  # imported inside create_model only
-    assert "pipeline/__init__.py" in train and "pipeline/kaggle_api.py" not in train
-    assert "pipeline/unet.py" not in _rel(provenance.closure(ROOT / "stages" / "submit.py"))
+    assert "pipeline/models/encoders.py" in train  # imported inside create_model only
+    assert "pipeline/__init__.py" in train and "pipeline/models/__init__.py" in train
+    assert "pipeline/download/kaggle_api.py" not in train
+    assert "pipeline/models/unet.py" not in _rel(provenance.closure(ROOT / "stages" / "submit.py"))
 
 
 def test_the_code_version_changes_with_any_module_in_the_closure(tmp_path, monkeypatch):
@@ -43,9 +47,9 @@ def test_the_code_version_changes_with_any_module_in_the_closure(tmp_path, monke
     monkeypatch.setattr(provenance, "ROOT", copy)
     entry = copy / "pipeline" / "training.py"
     before = provenance.code_version(entry)
-    (copy / "pipeline" / "kaggle_api.py").write_text("# not imported by training\n")
+    (copy / "pipeline" / "download" / "kaggle_api.py").write_text("# not imported by training\n")
     assert provenance.code_version(entry) == before
-    with open(copy / "pipeline" / "losses.py", "a") as f:
+    with open(copy / "pipeline" / "models" / "losses.py", "a") as f:
         f.write("\n# an edit\n")
     assert provenance.code_version(entry) != before
 
@@ -84,7 +88,9 @@ def test_training_on_other_pixels_starts_over_instead_of_resuming(tiny_demo, tmp
 
     def fit():
         comp = competition.open_competition(raw, hq=False)
-        training.train_fold(p, training.setup(p), comp, table, 0, data.class_names(raw), tmp_path / "m", progress=False)
+        training.train_fold(
+            p, training.setup(p), comp, table, 0, datasets.class_names(raw), tmp_path / "m", progress=False
+        )
 
     fit()
     fit()
@@ -98,12 +104,12 @@ def test_a_test_set_with_other_pixels_deletes_the_old_shards(tiny_demo, tiny_mod
     copy = tmp_path / "test.zip"
     shutil.copy(tiny_demo / "test.zip", copy)
     names = ImageArchive(copy).names()
-    ensemble = prediction.load_ensemble([tiny_model], torch.device("cpu"))
+    ensemble = predict.load_ensemble([tiny_model], torch.device("cpu"))
     out = tmp_path / "pred"
-    first = prediction.prepare(out, names, 8, ensemble, {}, ImageArchive(copy))
+    first = predict.prepare(out, names, 8, ensemble, {}, ImageArchive(copy))
     (out / "shard-00000.zip").write_bytes(b"finished earlier")
-    assert prediction.prepare(out, names, 8, ensemble, {}, ImageArchive(copy)) == first
+    assert predict.prepare(out, names, 8, ensemble, {}, ImageArchive(copy)) == first
     assert (out / "shard-00000.zip").is_file()  # same images: kept for resuming
     _repaint(copy, names[-1:])
-    assert prediction.prepare(out, names, 8, ensemble, {}, ImageArchive(copy)) != first
+    assert predict.prepare(out, names, 8, ensemble, {}, ImageArchive(copy)) != first
     assert not (out / "shard-00000.zip").exists()

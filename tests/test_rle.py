@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from pipeline import rle
-from pipeline.archive import ImageArchive
+from pipeline.download.archive import ImageArchive
 
 
 def standard_snippet(mask: np.ndarray) -> str:
@@ -98,11 +98,11 @@ def test_empty_and_missing_rle_decode_to_an_empty_mask():
 def test_submission_rows_quote_names_with_commas_and_read_back(tmp_path):
     import gzip
 
-    from pipeline import submission
+    from pipeline.submission import encode
 
     names = ["plain_01.jpg", "with,comma.png", 'say "hi".png']
     path = tmp_path / "s.csv.gz"
     with gzip.open(path, "wt", newline="") as f:
-        f.write(submission.HEADER + "".join(submission.row(n, "1 2") for n in names))
-    assert submission.read(path) == {n: "1 2" for n in names}
-    assert submission.check_file(path, names) == 3
+        f.write(encode.HEADER + "".join(encode.row(n, "1 2") for n in names))
+    assert encode.read(path) == {n: "1 2" for n in names}
+    assert encode.check_file(path, names) == 3

@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from pipeline import params, sources
+from pipeline import params
+from pipeline.download import sources
 from pipeline.errors import UserError
 from tests.conftest import ROOT
 
@@ -77,7 +78,7 @@ def test_a_member_with_a_bad_crc_fails_the_download_naming_it(tiny_demo, tmp_pat
     import shutil
     import zipfile
 
-    from pipeline import archive
+    from pipeline.download import archive
 
     src = tmp_path / "kaggle"
     shutil.copytree(tiny_demo, src)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline import split
+from pipeline.data import split
 
 
 def _images(cars: int) -> list[str]:

@@ -7,7 +7,9 @@ import json
 import pandas as pd
 import pytest
 
-from pipeline import kaggle_api, rle, submission, submit
+from pipeline import rle
+from pipeline.download import kaggle_api
+from pipeline.submission import encode, upload
 from tests.conftest import make_project, run, tiny_pipeline
 from tests.kaggle_standin import StandIn
 from tests.test_cli import carvana
@@ -31,43 +33,43 @@ def standin(tiny_demo, monkeypatch):
 
 def test_a_file_is_submitted_once_with_a_descriptive_message(standin, tiny_submission, tmp_path):
     history = tmp_path / "history.jsonl"
-    first = submit.submit_once(SLUG, tiny_submission, "my note", {"arch": "unet"}, history, force=False)
+    first = upload.submit_once(SLUG, tiny_submission, "my note", {"arch": "unet"}, history, force=False)
     assert first["submitted"] and first["ref"] == 1000
     message = standin.submissions[0]["description"]
     assert message.startswith("my note | commit ") and "sha256:" in message and "arch=unet" in message
-    again = submit.submit_once(SLUG, tiny_submission, "my note", {}, history, force=False)
+    again = upload.submit_once(SLUG, tiny_submission, "my note", {}, history, force=False)
     assert not again["submitted"] and "already submitted (ref 1000)" in again["reason"]
     history.unlink()  # a lost local history: the competition's own list still knows the file
-    again = submit.submit_once(SLUG, tiny_submission, "", {}, history, force=False)
+    again = upload.submit_once(SLUG, tiny_submission, "", {}, history, force=False)
     assert not again["submitted"] and len(standin.submissions) == 1
-    forced = submit.submit_once(SLUG, tiny_submission, "", {}, history, force=True)
+    forced = upload.submit_once(SLUG, tiny_submission, "", {}, history, force=True)
     assert forced["submitted"] and len(standin.submissions) == 2
 
 
 def test_the_score_is_the_carvana_dice_of_the_file(standin, tiny_demo, tiny_submission, tmp_path):
-    submit.submit_once(SLUG, tiny_submission, "", {}, tmp_path / "h.jsonl", force=False)
+    upload.submit_once(SLUG, tiny_submission, "", {}, tmp_path / "h.jsonl", force=False)
     rows = kaggle_api.submissions(SLUG)
     rows = kaggle_api.submissions(SLUG)  # the stand-in scores on the second look, like a queue
     truth, shape = _truth(tiny_demo)
-    expected = submission.mean_dice(submission.read(tiny_submission), dict(truth.values), shape)
+    expected = encode.mean_dice(encode.read(tiny_submission), dict(truth.values), shape)
     assert rows[0]["status"] == "COMPLETE" and float(rows[0]["public_score"]) == pytest.approx(expected, abs=1e-5)
 
 
 def test_carvana_submissions_waits_for_the_score(standin, tiny_submission, tmp_path, monkeypatch):
-    submit.submit_once(SLUG, tiny_submission, "", {}, tmp_path / "h.jsonl", force=False)
+    upload.submit_once(SLUG, tiny_submission, "", {}, tmp_path / "h.jsonl", force=False)
     proc = carvana("submissions", "-c", SLUG, "--wait", "--poll", "0")
     assert "waiting for Kaggle" in proc.stdout and "COMPLETE" in proc.stdout and "1000" in proc.stdout
 
 
 def test_errors_name_the_fix(standin, tiny_submission, tmp_path, monkeypatch):
     with pytest.raises(kaggle_api.KaggleError, match="accept the rules of closed"):
-        submit.submit_once("closed", tiny_submission, "", {}, tmp_path / "h.jsonl", force=True)
+        upload.submit_once("closed", tiny_submission, "", {}, tmp_path / "h.jsonl", force=True)
     standin.daily_limit = 0
     with pytest.raises(kaggle_api.KaggleError, match="daily submission allowance resets at 00:00 UTC"):
-        submit.submit_once(SLUG, tiny_submission, "", {}, tmp_path / "h.jsonl", force=True)
+        upload.submit_once(SLUG, tiny_submission, "", {}, tmp_path / "h.jsonl", force=True)
     monkeypatch.delenv("KAGGLE_KEY")
     with pytest.raises(kaggle_api.KaggleError, match="no Kaggle credentials found"):
-        submit.submit_once(SLUG, tiny_submission, "", {}, tmp_path / "h.jsonl", force=True)
+        upload.submit_once(SLUG, tiny_submission, "", {}, tmp_path / "h.jsonl", force=True)
 
 
 def test_the_submit_stage_under_dvc(tmp_path):
@@ -114,13 +116,13 @@ def test_the_submit_stage_under_dvc(tmp_path):
         assert len(server.submissions) == 1
     finally:
         server.stop()
-    for code in submission.read(project / "submissions/submission.csv.gz").values():
+    for code in encode.read(project / "submissions/encode.csv.gz").values():
         rle.validate(code, (96, 160))
 
 
 def test_a_failed_upload_speaks_of_the_upload(standin, tiny_submission, tmp_path):
     standin.server_errors[:] = [503] * 5
     with pytest.raises(kaggle_api.KaggleError) as err:
-        submit.submit_once(SLUG, tiny_submission, "", {}, tmp_path / "h.jsonl", force=True)
+        upload.submit_once(SLUG, tiny_submission, "", {}, tmp_path / "h.jsonl", force=True)
     assert "HTTP 503" in str(err.value) and "the upload may not have completed" in str(err.value)
     assert "partial downloads" not in str(err.value) and not (tmp_path / "h.jsonl").exists()

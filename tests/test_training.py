@@ -8,7 +8,10 @@ import pandas as pd
 import pytest
 import torch
 
-from pipeline import checkpoint, competition, data, losses, split, training
+from pipeline import training
+from pipeline.data import datasets, split
+from pipeline.download import competition
+from pipeline.models import checkpoint, losses
 from tests.conftest import make_project, run, tiny_pipeline, tiny_train_params
 
 
@@ -18,7 +21,7 @@ def _setup(raw, folds=3):
     table = split.make_folds(
         masks["img"].tolist(), split.mask_areas(masks, (96, 160)), folds=folds, seed=0, stratify=False, group="car"
     )
-    return comp, table, data.class_names(raw)
+    return comp, table, datasets.class_names(raw)
 
 
 def _train(raw, out, **changes):

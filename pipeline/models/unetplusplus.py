@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from pipeline.unet import DoubleConv, pad_to_multiple
+from pipeline.models.unet import DoubleConv, pad_to_multiple
 
 
 class UNetPlusPlus(nn.Module):

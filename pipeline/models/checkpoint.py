@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from pipeline.errors import UserError
-from pipeline.models import create_model
+from pipeline.models.factory import create_model
 from pipeline.provenance import file_hash, fingerprint  # noqa: F401 (checkpoint.fingerprint for callers)
 
 FORMAT = "carvana-pipeline/1"

@@ -17,12 +17,12 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from pipeline import augment as aug
-from pipeline.archive import ImageArchive
-from pipeline.competition import CLASSES_FILE, Competition
-from pipeline.encoders import IMAGENET
+from pipeline.data import augment as aug
+from pipeline.data.images import Size, decode_image, decode_mask, decode_pixels, resize_mask
+from pipeline.download.archive import ImageArchive
+from pipeline.download.competition import CLASSES_FILE, Competition
 from pipeline.errors import UserError
-from pipeline.images import Size, decode_image, decode_mask, decode_pixels, resize_mask
+from pipeline.models.encoders import IMAGENET
 from pipeline.params import AugmentParams
 
 MEAN = {3: IMAGENET["mean"], 1: (0.5,)}

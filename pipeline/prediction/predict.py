@@ -24,12 +24,14 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
-from pipeline import checkpoint, postprocess, provenance
-from pipeline.archive import ImageArchive
-from pipeline.data import ImageDataset, Preprocess
-from pipeline.images import ImageError
-from pipeline.inference import probabilities
-from pipeline.shards import MANIFEST, PredictionError, shard_name
+from pipeline import provenance
+from pipeline.data.datasets import ImageDataset, Preprocess
+from pipeline.data.images import ImageError
+from pipeline.download.archive import ImageArchive
+from pipeline.models import checkpoint
+from pipeline.prediction.inference import probabilities
+from pipeline.prediction.shards import MANIFEST, PredictionError, shard_name
+from pipeline.submission import postprocess
 
 
 @dataclass
@@ -46,7 +48,7 @@ class Ensemble:
 def load_model(path: Path, device: torch.device, memory_format=torch.contiguous_format) -> tuple[object, dict]:
     """(callable model, its description) from a .pt checkpoint (torch) or an exported .onnx (ONNX Runtime)."""
     if Path(path).suffix == ".onnx":
-        from pipeline.onnx_export import OnnxModel
+        from pipeline.prediction.onnx_export import OnnxModel
 
         model = OnnxModel(path)
         return model, model.meta

@@ -17,11 +17,13 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from pipeline import checkpoint, metrics, overlay, postprocess
-from pipeline.competition import Competition
-from pipeline.data import Preprocess, ValidationDataset
-from pipeline.images import decode_mask
-from pipeline.inference import probabilities
+from pipeline.data.datasets import Preprocess, ValidationDataset
+from pipeline.data.images import decode_mask
+from pipeline.download.competition import Competition
+from pipeline.evaluation import metrics, overlay
+from pipeline.models import checkpoint
+from pipeline.prediction.inference import probabilities
+from pipeline.submission import postprocess
 
 
 def class_maps(probs: torch.Tensor, size: tuple[int, int]) -> np.ndarray:

@@ -27,8 +27,9 @@ import numpy as np
 from PIL import Image, ImageSequence
 from tqdm import tqdm
 
-from pipeline import competition, rle
-from pipeline.competition import CLASSES_FILE
+from pipeline import rle
+from pipeline.download import competition
+from pipeline.download.competition import CLASSES_FILE
 from pipeline.errors import UserError
 from pipeline.params import LocalParams
 

@@ -16,7 +16,7 @@ import functools
 import numpy as np
 
 from pipeline import rle
-from pipeline.images import Size
+from pipeline.data.images import Size
 
 CELL_FACTOR = 16  # output pixels per input pixel from which the cell-by-cell path is the faster one
 

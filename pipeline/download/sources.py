@@ -16,8 +16,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from pipeline import competition, demo, kaggle_api
-from pipeline.archive import ArchiveError, check_crcs, extract_member
+from pipeline.download import competition, demo, kaggle_api
+from pipeline.download.archive import ArchiveError, check_crcs, extract_member
 from pipeline.errors import UserError
 from pipeline.params import DownloadParams
 
@@ -131,7 +131,7 @@ def _fill(p: DownloadParams, out: Path, truth_dir: Path) -> dict[str, int]:
     elif p.local.layout == "kaggle":
         import_kaggle_folder(p, out)
     else:
-        from pipeline import layouts
+        from pipeline.download import layouts
 
         layouts.import_folder(p.local, out)
     slug = p.competition if p.source != "demo" else "demo"

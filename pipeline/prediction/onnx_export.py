@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pipeline import checkpoint
 from pipeline.errors import UserError
+from pipeline.models import checkpoint
 
 METADATA_KEY = "carvana_pipeline"
 

@@ -16,7 +16,7 @@ import pandas as pd
 from PIL import Image
 
 from pipeline import rle
-from pipeline.archive import ImageArchive
+from pipeline.download.archive import ImageArchive
 from pipeline.errors import UserError
 
 CARVANA_SLUG = "carvana-image-masking-challenge"

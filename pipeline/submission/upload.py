@@ -12,7 +12,7 @@ import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
 
-from pipeline import kaggle_api
+from pipeline.download import kaggle_api
 from pipeline.provenance import file_hash
 
 

@@ -1,7 +1,7 @@
 """Model factory: one place that maps an architecture name and its arguments to a network.
 
 Without an encoder: the seed's U-Net and a UNet++, built here. With `encoder=<name>`: any architecture of
-segmentation_models_pytorch around that encoder (pipeline.encoders). Checkpoints store
+segmentation_models_pytorch around that encoder (pipeline.models.encoders). Checkpoints store
 `{"arch": ..., **kwargs}` so that a model rebuilds itself; nothing downstream asks for architecture flags again.
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 from torch import nn
 
 from pipeline.errors import UserError
-from pipeline.unet import UNet
-from pipeline.unetplusplus import UNetPlusPlus
+from pipeline.models.unet import UNet
+from pipeline.models.unetplusplus import UNetPlusPlus
 
 ARCHS: dict[str, type[nn.Module]] = {"unet": UNet, "unetplusplus": UNetPlusPlus}
 
@@ -19,7 +19,7 @@ ARCHS: dict[str, type[nn.Module]] = {"unet": UNet, "unetplusplus": UNetPlusPlus}
 def create_model(arch: str, encoder: str | None = None, **kwargs) -> nn.Module:
     """Build a network by name; the error lists the valid names and arguments."""
     if encoder not in (None, "none"):
-        from pipeline.encoders import EncoderModel
+        from pipeline.models.encoders import EncoderModel
 
         return EncoderModel(arch, encoder, **kwargs)
     cls = ARCHS.get(arch)

@@ -1,0 +1,1 @@
+"""The evaluate stage: full-resolution metrics with their accumulator, the evaluation loop, overlay pictures."""

@@ -1,0 +1,1 @@
+"""The models: the seed's U-Net family, smp encoders, the factory, losses and checkpoints."""

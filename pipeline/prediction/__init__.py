@@ -1,0 +1,1 @@
+"""The predict stage: one predictor from checkpoints, inference with TTA, shards of probabilities, ONNX."""
