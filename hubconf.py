@@ -28,8 +28,9 @@ def unet_carvana(
     import torch
 
     from pipeline.errors import UserError
-    from pipeline.models import checkpoint, encoders
+    from pipeline.models import encoders
     from pipeline.models.factory import create_model
+    from pipeline.prediction.predictor import load_predictor
 
     if not pretrained and encoder != "none":
         model = create_model(arch, encoder=encoder, in_channels=3, classes=1, **kwargs)
@@ -51,13 +52,13 @@ def unet_carvana(
         if not local.is_file():
             torch.hub.download_url_to_file(str(weights), str(local), progress=False)
         weights = local
-    ckpt = checkpoint.load(Path(weights))
-    pre = ckpt["preprocess"]
-    trained_scale = pre["size"][0] / pre["original"][0]
+    predictor = load_predictor([Path(weights)])
+    pre = predictor.pre
+    trained_scale = pre.size[0] / pre.original[0]
     if abs(trained_scale - scale) > 0.01:
         raise UserError(
             f"{weights} was trained at scale {trained_scale:.3g}, not {scale}; pass scale={trained_scale:.3g}"
         )
-    model = checkpoint.build_model(ckpt)
-    model.preprocess = pre  # mean, std and input size, for callers that prepare their own tensors
+    (model,) = predictor.models
+    model.preprocess = pre.to_dict()  # mean, std and input size, for callers that prepare their own tensors
     return model

@@ -15,9 +15,9 @@ from pipeline import params
 from pipeline.data import datasets
 from pipeline.download import competition, demo
 from pipeline.download.archive import ImageArchive
-from pipeline.models import checkpoint
 from pipeline.models.factory import create_model
 from pipeline.prediction import predict
+from pipeline.prediction.predictor import Predictor, load_predictor
 
 
 def demo_competition(test_images: int = 64, root: Path | None = None) -> Path:
@@ -64,8 +64,8 @@ def best_of(fn, repeat: int) -> float:
 
 def load_model(path: Path) -> tuple[nn.Module, datasets.Preprocess]:
     if path.is_file():
-        ckpt = checkpoint.load(path)
-        return checkpoint.build_model(ckpt), datasets.Preprocess.from_dict(ckpt["preprocess"])
+        predictor = load_predictor([path])
+        return predictor.models[0], predictor.pre
     print(
         f"{path} not found: using an untrained model with params.yaml's architecture (run `dvc repro train` for "
         f"realistic masks)"
@@ -79,10 +79,10 @@ def predict_on_cpu(
     model: nn.Module, pre: datasets.Preprocess, archive: ImageArchive, names: list[str], out: Path, shard_size: int
 ) -> dict:
     """The predict stage's code on one bare model (batches of 8, 2 workers, no TTA); returns the manifest."""
-    ensemble = predict.Ensemble([model], pre, 1, ["background", "car"], ["bench"])
-    manifest = predict.prepare(out, names, shard_size, ensemble, {}, archive)
+    predictor = Predictor([model], pre, 1, ["background", "car"], ["bench"], {})
+    manifest = predict.prepare(out, names, shard_size, predictor, {}, archive)
     predict.predict_shards(
-        ensemble,
+        predictor,
         archive,
         names,
         out,

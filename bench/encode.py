@@ -34,7 +34,7 @@ def main() -> None:
         encode.encode_shard(shard, 0.5)
     one_core = len(names) / (time.perf_counter() - start)
     start = time.perf_counter()
-    encode.write(work, names, work / "encode.csv.gz", 0.5, jobs=-1)
+    encode.write(work, names, work / "submission.csv.gz", 0.5, jobs=-1)
     every_core = len(names) / (time.perf_counter() - start)
     cores = os.cpu_count()
     print(f"machine: {machine()}, {cores} cores")

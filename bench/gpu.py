@@ -45,7 +45,8 @@ from pipeline.download.archive import ImageArchive
 from pipeline.models import checkpoint
 from pipeline.models.factory import count_parameters, create_model
 from pipeline.models.losses import SegmentationLoss
-from pipeline.prediction import inference, predict
+from pipeline.prediction import predict
+from pipeline.prediction.predictor import load_predictor
 from pipeline.submission import encode, postprocess
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -277,16 +278,14 @@ def check_prediction(report: Report, raw: Path, model_path: Path | None, device:
         report.check("AMP prediction vs float32", False, "no bf16 model was trained")
         return
     comp = competition.open_competition(raw, hq=False)
-    ens = predict.load_ensemble([model_path], device)
+    predictor = load_predictor([model_path], device)
     names = folds_of(raw).query("fold == 0")["img"].tolist()
     agree = total = 0
     for start in range(0, len(names), 8):
-        batch = [ens.pre.load(comp.train.read(n), n) for n in names[start : start + 8]]
+        batch = [predictor.pre.load(comp.train.read(n), n) for n in names[start : start + 8]]
         x = torch.stack([b[0] for b in batch]).to(device)
-        fp32 = postprocess.to_uint8(inference.probabilities(ens.models, x, True))
-        amp = postprocess.to_uint8(
-            inference.probabilities(ens.models, x, True, inference.autocast(device, torch.bfloat16))
-        )
+        fp32 = postprocess.to_uint8(predictor(x, True))
+        amp = postprocess.to_uint8(predictor(x, True, runtime.autocast(device, torch.bfloat16)))
         for i, (_, original) in enumerate(batch):
             m32 = postprocess.binary_mask(fp32[i, 0], original, 0.5)
             m16 = postprocess.binary_mask(amp[i, 0], original, 0.5)
@@ -495,21 +494,22 @@ def predict_throughput(report: Report, raw: Path, work: Path, s: Sizes, device: 
     workers = os.cpu_count() or 1
     names = kaggle_like_test_zip(raw, work / "test.zip", s.predict_images)
     archive = ImageArchive(work / "test.zip")
-    dtype = inference.amp_dtype(device, True)
-    autocast = inference.autocast(device, dtype)
+    dtype = runtime.amp_dtype(device, True)
+    autocast = runtime.autocast(device, dtype)
     fmt = torch.channels_last if device.type == "cuda" else torch.contiguous_format
-    ens = predict.load_ensemble([work / "train" / "recipe" / "best.pt"], device, fmt)
+    predictor = load_predictor([work / "train" / "recipe" / "best.pt"], device, fmt)
+    pre = predictor.pre
     out = work / "predictions"
-    manifest = predict.prepare(out, names, 500, ens, {"bench": True}, archive)
+    manifest = predict.prepare(out, names, 500, predictor, {"bench": True}, archive)
     for stale in out.glob("shard-*.zip"):
         stale.unlink()
     settings = dict(batch_size=s.predict_batch, workers=workers, tta=True, device=device, autocast=autocast)
     with Utilisation(device) as util:
         started = time.perf_counter()
-        predict.predict_shards(ens, archive, names, out, manifest, memory_format=fmt, **settings)
+        predict.predict_shards(predictor, archive, names, out, manifest, memory_format=fmt, **settings)
         predict_s = time.perf_counter() - started
     started = time.perf_counter()
-    written = encode.write(out, names, work / "encode.csv.gz", 0.5, jobs=-1)
+    written = encode.write(out, names, work / "submission.csv.gz", 0.5, jobs=-1)
     encode_s = time.perf_counter() - started
     n = len(names)
     total = predict_s + encode_s
@@ -517,7 +517,7 @@ def predict_throughput(report: Report, raw: Path, work: Path, s: Sizes, device: 
         "predict + encode end to end",
         n / total,
         "images/s",
-        f"{n} JPEGs of {s.width}x{s.height} from a stored zip, model {ens.pre.size[1]}x{ens.pre.size[0]}, flip TTA, "
+        f"{n} JPEGs of {s.width}x{s.height} from a stored zip, model {pre.size[1]}x{pre.size[0]}, flip TTA, "
         f"{dtype or 'float32'}, batch {s.predict_batch}, {workers} workers: predict {predict_s:.1f} s + encode "
         f"{encode_s:.1f} s ({written['rows']} rows)",
     )
@@ -530,7 +530,6 @@ def predict_throughput(report: Report, raw: Path, work: Path, s: Sizes, device: 
     report.figure("GPU utilisation during predict", util.mean, "%", "mean of 0.2 s samples (NVML)")
 
     # where the time goes, each part alone
-    pre = ens.pre
     loader = torch.utils.data.DataLoader(
         datasets.ImageDataset(archive, names[: min(n, 1000)], pre), batch_size=s.predict_batch, num_workers=workers
     )
@@ -545,12 +544,9 @@ def predict_throughput(report: Report, raw: Path, work: Path, s: Sizes, device: 
     host = torch.zeros(s.predict_batch, *pre.size, pre.channels, dtype=torch.uint8)
     host = host.pin_memory() if device.type == "cuda" else host
     x = pre.normalize(host.to(device).permute(0, 3, 1, 2)).contiguous(memory_format=fmt)
-    probabilities = inference.probabilities
     report.figure("host to device", _per_image_ms(lambda: host.to(device, non_blocking=True), device, s), "ms/image")
-    report.figure(
-        "model (flip TTA)", _per_image_ms(lambda: probabilities(ens.models, x, True, autocast), device, s), "ms/image"
-    )
-    probs = probabilities(ens.models, x, True, autocast)
+    report.figure("model (flip TTA)", _per_image_ms(lambda: predictor(x, True, autocast), device, s), "ms/image")
+    probs = predictor(x, True, autocast)
     report.figure("device to host (uint8)", _per_image_ms(lambda: postprocess.to_uint8(probs), device, s), "ms/image")
     report.figure("encode (up-sample + RLE + gzip, all cores)", encode_s / n * 1e3, "ms/image")
     decode_alternatives(report, archive, names, pre, s, device)

@@ -63,7 +63,7 @@ def child(raw: Path, model_path: Path, work: Path) -> None:
     names = competition.read_csv(raw / "sample_submission.csv", ("img", "rle_mask"))["img"].tolist()
     model, pre = load_model(model_path)
     predict_on_cpu(model, pre, comp.test, names, work / "pred", shard_size=100)
-    encode.write(work / "pred", names, work / "encode.csv.gz", 0.5, jobs=-1)
+    encode.write(work / "pred", names, work / "submission.csv.gz", 0.5, jobs=-1)
 
 
 def main() -> None:

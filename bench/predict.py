@@ -27,6 +27,7 @@ from torch import nn
 
 from bench.common import demo_competition, load_model, machine, open_demo, predict_on_cpu
 from bench.rle import standard_snippet
+from pipeline.evaluation import metrics
 from pipeline.submission import encode
 
 
@@ -97,7 +98,7 @@ def main() -> None:
     rest_ours = ours(Replay(rec_ours.outputs), pre, comp, names, work / "replay")
     rest_seed = seed_loop(Replay(rec_seed.outputs), pre, comp, names, work)
     ours_rows, seed_rows = encode.read(work / "ours.csv.gz"), encode.read(work / "seed.csv.gz")
-    agree = encode.mean_dice(ours_rows, seed_rows, (1280, 1918))
+    agree = metrics.submission_dice(ours_rows, seed_rows, (1280, 1918))
 
     n = len(names)
     print(f"machine: {machine()}")

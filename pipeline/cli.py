@@ -1,7 +1,7 @@
 """The `carvana` command: the pipeline's functions for use outside `dvc repro`.
 
 carvana train [-e E] [-b B] [-l LR] [-f LOAD] [-s SCALE] [-v VAL] [--amp]   the seed's training flags
-carvana predict -m MODEL -i a.jpg b.jpg [-o a.png b.png] [--viz] [--no-save] [-t 0.5] [-s 0.5] [--rle]
+carvana predict -m MODEL -i a.jpg b.jpg [-o a.png b.png] [--viz] [--no-save] [-t T] [-s 0.5] [--rle] [--no-tta]
 carvana export [-m MODEL] [-o OUT.onnx]   ONNX with dynamic batch, height and width
 carvana masks [-p data/predictions] [-o DIR] [-t 0.5]   index and colour PNGs of the predictions
 carvana submissions [-c SLUG] [--wait]   list your Kaggle submissions and their scores
@@ -67,20 +67,12 @@ def _train(args: argparse.Namespace) -> None:
             f"({', '.join(names)}), which the model predicts with {datasets.output_channels(names)} output "
             f"channel(s)"
         )
-    masks = competition.read_csv(args.data / competition.TRAIN_MASKS_CSV, ("img", "rle_mask"))
-    shape = competition.image_size(comp, masks["img"].iloc[0])
-    folds = max(2, round(100 / args.validation)) if args.validation else p["split"].folds
-    table = split.make_folds(
-        masks["img"].tolist(),
-        split.mask_areas(masks, shape),
-        folds=folds,
-        seed=p["split"].seed,
-        stratify=p["split"].stratify,
-        group=p["split"].group,
-    )
+    s = p["split"]
+    folds = max(2, round(100 / args.validation)) if args.validation else s.folds
+    table = split.split_competition(comp, folds=folds, seed=s.seed, stratify=s.stratify, group=s.group)
     print(
         f"{len(table)} images, {(table['fold'] == 0).sum()} of them held out for validation "
-        f"(1 fold of {folds}, grouped by {p['split'].group})"
+        f"(1 fold of {folds}, grouped by {s.group})"
     )
     from dvclive import Live
 
@@ -90,31 +82,41 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def _predict(args: argparse.Namespace) -> None:
-    """Masks for any images with a trained model, one image at a time, like the seed's predict.py."""
+    """Masks for any images with a trained model, one image at a time, like the seed's predict.py.
+
+    By default it predicts as the pipeline does: with flip TTA and the threshold evaluate chose for this
+    very checkpoint (reports/evaluate/predictor.json), else 0.5.
+    """
     import io
 
     import numpy as np
-    import torch
     from PIL import Image
 
-    from pipeline import rle
+    from pipeline import rle, runtime
     from pipeline.data.datasets import Preprocess
     from pipeline.data.images import ImageError
     from pipeline.errors import UserError
     from pipeline.evaluation import overlay
-    from pipeline.evaluation.evaluate import class_maps
-    from pipeline.prediction.inference import probabilities
-    from pipeline.prediction.predict import load_ensemble
+    from pipeline.prediction import recipe as recipes
+    from pipeline.prediction.predictor import load_predictor
     from pipeline.submission import postprocess
 
     outputs = args.output or [str(Path(i).with_name(Path(i).stem + "_OUT.png")) for i in args.input]
     if len(outputs) != len(args.input):
         raise UserError(f"{len(args.input)} input(s) but {len(outputs)} output name(s); give one -o per -i, or none")
-    if not 0 < args.mask_threshold < 1:
-        raise UserError(f"--mask-threshold must be in (0, 1), got {args.mask_threshold}")
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    ensemble = load_ensemble([Path(args.model)], device)
-    pre = ensemble.pre
+    recipe = recipes.read(args.recipe, Path(args.model)) or {}
+    threshold = args.mask_threshold if args.mask_threshold is not None else recipe.get("threshold", 0.5)
+    tta = args.tta if args.tta is not None else recipe.get("tta", True)
+    if not 0 < threshold < 1:
+        raise UserError(f"--mask-threshold must be in (0, 1), got {threshold}")
+    print(
+        f"threshold {threshold:.3f} ({'evaluate' if args.mask_threshold is None and recipe else 'given'}), "
+        f"flip TTA {'on' if tta else 'off'}",
+        file=sys.stderr,
+    )
+    device = runtime.device()
+    predictor = load_predictor([Path(args.model)], device)
+    pre = predictor.pre
     scale = args.scale or pre.size[0] / pre.original[0]
     for source, target in zip(args.input, outputs):
         path = Path(source)
@@ -125,18 +127,18 @@ def _predict(args: argparse.Namespace) -> None:
             original = (header.height, header.width)
         sized = Preprocess.for_data(original, scale, pre.channels)
         x, _ = dataclasses.replace(pre, size=sized.size).load(data, path.name)
-        probs = probabilities(ensemble.models, x[None].to(device), args.tta)[0].cpu()
-        if ensemble.classes == 1:
-            mask = postprocess.binary_mask(postprocess.to_uint8(probs[0]), original, args.mask_threshold)
+        probs = postprocess.to_uint8(predictor(x[None].to(device), tta)[0])
+        if predictor.classes == 1:
+            mask = postprocess.binary_mask(probs[0], original, threshold)
             picture = Image.fromarray(mask.astype(np.uint8) * 255)
         else:
-            mask = class_maps(probs, original)
+            mask = postprocess.class_maps(probs, original)
             picture = Image.fromarray(mask)
         if args.rle:
             print(f"{path.name},{rle.encode(mask > 0)}")
         if not args.no_save:
             picture.save(target)
-            if ensemble.classes > 1:
+            if predictor.classes > 1:
                 overlay.colorize(mask).save(Path(target).with_name(Path(target).stem + "_colors.png"))
             print(f"{path} -> {target}", file=sys.stderr)
         if args.viz:
@@ -156,11 +158,9 @@ def _export(args: argparse.Namespace) -> None:
 
 def _masks(args: argparse.Namespace) -> None:
     """Index masks (and colour pictures) of every prediction, from the predict stage's shards."""
-    import torch
     from PIL import Image
 
     from pipeline.evaluation import overlay
-    from pipeline.evaluation.evaluate import class_maps
     from pipeline.prediction import shards
     from pipeline.submission import postprocess
 
@@ -173,7 +173,7 @@ def _masks(args: argparse.Namespace) -> None:
             if manifest["classes"] == 1:
                 mask = postprocess.binary_mask(probs[0], size, args.threshold).astype("uint8")
             else:
-                mask = class_maps(torch.from_numpy(probs).float() / 255, size)
+                mask = postprocess.class_maps(probs, size)
             Image.fromarray(mask).save(args.output / f"{stem}.png")
             overlay.colorize(mask).save(args.output / f"{stem}_colors.png")
             count += 1
@@ -222,12 +222,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--mask-threshold",
         "-t",
         type=float,
-        default=0.5,
-        help="minimum probability for a mask pixel (default %(default)s)",
+        help="minimum probability for a mask pixel (default: the threshold evaluate chose for this model, else 0.5)",
     )
     pr.add_argument("--scale", "-s", type=float, help="scale factor for the input images (default: the model's)")
     pr.add_argument("--rle", action="store_true", help="print img,rle_mask lines (Carvana's run-length encoding)")
-    pr.add_argument("--tta", action="store_true", help="average with the horizontally flipped prediction")
+    pr.add_argument(
+        "--tta",
+        action=argparse.BooleanOptionalAction,
+        help="average with the horizontally flipped prediction (default: as evaluate scored it, else on)",
+    )
+    pr.add_argument(
+        "--recipe",
+        type=Path,
+        default=Path("reports/evaluate/predictor.json"),
+        help="evaluate's threshold and TTA, used when it was written for this model (default %(default)s)",
+    )
     pr.set_defaults(func=_predict)
 
     e = sub.add_parser("export", help="export a checkpoint to ONNX (dynamic batch, height, width)")

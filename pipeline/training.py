@@ -25,15 +25,15 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from pipeline import params as P
 from pipeline import provenance, runtime
-from pipeline.data.datasets import Preprocess, TrainDataset, ValidationDataset, output_channels
+from pipeline.data.datasets import Preprocess, TrainDataset, ValidationDataset, collate_validation, output_channels
 from pipeline.data.images import channels_of, decode_image
 from pipeline.download.competition import Competition
 from pipeline.errors import UserError
-from pipeline.evaluation.evaluate import Scoreboard
+from pipeline.evaluation.metrics import Scoreboard
 from pipeline.models import checkpoint, encoders
 from pipeline.models.factory import create_model
 from pipeline.models.losses import SegmentationLoss
-from pipeline.prediction.inference import amp_dtype, autocast, to_probs
+from pipeline.prediction.inference import to_probs
 
 
 class TrainingError(UserError):
@@ -71,10 +71,10 @@ def setup(p: P.TrainParams, dtype: torch.dtype | None = None) -> Runtime:
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     else:
         torch.use_deterministic_algorithms(True, warn_only=True)
-    dtype = dtype or amp_dtype(device, p.amp)
+    dtype = dtype or runtime.amp_dtype(device, p.amp)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     memory_format = torch.channels_last if p.channels_last else torch.contiguous_format
-    return Runtime(device, rank, world, local_rank, dtype, autocast(device, dtype), scaler, memory_format)
+    return Runtime(device, rank, world, local_rank, dtype, runtime.autocast(device, dtype), scaler, memory_format)
 
 
 def warmup_cosine(step: int, warmup: int, total: int) -> float:
@@ -83,11 +83,6 @@ def warmup_cosine(step: int, warmup: int, total: int) -> float:
         return (step + 1) / warmup
     progress = (step - warmup) / max(1, total - warmup)
     return 0.01 + 0.99 * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-
-
-def collate_validation(batch):
-    images, small, full, index = zip(*batch)
-    return torch.stack(images), torch.stack(small), list(full), torch.tensor(index)
 
 
 def _all_finite(loss: torch.Tensor, rt: Runtime) -> bool:

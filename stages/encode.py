@@ -2,25 +2,28 @@
 
 Up-samples each probability map to the original size, thresholds it (by default at the threshold
 evaluate found best on the validation images), encodes it in Carvana's order on every core, and
-writes submissions/encode.csv.gz, checked against sample_submission.csv.
+writes submissions/submission.csv.gz, checked against sample_submission.csv.
 """
 
-import json
 from pathlib import Path
 
 from pipeline import params
 from pipeline.download import competition
-from pipeline.errors import run_stage
+from pipeline.errors import UserError, run_stage
+from pipeline.prediction import recipe
 from pipeline.provenance import file_hash
 from pipeline.submission import encode
 
-RAW, PREDICTIONS, EVALUATION = Path("data/raw"), Path("data/predictions"), Path("reports/evaluate/metrics.json")
-OUT = Path("submissions/encode.csv.gz")
+RAW, PREDICTIONS, RECIPE = Path("data/raw"), Path("data/predictions"), Path("reports/evaluate/predictor.json")
+OUT = Path("submissions/submission.csv.gz")
 
 
 def main() -> None:
     e = params.load("encode")["encode"]
-    threshold = e.threshold if e.threshold != "best" else json.loads(EVALUATION.read_text())["threshold"]
+    chosen = recipe.read(RECIPE)
+    if e.threshold == "best" and chosen is None:
+        raise UserError(f"{RECIPE} is missing; run `dvc repro evaluate`, or set encode.threshold to a number")
+    threshold = e.threshold if e.threshold != "best" else chosen["threshold"]
     names = competition.read_csv(RAW / competition.SAMPLE_SUBMISSION_CSV, ("img", "rle_mask"))["img"].tolist()
     stats = encode.write(PREDICTIONS, names, OUT, threshold, e.jobs)
     sha = file_hash(OUT)[:12]

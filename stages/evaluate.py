@@ -2,7 +2,8 @@
 
 Probabilities are up-sampled to 1918x1280 before thresholding, exactly as the submission will be;
 every threshold between evaluate.threshold_min and threshold_max is tried, and the best one is what
-the encode stage uses. Writes reports/evaluate/{metrics.json, threshold_sweep.csv, per_image.csv, worst/}.
+the encode stage and `carvana predict` use (predictor.json, beside metrics.json, threshold_sweep.csv,
+per_image.csv and worst/ in reports/evaluate).
 """
 
 import json
@@ -10,13 +11,13 @@ import shutil
 from pathlib import Path
 
 import pandas as pd
-import torch
 
-from pipeline import params
+from pipeline import params, runtime
 from pipeline.data import datasets
 from pipeline.download import competition
 from pipeline.errors import run_stage
 from pipeline.evaluation import evaluate
+from pipeline.prediction import recipe
 
 RAW, SPLIT, MODELS, OUT = Path("data/raw"), Path("data/split.csv"), Path("models"), Path("reports/evaluate")
 
@@ -24,7 +25,7 @@ RAW, SPLIT, MODELS, OUT = Path("data/raw"), Path("data/split.csv"), Path("models
 def main() -> None:
     p = params.load("download", "split", "evaluate", "predict")
     e, pr, folds = p["evaluate"], p["predict"], p["split"].validation_folds()
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = runtime.device()
     comp = competition.open_competition(RAW, p["download"].hq)
     table = pd.read_csv(SPLIT)
     board, fold_of = evaluate.evaluate_folds(
@@ -62,6 +63,7 @@ def main() -> None:
     ).sort_values("dice")
     per_image.to_csv(OUT / "per_image.csv", index=False, float_format="%.6f")
     (OUT / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    recipe.write(OUT / "predictor.json", [MODELS / f"fold{k}" / "best.pt" for k in folds], threshold, pr.tta)
 
     scores = dict(zip(per_image["img"], per_image["dice"]))
     for fold, worst in per_image.head(e.worst).groupby("fold")["img"]:

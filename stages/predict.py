@@ -15,7 +15,8 @@ import torch
 from pipeline import params, runtime
 from pipeline.download import competition
 from pipeline.errors import run_stage
-from pipeline.prediction import inference, onnx_export, predict, shards
+from pipeline.prediction import onnx_export, predict, shards
+from pipeline.prediction.predictor import load_predictor
 
 RAW, MODELS, OUT, WORK = Path("data/raw"), Path("models"), Path("data/predictions"), Path("checkpoints/predict")
 
@@ -28,8 +29,8 @@ def main() -> None:
         raise SystemExit(status)
     rank, world, local_rank = runtime.init()
     device = runtime.device(local_rank)
-    dtype = inference.amp_dtype(device, pr.amp)
-    autocast = inference.autocast(device, dtype)
+    dtype = runtime.amp_dtype(device, pr.amp)
+    autocast = runtime.autocast(device, dtype)
     # not on CPU: there it made the demo model 1.5x faster but its oneDNN buffers broke bench.memory's flat-memory bar
     memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
 
@@ -43,14 +44,14 @@ def main() -> None:
                 onnx_export.export(ckpt_path, onnx_path)
         runtime.barrier(world)
         models = exported
-    ensemble = predict.load_ensemble(models, device, memory_format)
+    predictor = load_predictor(models, device, memory_format)
     settings = {"tta": pr.tta, "precision": str(dtype), "backend": pr.backend}
     if rank == 0:
-        predict.prepare(WORK, names, pr.shard_size, ensemble, settings, comp.test)
+        predict.prepare(WORK, names, pr.shard_size, predictor, settings, comp.test)
     runtime.barrier(world)
     manifest = shards.check_manifest(WORK)
     done = predict.predict_shards(
-        ensemble,
+        predictor,
         comp.test,
         names,
         WORK,

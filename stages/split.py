@@ -15,16 +15,7 @@ def main() -> None:
     p = params.load("download", "split")
     s, hq = p["split"], p["download"].hq
     comp = competition.open_competition(RAW, hq)
-    train_masks = competition.read_csv(RAW / competition.TRAIN_MASKS_CSV, ("img", "rle_mask"))
-    shape = competition.image_size(comp, train_masks["img"].iloc[0])
-    table = split.make_folds(
-        train_masks["img"].tolist(),
-        split.mask_areas(train_masks, shape),
-        folds=s.folds,
-        seed=s.seed,
-        stratify=s.stratify,
-        group=s.group,
-    )
+    table = split.split_competition(comp, folds=s.folds, seed=s.seed, stratify=s.stratify, group=s.group)
     table.to_csv(OUT, index=False, float_format="%.6f")
     sizes = table.groupby("fold")["car"].nunique().tolist()
     print(f"{OUT}: {len(table)} images of {table['car'].nunique()} {s.group}s in {s.folds} folds ({sizes} each)")

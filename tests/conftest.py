@@ -68,21 +68,14 @@ def tiny_demo(tmp_path_factory) -> Path:
     return root / "raw"
 
 
-COPY_IGNORE = shutil.ignore_patterns(
-    ".git",
-    ".venv",
-    "__pycache__",
-    "*.egg-info",
-    ".pytest_cache",
-    "data",
-    "models",
-    "dvclive",
-    "reports",
-    "submissions",
-    "checkpoints",
-    "cache",
-    "tmp",
-)
+_ANYWHERE = shutil.ignore_patterns(".git", ".venv", "__pycache__", "*.egg-info", ".pytest_cache")
+_OUTPUTS = {"data", "models", "dvclive", "reports", "submissions", "checkpoints", "cache", "tmp"}
+
+
+def _copy_ignore(folder: str, names: list[str]) -> set[str]:
+    """What a project copy leaves out: caches anywhere, and the stage outputs at its root (not pipeline/data)."""
+    top = _OUTPUTS.intersection(names) if Path(folder).resolve() == ROOT else set()
+    return set(_ANYWHERE(folder, names)) | top
 
 
 def run(cmd: list[str], cwd: Path, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
@@ -117,7 +110,7 @@ def edit_yaml(path: Path, edit) -> None:
 
 def make_project(dest: Path, params_edit=None) -> Path:
     """A copy of this project in its own git repository, as a fresh clone would be."""
-    shutil.copytree(ROOT, dest, ignore=COPY_IGNORE)
+    shutil.copytree(ROOT, dest, ignore=_copy_ignore)
     if params_edit:
         edit_yaml(dest / "params.yaml", params_edit)
     for cmd in (
@@ -193,7 +186,7 @@ def tiny_model(tiny_demo, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_submission(tiny_demo, tiny_model, tmp_path_factory) -> Path:
-    """encode.csv.gz of `tiny_model` on the test images of `tiny_demo`."""
+    """submission.csv.gz of `tiny_model` on the test images of `tiny_demo`."""
     from contextlib import nullcontext
 
     import torch
@@ -201,15 +194,16 @@ def tiny_submission(tiny_demo, tiny_model, tmp_path_factory) -> Path:
     from pipeline.download import competition
     from pipeline.download.archive import ImageArchive
     from pipeline.prediction import predict
+    from pipeline.prediction.predictor import load_predictor
     from pipeline.submission import encode
 
     out = tmp_path_factory.mktemp("tiny-submission")
     names = competition.read_csv(tiny_demo / "sample_submission.csv", ("img", "rle_mask"))["img"].tolist()
-    ensemble = predict.load_ensemble([tiny_model], torch.device("cpu"))
+    predictor = load_predictor([tiny_model], torch.device("cpu"))
     archive = ImageArchive(tiny_demo / "test.zip")
-    manifest = predict.prepare(out / "pred", names, 8, ensemble, {}, archive)
+    manifest = predict.prepare(out / "pred", names, 8, predictor, {}, archive)
     predict.predict_shards(
-        ensemble,
+        predictor,
         archive,
         names,
         out / "pred",
@@ -220,5 +214,5 @@ def tiny_submission(tiny_demo, tiny_model, tmp_path_factory) -> Path:
         device=torch.device("cpu"),
         autocast=nullcontext,
     )
-    encode.write(out / "pred", names, out / "encode.csv.gz", 0.5, jobs=1)
-    return out / "encode.csv.gz"
+    encode.write(out / "pred", names, out / "submission.csv.gz", 0.5, jobs=1)
+    return out / "submission.csv.gz"

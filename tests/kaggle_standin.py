@@ -48,13 +48,13 @@ def kaggle_files(folder: Path, hq: bool = False) -> dict[str, bytes | Path]:
 
 def score(submission: bytes, truth: pd.DataFrame, shape: tuple[int, int]) -> float:
     """Carvana's score of an uploaded file (gzip or plain CSV): mean per-image Dice."""
-    from pipeline.submission.encode import mean_dice
+    from pipeline.evaluation.metrics import submission_dice
 
     text = gzip.decompress(submission) if submission[:2] == b"\x1f\x8b" else submission
     sub = pd.read_csv(io.BytesIO(text), dtype=str, keep_default_na=False)
     if list(sub.columns) != ["img", "rle_mask"] or set(sub["img"]) != set(truth["img"]):
         raise ValueError("Submission must have columns img,rle_mask and one row per test image")
-    return mean_dice(dict(zip(sub["img"], sub["rle_mask"])), dict(zip(truth["img"], truth["rle_mask"])), shape)
+    return submission_dice(dict(zip(sub["img"], sub["rle_mask"])), dict(zip(truth["img"], truth["rle_mask"])), shape)
 
 
 @dataclass

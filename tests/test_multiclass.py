@@ -24,7 +24,7 @@ def test_multiclass_demo_end_to_end(tmp_path):
     assert 0.0 <= metrics["mean_iou"] <= 1.0
     manifest = json.loads((project / "data/predictions/manifest.json").read_text())
     assert manifest["classes"] == 5 and manifest["class_names"] == list(demo.CLASSES)
-    rows = encode.read(project / "submissions/encode.csv.gz")
+    rows = encode.read(project / "submissions/submission.csv.gz")
     assert len(rows) == 16 and all(rle.parse(code, (96, 160)) is not None for code in rows.values())
 
     carvana("masks", "-p", project / "data/predictions", "-o", tmp_path / "masks")

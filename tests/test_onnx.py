@@ -13,6 +13,7 @@ from pipeline.download.archive import ImageArchive
 from pipeline.models import checkpoint
 from pipeline.prediction import onnx_export, predict, shards
 from pipeline.prediction.inference import probabilities
+from pipeline.prediction.predictor import load_predictor
 from tests.test_cli import _test_images, carvana
 
 CPU = torch.device("cpu")
@@ -39,10 +40,10 @@ def test_the_predict_backend_gives_the_same_shards(tiny_demo, tiny_model, export
     archive = ImageArchive(tiny_demo / "test.zip")
     maps = {}
     for label, path in (("torch", tiny_model), ("onnx", exported)):
-        ensemble = predict.load_ensemble([path], CPU)
-        manifest = predict.prepare(tmp_path / label, names, 8, ensemble, {"backend": label}, archive)
+        predictor = load_predictor([path], CPU)
+        manifest = predict.prepare(tmp_path / label, names, 8, predictor, {"backend": label}, archive)
         predict.predict_shards(
-            ensemble,
+            predictor,
             archive,
             names,
             tmp_path / label,

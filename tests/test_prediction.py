@@ -18,15 +18,16 @@ from pipeline.download import competition
 from pipeline.download.archive import ImageArchive
 from pipeline.models import checkpoint
 from pipeline.prediction import predict, shards
+from pipeline.prediction.predictor import PredictorError, load_predictor
 from pipeline.submission import encode
 
 CPU = torch.device("cpu")
 
 
-def _run(ensemble, archive, names, out, shard_size=5, tta=False):
-    manifest = predict.prepare(out, names, shard_size, ensemble, {"tta": tta}, archive)
+def _run(predictor, archive, names, out, shard_size=5, tta=False):
+    manifest = predict.prepare(out, names, shard_size, predictor, {"tta": tta}, archive)
     return predict.predict_shards(
-        ensemble, archive, names, out, manifest, batch_size=4, workers=0, tta=tta, device=CPU, autocast=nullcontext
+        predictor, archive, names, out, manifest, batch_size=4, workers=0, tta=tta, device=CPU, autocast=nullcontext
     )
 
 
@@ -49,9 +50,9 @@ def _test_names(raw):
 def test_shards_hold_every_image_in_order_and_encode_to_a_valid_submission(
     tiny_demo, tiny_model, tmp_path, monkeypatch
 ):
-    ensemble = predict.load_ensemble([tiny_model], CPU)
+    predictor = load_predictor([tiny_model], CPU)
     names = _test_names(tiny_demo)
-    assert _run(ensemble, ImageArchive(tiny_demo / "test.zip"), names, tmp_path / "pred") == 4  # 16 images / 5
+    assert _run(predictor, ImageArchive(tiny_demo / "test.zip"), names, tmp_path / "pred") == 4  # 16 images / 5
     seen = [n for k in range(4) for n, _, _ in shards.read_shard(tmp_path / "pred" / shards.shard_name(k))]
     assert seen == names
     name, size, probs = next(shards.read_shard(tmp_path / "pred" / shards.shard_name(0)))
@@ -68,9 +69,9 @@ def test_shards_hold_every_image_in_order_and_encode_to_a_valid_submission(
 
 
 def test_an_interrupted_run_keeps_finished_shards_and_does_not_redo_them(tiny_demo, tiny_model, tmp_path, monkeypatch):
-    ensemble = predict.load_ensemble([tiny_model], CPU)
+    predictor = load_predictor([tiny_model], CPU)
     names, archive, out = _test_names(tiny_demo), ImageArchive(tiny_demo / "test.zip"), tmp_path / "pred"
-    original = predict._ShardWriter.close
+    original = shards.ShardWriter.close
     closed = {"n": 0}
 
     def dies_after_two_shards(self):
@@ -79,23 +80,23 @@ def test_an_interrupted_run_keeps_finished_shards_and_does_not_redo_them(tiny_de
         if closed["n"] == 2:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(predict._ShardWriter, "close", dies_after_two_shards)
+    monkeypatch.setattr(shards.ShardWriter, "close", dies_after_two_shards)
     with pytest.raises(KeyboardInterrupt):
-        _run(ensemble, archive, names, out)
-    monkeypatch.setattr(predict._ShardWriter, "close", original)
+        _run(predictor, archive, names, out)
+    monkeypatch.setattr(shards.ShardWriter, "close", original)
     finished = {p.name: p.stat().st_mtime_ns for p in out.glob("shard-*.zip")}
     assert sorted(finished) == ["shard-00000.zip", "shard-00001.zip"] and not list(out.glob("*.part"))
-    assert _run(ensemble, archive, names, out) == 2  # only the two missing shards
+    assert _run(predictor, archive, names, out) == 2  # only the two missing shards
     assert all((out / n).stat().st_mtime_ns == t for n, t in finished.items())
     shards.check_complete(out)
 
 
 def test_a_changed_model_or_setting_deletes_the_stale_shards(tiny_demo, tiny_model, tmp_path, capsys):
-    ensemble = predict.load_ensemble([tiny_model], CPU)
+    predictor = load_predictor([tiny_model], CPU)
     names, archive, out = _test_names(tiny_demo), ImageArchive(tiny_demo / "test.zip"), tmp_path / "pred"
-    _run(ensemble, archive, names, out)
-    assert _run(ensemble, archive, names, out) == 0
-    assert _run(ensemble, archive, names, out, tta=True) == 4
+    _run(predictor, archive, names, out)
+    assert _run(predictor, archive, names, out) == 0
+    assert _run(predictor, archive, names, out, tta=True) == 4
     assert "the old shards were deleted" in capsys.readouterr().out
 
 
@@ -110,9 +111,9 @@ def test_a_corrupt_test_image_is_named_and_finished_shards_are_kept(tiny_demo, t
     broken = tmp_path / "test.zip"
     original = ImageArchive(tiny_demo / "test.zip").read(names[7])
     _with_member(tiny_demo / "test.zip", broken, names[7], original[: len(original) // 3])
-    ensemble = predict.load_ensemble([tiny_model], CPU)
+    predictor = load_predictor([tiny_model], CPU)
     with pytest.raises(ImageError, match=f"{names[7]} is not a readable image"):
-        _run(ensemble, ImageArchive(broken), names, tmp_path / "pred")
+        _run(predictor, ImageArchive(broken), names, tmp_path / "pred")
     assert [p.name for p in (tmp_path / "pred").glob("shard-*")] == ["shard-00000.zip"]
 
 
@@ -123,20 +124,20 @@ def test_a_test_image_of_another_size_is_refused(tiny_demo, tiny_model, tmp_path
     odd = tmp_path / "test.zip"
     _with_member(tiny_demo / "test.zip", odd, names[0], buf.getvalue())
     with pytest.raises(ImageError, match=f"{names[0]} is 150x100 but the model was trained on 160x96"):
-        _run(predict.load_ensemble([tiny_model], CPU), ImageArchive(odd), names, tmp_path / "pred")
+        _run(load_predictor([tiny_model], CPU), ImageArchive(odd), names, tmp_path / "pred")
 
 
 def test_models_that_do_not_match_are_not_averaged(tiny_model, tiny_multiclass, tmp_path):
     from tests.test_training import _train
 
     _train(tiny_multiclass, tmp_path / "multi", epochs=1)
-    with pytest.raises(shards.PredictionError, match="predicts 5 class.*models to average must match"):
-        predict.load_ensemble([tiny_model, tmp_path / "multi/best.pt"], CPU)
+    with pytest.raises(PredictorError, match="predicts 5 class.*models to average must match"):
+        load_predictor([tiny_model, tmp_path / "multi/best.pt"], CPU)
     torch.save({"weight": torch.zeros(1)}, tmp_path / "plain.pt")
     with pytest.raises(checkpoint.CheckpointError, match="not written by this pipeline"):
-        predict.load_ensemble([tmp_path / "plain.pt"], CPU)
+        load_predictor([tmp_path / "plain.pt"], CPU)
     edited = torch.load(tiny_model, weights_only=True)
     edited["model"]["classes"] = 5
     torch.save(edited, tmp_path / "edited.pt")
     with pytest.raises(checkpoint.CheckpointError, match="do not fit the unet it describes"):
-        predict.load_ensemble([tmp_path / "edited.pt"], CPU)
+        load_predictor([tmp_path / "edited.pt"], CPU)

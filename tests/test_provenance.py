@@ -16,6 +16,7 @@ from pipeline.data import datasets, split
 from pipeline.download import competition
 from pipeline.download.archive import ImageArchive
 from pipeline.prediction import predict
+from pipeline.prediction.predictor import load_predictor
 from tests.conftest import ROOT, tiny_train_params
 
 
@@ -104,12 +105,12 @@ def test_a_test_set_with_other_pixels_deletes_the_old_shards(tiny_demo, tiny_mod
     copy = tmp_path / "test.zip"
     shutil.copy(tiny_demo / "test.zip", copy)
     names = ImageArchive(copy).names()
-    ensemble = predict.load_ensemble([tiny_model], torch.device("cpu"))
+    predictor = load_predictor([tiny_model], torch.device("cpu"))
     out = tmp_path / "pred"
-    first = predict.prepare(out, names, 8, ensemble, {}, ImageArchive(copy))
+    first = predict.prepare(out, names, 8, predictor, {}, ImageArchive(copy))
     (out / "shard-00000.zip").write_bytes(b"finished earlier")
-    assert predict.prepare(out, names, 8, ensemble, {}, ImageArchive(copy)) == first
+    assert predict.prepare(out, names, 8, predictor, {}, ImageArchive(copy)) == first
     assert (out / "shard-00000.zip").is_file()  # same images: kept for resuming
     _repaint(copy, names[-1:])
-    assert predict.prepare(out, names, 8, ensemble, {}, ImageArchive(copy)) != first
+    assert predict.prepare(out, names, 8, predictor, {}, ImageArchive(copy)) != first
     assert not (out / "shard-00000.zip").exists()

@@ -9,6 +9,7 @@ import pytest
 
 from pipeline import rle
 from pipeline.download import kaggle_api
+from pipeline.evaluation import metrics
 from pipeline.submission import encode, upload
 from tests.conftest import make_project, run, tiny_pipeline
 from tests.kaggle_standin import StandIn
@@ -51,7 +52,7 @@ def test_the_score_is_the_carvana_dice_of_the_file(standin, tiny_demo, tiny_subm
     rows = kaggle_api.submissions(SLUG)
     rows = kaggle_api.submissions(SLUG)  # the stand-in scores on the second look, like a queue
     truth, shape = _truth(tiny_demo)
-    expected = encode.mean_dice(encode.read(tiny_submission), dict(truth.values), shape)
+    expected = metrics.submission_dice(encode.read(tiny_submission), dict(truth.values), shape)
     assert rows[0]["status"] == "COMPLETE" and float(rows[0]["public_score"]) == pytest.approx(expected, abs=1e-5)
 
 
@@ -116,7 +117,7 @@ def test_the_submit_stage_under_dvc(tmp_path):
         assert len(server.submissions) == 1
     finally:
         server.stop()
-    for code in encode.read(project / "submissions/encode.csv.gz").values():
+    for code in encode.read(project / "submissions/submission.csv.gz").values():
         rle.validate(code, (96, 160))
 
 

@@ -142,6 +142,12 @@ class ValidationDataset(TrainDataset):
         return self.pre.normalize(image), torch.from_numpy(small), torch.from_numpy(full), index
 
 
+def collate_validation(batch):
+    """Stack the model-size tensors; the full-size masks stay a list (images of a dataset may differ in size)."""
+    images, small, full, index = zip(*batch)
+    return torch.stack(images), torch.stack(small), list(full), torch.tensor(index)
+
+
 class ImageDataset(Dataset):
     """Images of an archive by name: (pixels (H, W, C), index, original (H, W), error message).
 

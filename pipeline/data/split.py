@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline import rle
+from pipeline.download import competition
 from pipeline.errors import UserError
 
 CAR_VIEW = re.compile(r"^(?P<car>.+)_(?P<view>\d{2})$")
@@ -64,3 +65,13 @@ def make_folds(
             fold_of[name] = int(fold)
     table["fold"] = table["car"].map(fold_of).astype(int)
     return table[["img", "car", "fold", "mask_area"]]
+
+
+def split_competition(
+    comp: competition.Competition, *, folds: int, seed: int, stratify: bool, group: str
+) -> pd.DataFrame:
+    """The folds of a competition's train images (train_masks.csv gives the mask areas to stratify by)."""
+    masks = competition.read_csv(comp.root / competition.TRAIN_MASKS_CSV, ("img", "rle_mask"))
+    shape = competition.image_size(comp, masks["img"].iloc[0])
+    areas = mask_areas(masks, shape)
+    return make_folds(masks["img"].tolist(), areas, folds=folds, seed=seed, stratify=stratify, group=group)

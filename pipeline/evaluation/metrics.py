@@ -1,4 +1,4 @@
-"""Kaggle's Carvana metric and the multi-class scores, at full resolution.
+"""Kaggle's Carvana metric and the multi-class scores, at full resolution, and their accumulator.
 
 Dice is per image, 1 when both masks are empty, then averaged over images. For a uint8 probability
 map, the two histograms (all pixels, truth pixels) give the exact Dice at every one of the 256
@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+
+from pipeline import rle
+from pipeline.submission import postprocess
 
 
 def dice_counts(prob: np.ndarray, truth: np.ndarray) -> np.ndarray:
@@ -52,3 +55,60 @@ def class_scores(matrix: np.ndarray) -> dict[str, np.ndarray]:
     dice_c = np.where(truth + pred == 0, 1.0, 2 * inter / np.maximum(truth + pred, 1))
     iou_c = np.where(union == 0, 1.0, inter / np.maximum(union, 1))
     return {"dice": dice_c, "iou": iou_c}
+
+
+def submission_dice(submission: dict[str, str], truth: dict[str, str], shape: tuple[int, int]) -> float:
+    """Carvana's score of a submission ({img: rle_mask}) against the true RLEs."""
+    return float(
+        np.mean([dice(rle.decode(submission[n], shape), rle.decode(code, shape)) for n, code in truth.items()])
+    )
+
+
+class Scoreboard:
+    """Per-image full-resolution scores of one evaluation.
+
+    Every model is scored as Carvana scores it, on the car (for a multi-class model: not background),
+    with the Dice at all 256 cuts per image; multi-class models also keep a confusion matrix per image.
+    """
+
+    def __init__(self, classes: int):
+        self.classes = classes  # model output channels: 1 = binary
+        self.names: list[str] = []
+        self.curves: list[np.ndarray] = []  # (256,) car Dice per cut
+        self.confusions: list[np.ndarray] = []  # multi-class: (C, C)
+        self.areas: list[float] = []
+
+    def add(self, name: str, probs: torch.Tensor, full: np.ndarray) -> None:
+        """probs (C, h, w) for one image, full (H, W) its original-size index mask."""
+        self.names.append(name)
+        self.areas.append(float((full > 0).mean()))
+        q = postprocess.to_uint8(probs)
+        prob = postprocess.levels(postprocess.car_probability(q), full.shape)
+        self.curves.append(dice_curve(dice_counts(prob, full > 0)))
+        if self.classes > 1:
+            self.confusions.append(confusion(postprocess.class_maps(q, full.shape), full, self.classes))
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def dice(self, threshold: float = 0.5) -> float:
+        """Mean per-image Dice of the car at a threshold: Kaggle's score."""
+        return float(np.mean([c[postprocess.cut(threshold)] for c in self.curves]))
+
+    def per_image(self, threshold: float = 0.5) -> np.ndarray:
+        return np.array([c[postprocess.cut(threshold)] for c in self.curves])
+
+    def sweep(self, low: float, high: float) -> tuple[float, float, list[tuple[float, float]]]:
+        """(best threshold, its Dice, [(threshold, Dice)...]) over every uint8 cut in [low, high]."""
+        mean = np.mean(self.curves, axis=0)
+        cuts = range(postprocess.cut(low), postprocess.cut(high) + 1)
+        table = [(k / 255.0, float(mean[k])) for k in cuts]
+        best = max(table, key=lambda row: row[1])
+        return best[0], best[1], table
+
+    def class_scores(self) -> dict[str, np.ndarray]:
+        return class_scores(np.sum(self.confusions, axis=0))
+
+    def selection_score(self) -> float:
+        """What 'best' means for a checkpoint: the car's Dice, or the mean Dice of the classes but background."""
+        return self.dice(0.5) if self.classes == 1 else float(self.class_scores()["dice"][1:].mean())

@@ -8,23 +8,10 @@ probability space.
 from __future__ import annotations
 
 from contextlib import nullcontext
-from functools import partial
-from typing import Callable, Sequence
+from typing import Sequence
 
 import torch
 from torch import nn
-
-
-def amp_dtype(device: torch.device, enabled: bool) -> torch.dtype | None:
-    """The mixed-precision dtype: bf16 where the GPU supports it, else fp16; None (float32) on a CPU or when off."""
-    if device.type != "cuda" or not enabled:
-        return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-
-
-def autocast(device: torch.device, dtype: torch.dtype | None) -> Callable:
-    """A context factory: autocast to `dtype` on `device`, or nothing when dtype is None."""
-    return partial(torch.autocast, device.type, dtype=dtype) if dtype is not None else nullcontext
 
 
 def to_probs(logits: torch.Tensor) -> torch.Tensor:

@@ -17,7 +17,8 @@ import numpy as np
 import torch
 
 from pipeline.errors import UserError
-from pipeline.models import checkpoint
+from pipeline.prediction.predictor import load_predictor
+from pipeline.provenance import file_hash
 
 METADATA_KEY = "carvana_pipeline"
 
@@ -34,10 +35,10 @@ def export(ckpt_path: Path, out: Path, opset: int = 18) -> Path:
     """
     import onnx
 
-    ckpt = checkpoint.load(ckpt_path)
-    model = checkpoint.build_model(ckpt)
-    h, w = ckpt["preprocess"]["size"]
-    x = torch.zeros(1, ckpt["model"]["in_channels"], h, w)
+    predictor = load_predictor([ckpt_path])
+    (model,) = predictor.models
+    h, w = predictor.pre.size
+    x = torch.zeros(1, predictor.pre.channels, h, w)
     dims = {0: torch.export.Dim("batch"), 2: torch.export.Dim("height"), 3: torch.export.Dim("width")}
     out.parent.mkdir(parents=True, exist_ok=True)
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)
@@ -55,10 +56,7 @@ def export(ckpt_path: Path, out: Path, opset: int = 18) -> Path:
             external_data=False,
         )
     graph = onnx.load(str(out))
-    meta = {
-        **{k: ckpt[k] for k in ("model", "preprocess", "class_names")},
-        "source_sha256": checkpoint.file_hash(ckpt_path),
-    }
+    meta = {**predictor.description, "source_sha256": predictor.hashes[0]}
     graph.metadata_props.add(key=METADATA_KEY, value=json.dumps(meta))
     onnx.save(graph, str(out))
     return out
@@ -66,7 +64,7 @@ def export(ckpt_path: Path, out: Path, opset: int = 18) -> Path:
 
 def is_current(onnx_path: Path, ckpt_path: Path) -> bool:
     """True when `onnx_path` exists and was exported from exactly this checkpoint."""
-    return onnx_path.is_file() and OnnxModel(onnx_path).meta.get("source_sha256") == checkpoint.file_hash(ckpt_path)
+    return onnx_path.is_file() and OnnxModel(onnx_path).meta.get("source_sha256") == file_hash(ckpt_path)
 
 
 class OnnxModel:

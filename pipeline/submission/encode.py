@@ -15,7 +15,6 @@ import gzip
 import os
 from pathlib import Path
 
-import numpy as np
 from joblib import Parallel, delayed
 from tqdm import tqdm
 
@@ -45,8 +44,7 @@ def encode_shard(path: Path, threshold: float, start: int = 0, stop: int | None 
     """(names, gzip member of their rows) for the images start:stop of one shard of predictions."""
     names, lines = [], []
     for name, size, probs in shards.read_shard(path, start, stop):
-        car = probs[0] if probs.shape[0] == 1 else 255 - probs[0]  # as evaluation.car_probability, in uint8
-        runs = postprocess.mask_runs(car, size, threshold)
+        runs = postprocess.mask_runs(postprocess.car_probability(probs), size, threshold)
         rle.check(runs, size)
         code = rle.format_runs(runs)
         names.append(name)
@@ -121,14 +119,3 @@ def read(path: Path) -> dict[str, str]:
     with gzip.open(path, "rt", newline="") as f:
         f.readline()
         return {name: code for name, code in csv.reader(f)}
-
-
-def mean_dice(submission: dict[str, str], truth: dict[str, str], shape: tuple[int, int]) -> float:
-    """Carvana's score of a submission against true RLEs."""
-    scores = []
-    for name, code in truth.items():
-        a = rle.decode(submission[name], shape).astype(bool)
-        b = rle.decode(code, shape).astype(bool)
-        total = a.sum() + b.sum()
-        scores.append(1.0 if total == 0 else 2.0 * (a & b).sum() / total)
-    return float(np.mean(scores))

@@ -28,6 +28,17 @@ def to_uint8(probs) -> np.ndarray:
     return (probs.float().clamp(0, 1) * 255.0).round().to(torch.uint8).cpu().numpy()
 
 
+def car_probability(probs: np.ndarray) -> np.ndarray:
+    """uint8 (h, w) probability of the car from uint8 (C, h, w): the one channel, or 1 - P(background) with
+    several classes (Carvana's score is on the car whatever the model predicts)."""
+    return probs[0] if probs.shape[0] == 1 else 255 - probs[0]
+
+
+def class_maps(probs: np.ndarray, size: Size) -> np.ndarray:
+    """uint8 (C, h, w) softmax probabilities -> (H, W) class indices, deciding after up-sampling each class."""
+    return np.stack([upsample(q, size) for q in probs]).argmax(axis=0).astype(np.uint8)
+
+
 def cut(threshold: float) -> int:
     """The uint8 level a probability must exceed to count as the car."""
     return int(round(threshold * 255))

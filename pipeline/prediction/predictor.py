@@ -1,0 +1,74 @@
+"""Checkpoints -> a predictor, in one place: the models (.pt through torch, .onnx through ONNX Runtime), the
+preprocessing and classes they agree on, and how to call them (flip TTA).
+
+Evaluate, predict, the ONNX export, `carvana predict`, torch.hub and the benches all load models here.
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from pipeline.data.datasets import Preprocess
+from pipeline.errors import UserError
+from pipeline.models import checkpoint
+from pipeline.prediction.inference import probabilities
+from pipeline.provenance import file_hash
+
+
+class PredictorError(UserError):
+    """Models that cannot predict together."""
+
+
+@dataclass
+class Predictor:
+    """The models to average and what they agree on."""
+
+    models: list  # torch modules or OnnxModel: anything that maps a normalised batch to logits
+    pre: Preprocess
+    classes: int
+    class_names: list[str]
+    hashes: list[str]  # SHA-256 of each checkpoint (an .onnx is known by the checkpoint it came from)
+    description: dict  # architecture, preprocessing and class names: what makes a file rebuild its model alone
+
+    def __call__(self, x: torch.Tensor, tta: bool = False, autocast=nullcontext) -> torch.Tensor:
+        """(N, C, H, W) probabilities of a normalised batch, averaged over the models (and flips with `tta`)."""
+        return probabilities(self.models, x, tta, autocast)
+
+
+def _load_one(path: Path, device: torch.device, memory_format) -> tuple[object, dict, str]:
+    if Path(path).suffix == ".onnx":
+        from pipeline.prediction.onnx_export import OnnxModel
+
+        model = OnnxModel(path)
+        return model, model.meta, f"onnx:{model.meta['source_sha256']}"
+    ckpt = checkpoint.load(path)
+    return checkpoint.build_model(ckpt).to(device, memory_format=memory_format), ckpt, file_hash(path)
+
+
+def load_predictor(
+    paths: list[Path], device: torch.device = torch.device("cpu"), memory_format=torch.contiguous_format
+) -> Predictor:
+    """Load models (.pt or .onnx) that share preprocessing and classes (e.g. the fold models)."""
+    if not paths:
+        raise PredictorError("no model to predict with; train one first (`dvc repro train`)")
+    models, hashes, first = [], [], None
+    for path in paths:
+        model, ckpt, digest = _load_one(path, device, memory_format)
+        if first is None:
+            first = (path, ckpt)
+        elif ckpt["model"]["classes"] != first[1]["model"]["classes"] or ckpt["preprocess"] != first[1]["preprocess"]:
+            raise PredictorError(
+                f"{path} predicts {ckpt['model']['classes']} class(es) at {ckpt['preprocess']['size']} "
+                f"but {first[0]} predicts {first[1]['model']['classes']} at "
+                f"{first[1]['preprocess']['size']}; models to average must match: retrain them together"
+            )
+        models.append(model)
+        hashes.append(digest)
+    ckpt = first[1]
+    description = {k: ckpt[k] for k in ("model", "preprocess", "class_names")}
+    pre = Preprocess.from_dict(ckpt["preprocess"])
+    return Predictor(models, pre, ckpt["model"]["classes"], ckpt["class_names"], hashes, description)

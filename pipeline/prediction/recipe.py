@@ -1,0 +1,31 @@
+"""How the pipeline uses a set of checkpoints: the threshold and flip TTA that evaluate chose for them.
+
+Written by the evaluate stage beside its metrics, keyed by the checkpoints' SHA-256, and read by encode and
+`carvana predict`, which so predicts like the pipeline by default. No torch here: encode starts in a moment.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pipeline.provenance import file_hash
+
+
+def write(path: Path, checkpoints: list[Path], threshold: float, tta: bool) -> None:
+    """Record how these checkpoints are best used (evaluate's choice), keyed by their hashes."""
+    recipe = {"threshold": threshold, "tta": tta, "checkpoints": {str(p): file_hash(p) for p in checkpoints}}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(recipe, indent=2) + "\n")
+
+
+def read(path: Path, checkpoint_path: Path | None = None) -> dict | None:
+    """The recipe at `path`; with `checkpoint_path`, only when it was chosen for exactly that file's bytes."""
+    if not path.is_file():
+        return None
+    recipe = json.loads(path.read_text())
+    if checkpoint_path is not None:
+        hashes = set(recipe["checkpoints"].values())
+        if not Path(checkpoint_path).is_file() or file_hash(checkpoint_path) not in hashes:
+            return None
+    return recipe
