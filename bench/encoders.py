@@ -10,7 +10,6 @@ download is possible on machines without network. Needs the demo in data/raw (`d
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import tempfile
 import time
 from pathlib import Path
@@ -30,16 +29,15 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=None, help="default: params.yaml's train.epochs")
     args = parser.parse_args()
     base = params.load("train")["train"]
-    base = dataclasses.replace(base, epochs=args.epochs or base.epochs)
+    base = params.replace(base, epochs=args.epochs or base.epochs)
     comp = competition.open_competition(Path("data/raw"), hq=False)
     table = pd.read_csv("data/split.csv")
     names = datasets.class_names(Path("data/raw"))
     work = Path(tempfile.mkdtemp(prefix="carvana-bench-encoders-"))
     rows = []
     for encoder in ["none", *args.encoders]:
-        model = dataclasses.replace(base.model, encoder=encoder, encoder_weights="none")
-        p = dataclasses.replace(base, model=model)
-        p.check("train")
+        model = params.replace(base.model, encoder=encoder, encoder_weights="none")
+        p = params.replace(base, model=model)
         size = count_parameters(create_model(p.model.arch, in_channels=3, classes=1, **p.model.kwargs()))
         started = time.perf_counter()
         result = training.train_fold(p, training.setup(p), comp, table, 0, names, work / encoder, progress=False)

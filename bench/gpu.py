@@ -4,9 +4,9 @@
     python -m bench.gpu --out /tmp/gpu --dry-run     # tiny sizes on the CPU in seconds (part of the tests)
 
 Writes DIR/report.json and DIR/report.md after every step, so a run cut short still leaves what it
-measured. It needs torch, numpy, pandas, Pillow, tqdm, joblib and ruamel.yaml, and segmentation_models_pytorch for
-the encoder lines (README, "The GPU check": how to bring both as wheels to a node without network); DVC, dvclive
-and kaggle are not used.
+measured. It needs torch, numpy, pandas, Pillow, tqdm, joblib, ruamel.yaml and pydantic, and
+segmentation_models_pytorch for the encoder lines (README, "The GPU check": how to bring them as wheels to a node
+without network); DVC, dvclive and kaggle are not used.
 
 Correctness (pass/fail): training at scale 0.25 with bf16 autocast, fp16 with the GradScaler, channels_last,
 torch.compile (time-capped, in a child process) and the recipe's smp encoder; resume (one epoch, then a resumed
@@ -19,7 +19,6 @@ encode over a Kaggle-like test.zip, with where the time goes and the time for th
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import platform
@@ -193,10 +192,9 @@ def kaggle_like_test_zip(raw: Path, path: Path, count: int) -> list[str]:
 def train_params(s: Sizes, **changes) -> params.TrainParams:
     """params.yaml's train section at the check's size (validated like any params)."""
     p = params.load("train", path=ROOT / "params.yaml")["train"]
-    model = dataclasses.replace(p.model, base_channels=s.base_channels, depth=s.depth)
+    model = params.replace(p.model, base_channels=s.base_channels, depth=s.depth)
     base = dict(model=model, scale=0.25, epochs=s.epochs, batch_size=4, warmup_epochs=0.5, workers=s.workers)
-    p = dataclasses.replace(p, **{**base, **changes})
-    p.check("train")
+    p = params.replace(p, **{**base, **changes})
     return p
 
 
@@ -306,7 +304,7 @@ def check_encoder(report: Report, raw: Path, work: Path, s: Sizes) -> None:
         report.check(name, None, "segmentation_models_pytorch is not installed here (README: the GPU check's wheels)")
         return
     try:
-        model = dataclasses.replace(train_params(s).model, encoder=s.encoder, encoder_weights="none")
+        model = params.replace(train_params(s).model, encoder=s.encoder, encoder_weights="none")
         p = train_params(s, model=model, lr=RECIPE_LR)
         started = time.perf_counter()
         result = train(raw, work / "train" / "encoder", p, torch.bfloat16)
@@ -433,14 +431,13 @@ def recipe(s: Sizes) -> tuple[str, dict, params.TrainParams]:
     """(label, model config, train params) of the README's recipe, or the seed U-Net's stand-in without smp."""
     p = train_params(s, scale=s.recipe_scale, crop=list(s.recipe_crop), epochs=2, batch_size=8, lr=RECIPE_LR)
     if smp_available():
-        model = dataclasses.replace(p.model, encoder=s.encoder, encoder_weights="none")
+        model = params.replace(p.model, encoder=s.encoder, encoder_weights="none")
         label = f"recipe (U-Net {s.encoder}, scale {s.recipe_scale}, crops {s.recipe_crop[0]}x{s.recipe_crop[1]})"
     else:
-        model = dataclasses.replace(p.model, base_channels=32)
+        model = params.replace(p.model, base_channels=32)
         label = "recipe stand-in without smp (seed U-Net base 32, scale 0.5)"
-        p = dataclasses.replace(p, scale=0.5, crop=0)
-    p = dataclasses.replace(p, model=model)
-    p.check("train")
+        p = params.replace(p, scale=0.5, crop=0)
+    p = params.replace(p, model=model)
     return label, {"arch": model.arch, **model.kwargs()}, p
 
 

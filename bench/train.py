@@ -10,7 +10,6 @@ DataLoader workers. Reported: training images per second, after a warm-up.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import itertools
 import time
 
@@ -54,7 +53,7 @@ def main() -> None:
     args = parser.parse_args()
     comp = open_demo(demo_competition())
     p = params.load("train")["train"]
-    seed_style = dataclasses.replace(p, batch_size=1, channels_last=False, workers=0)
+    seed_style = params.replace(p, batch_size=1, channels_last=False, workers=0)
     ours = images_per_second(comp, p, args.steps)
     seed = images_per_second(comp, seed_style, args.steps * p.batch_size)
     print(f"machine: {machine()}")

@@ -55,8 +55,7 @@ def _train(args: argparse.Namespace) -> None:
         "scale": args.scale,
         "amp": True if args.amp else None,
     }
-    t = dataclasses.replace(p["train"], **{k: v for k, v in flags.items() if v is not None})
-    t.check("train")
+    t = params.replace(p["train"], **{k: v for k, v in flags.items() if v is not None})
     if args.validation is not None and not 0 < args.validation < 100:
         raise UserError(f"--validation must be a percentage in (0, 100), got {args.validation}")
     comp = competition.open_competition(args.data, p["download"].hq)

@@ -1,19 +1,20 @@
-"""Typed, validated view of params.yaml.
+"""Typed, validated view of params.yaml (pydantic models, one per section).
 
-Every default lives in params.yaml and nowhere else; the dataclasses here only say which keys exist,
-their types and their ranges. Unknown keys, missing keys, wrong types and out-of-range values are
-rejected with a message that names the key, so a typo in `dvc exp run -S train.lr=...` fails before
-any work starts.
+Every default lives in params.yaml and nowhere else; the models here only say which keys exist, their
+types and their ranges. Unknown keys, missing keys, wrong types and out-of-range values are rejected with
+one line that names the key, so a typo in `dvc exp run -S train.lr=...` fails before any work starts.
+Types are strict (YAML's `true` is not an integer, "3" is not a number) and floats must be finite.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import math
 import types
 import typing
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Annotated, Any, Literal, TypeVar, Union
+
+import annotated_types as at
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from pipeline.errors import UserError
 
@@ -22,116 +23,32 @@ class ParamError(UserError, ValueError):
     """A params.yaml value that the pipeline cannot use; the message names the key and the fix."""
 
 
-def _type_name(tp: Any) -> str:
-    origin = typing.get_origin(tp)
-    if origin is Literal:
-        return " | ".join(repr(a) for a in typing.get_args(tp))
-    if origin in (Union, types.UnionType):
-        return " or ".join(_type_name(a) for a in typing.get_args(tp))
-    if origin is list:
-        return f"list of {_type_name(typing.get_args(tp)[0])}"
-    return getattr(tp, "__name__", str(tp))
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
-def _convert(value: Any, tp: Any, key: str) -> Any:
-    origin = typing.get_origin(tp)
-    if dataclasses.is_dataclass(tp):
-        if not isinstance(value, dict):
-            raise ParamError(f"{key} must be a mapping of {tp.__name__} keys, got {value!r}")
-        return _build(tp, value, key)
-    if origin is Literal:
-        if value in typing.get_args(tp):
-            return value
-        raise ParamError(f"{key} must be one of {_type_name(tp)}, got {value!r}")
-    if origin in (Union, types.UnionType):
-        for option in typing.get_args(tp):
-            try:
-                return _convert(value, option, key)
-            except ParamError:
-                continue
-        raise ParamError(f"{key} must be {_type_name(tp)}, got {value!r}")
-    if origin is list:
-        if not isinstance(value, list):
-            raise ParamError(f"{key} must be a list ({_type_name(tp)}), got {value!r}")
-        (item,) = typing.get_args(tp)
-        return [_convert(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ParamError(f"{key} must be a mapping, got {value!r}")
-        k_tp, v_tp = typing.get_args(tp)
-        return {_convert(k, k_tp, key): _convert(v, v_tp, f"{key}.{k}") for k, v in value.items()}
-    if tp is type(None):
-        if value is None:
-            return None
-        raise ParamError(f"{key} must be null, got {value!r}")
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        raise ParamError(f"{key} must be true or false, got {value!r}")
-    if tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        raise ParamError(f"{key} must be an integer, got {value!r}")
-    if tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            if not math.isfinite(value):
-                raise ParamError(f"{key} must be a finite number, got {value!r}")
-            return float(value)
-        raise ParamError(f"{key} must be a number, got {value!r}")
-    if tp is str:
-        if isinstance(value, str):
-            return value
-        raise ParamError(f"{key} must be a string, got {value!r}")
-    raise TypeError(f"unsupported parameter type {tp!r} for {key}")
-
-
-def _build(cls: type, data: dict, prefix: str):
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    unknown = sorted(set(data) - set(names))
-    if unknown:
-        where = f"{prefix}." if prefix else ""
-        raise ParamError(f"unknown key {where}{unknown[0]} in params.yaml; known keys here: {', '.join(names)}")
-    missing = [n for n in names if n not in data]
-    if missing:
-        where = f"{prefix}." if prefix else ""
-        raise ParamError(f"params.yaml lacks {where}{missing[0]}; add it (see README, 'Params')")
-    values = {n: _convert(data[n], hints[n], f"{prefix}.{n}" if prefix else n) for n in names}
-    obj = cls(**values)
-    check = getattr(obj, "check", None)
-    if check is not None:
-        check(prefix)
-    return obj
-
-
-def require(condition: bool, key: str, message: str) -> None:
-    """Raise ParamError('key message') unless condition holds."""
+def _require(condition: bool, key: str, message: str) -> None:
+    """Inside a model validator: fail with 'key message'; `{key}` stands for the model's own key."""
     if not condition:
-        raise ParamError(f"{key} {message}")
+        raise ValueError(f"{{key}}.{key} {message}")
 
+
+Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 
 # ----------------------------------------------------------------------------------------------
 # download
 
 
-@dataclasses.dataclass(frozen=True)
-class DemoParams:
+class DemoParams(_Section):
     seed: int
-    train_cars: int
-    test_cars: int
-    width: int
-    height: int
+    train_cars: int = Field(ge=2)
+    test_cars: int = Field(ge=1)
+    width: int = Field(ge=64, le=8192)
+    height: int = Field(ge=64, le=8192)
     multiclass: bool
 
-    def check(self, key: str) -> None:
-        require(self.train_cars >= 2, f"{key}.train_cars", f"must be at least 2, got {self.train_cars}")
-        require(self.test_cars >= 1, f"{key}.test_cars", f"must be at least 1, got {self.test_cars}")
-        require(64 <= self.width <= 8192, f"{key}.width", f"must be in 64..8192, got {self.width}")
-        require(64 <= self.height <= 8192, f"{key}.height", f"must be in 64..8192, got {self.height}")
 
-
-@dataclasses.dataclass(frozen=True)
-class LocalParams:
+class LocalParams(_Section):
     """How to read a folder the user already has (`download.source: local`)."""
 
     path: str
@@ -144,44 +61,42 @@ class LocalParams:
     colors: dict[int, list[int]]
 
 
-@dataclasses.dataclass(frozen=True)
-class DownloadParams:
+class DownloadParams(_Section):
     source: Literal["demo", "kaggle", "local"]
-    competition: str
+    competition: str = Field(min_length=1)
     hq: bool
     demo: DemoParams
     local: LocalParams
 
-    def check(self, key: str) -> None:
-        require(bool(self.competition.strip()), f"{key}.competition", "must name a competition slug")
-        if self.source == "local":
-            require(
-                bool(self.local.path),
-                f"{key}.local.path",
-                "must name the folder with the data when download.source is local",
-            )
+    @model_validator(mode="after")
+    def _local_needs_a_path(self):
+        _require(
+            self.source != "local" or bool(self.local.path),
+            "local.path",
+            "must name the folder with the data when download.source is local",
+        )
+        return self
 
 
 # ----------------------------------------------------------------------------------------------
 # split
 
 
-@dataclasses.dataclass(frozen=True)
-class SplitParams:
-    folds: int
+class SplitParams(_Section):
+    folds: int = Field(ge=2)
     fold: Union[int, Literal["all"]]
     seed: int
     stratify: bool
     group: Literal["car", "image"]
 
-    def check(self, key: str) -> None:
-        require(self.folds >= 2, f"{key}.folds", f"must be at least 2, got {self.folds}")
-        if self.fold != "all":
-            require(
-                0 <= self.fold < self.folds,
-                f"{key}.fold",
-                f"must be in 0..{self.folds - 1} (or 'all'), got {self.fold}",
-            )
+    @model_validator(mode="after")
+    def _fold_exists(self):
+        _require(
+            self.fold == "all" or 0 <= self.fold < self.folds,
+            "fold",
+            f"must be in 0..{self.folds - 1} (or 'all'), got {self.fold}",
+        )
+        return self
 
     def validation_folds(self) -> list[int]:
         """The folds to hold out, one trained model each."""
@@ -199,13 +114,12 @@ Arch = Literal[
 ]  # fmt: skip
 
 
-@dataclasses.dataclass(frozen=True)
-class ModelParams:
+class ModelParams(_Section):
     arch: Arch
     encoder: str  # none: the seed's networks; else an smp encoder (resnet34, efficientnet-b3, tu-convnext_tiny, ...)
     encoder_weights: str  # imagenet (or another published set), none, or a local .pth / .safetensors file
-    base_channels: int
-    depth: int
+    base_channels: int = Field(ge=1)
+    depth: int = Field(ge=1, le=6)
     bilinear: bool
     deep_supervision: bool
 
@@ -213,25 +127,25 @@ class ModelParams:
     def has_encoder(self) -> bool:
         return self.encoder != "none"
 
-    def check(self, key: str) -> None:
-        require(self.base_channels >= 1, f"{key}.base_channels", f"must be at least 1, got {self.base_channels}")
-        require(1 <= self.depth <= 6, f"{key}.depth", f"must be in 1..6, got {self.depth}")
-        require(
+    @model_validator(mode="after")
+    def _encoder_fits_the_arch(self):
+        _require(
             self.has_encoder or self.arch in SEED_ARCHS,
-            f"{key}.arch",
-            f"{self.arch} needs an encoder: set {key}.encoder (e.g. resnet34, efficientnet-b3, tu-convnext_tiny), "
+            "arch",
+            f"{self.arch} needs an encoder: set {{key}}.encoder (e.g. resnet34, efficientnet-b3, tu-convnext_tiny), "
             f"or use {' or '.join(SEED_ARCHS)} without one",
         )
-        require(
+        _require(
             self.has_encoder or self.encoder_weights == "none",
-            f"{key}.encoder_weights",
-            f"needs {key}.encoder (e.g. resnet34); without an encoder it must be none, got {self.encoder_weights!r}",
+            "encoder_weights",
+            f"needs {{key}}.encoder (e.g. resnet34); without an encoder it must be none, got {self.encoder_weights!r}",
         )
-        require(
+        _require(
             not (self.has_encoder and self.deep_supervision),
-            f"{key}.deep_supervision",
+            "deep_supervision",
             "is for the seed's unetplusplus only (encoder none); smp's decoders have one head",
         )
+        return self
 
     def kwargs(self) -> dict:
         """Constructor arguments for pipeline.models.factory.create_model (without channels and classes)."""
@@ -242,85 +156,53 @@ class ModelParams:
         return {"base_channels": self.base_channels, "depth": self.depth, "deep_supervision": self.deep_supervision}
 
 
-@dataclasses.dataclass(frozen=True)
-class AugmentParams:
-    hflip: float
-    shift: float
-    scale: float
-    rotate: float
-    brightness: float
-    contrast: float
-    saturation: float
-    hue: float
-
-    def check(self, key: str) -> None:
-        limits = {
-            "hflip": 1.0,
-            "shift": 0.5,
-            "scale": 0.5,
-            "rotate": 45.0,
-            "brightness": 1.0,
-            "contrast": 1.0,
-            "saturation": 1.0,
-            "hue": 0.5,
-        }
-        for name, top in limits.items():
-            value = getattr(self, name)
-            require(0.0 <= value <= top, f"{key}.{name}", f"must be in 0..{top}, got {value}")
+class AugmentParams(_Section):
+    hflip: Probability
+    shift: float = Field(ge=0.0, le=0.5)
+    scale: float = Field(ge=0.0, le=0.5)
+    rotate: float = Field(ge=0.0, le=45.0)
+    brightness: Probability
+    contrast: Probability
+    saturation: Probability
+    hue: float = Field(ge=0.0, le=0.5)
 
 
-@dataclasses.dataclass(frozen=True)
-class TrainParams:
+class TrainParams(_Section):
     seed: int
     model: ModelParams
-    scale: float
+    scale: float = Field(gt=0.0, le=1.0)
     crop: int | list[int]  # 0: whole images; N or [height, width]: random crops of the scaled images
-    epochs: int
-    batch_size: int
-    lr: float
-    weight_decay: float
-    warmup_epochs: float
-    grad_clip: float
-    bce_weight: float
-    dice_weight: float
+    epochs: int = Field(ge=1, le=10_000)
+    batch_size: int = Field(ge=1, le=4096)
+    lr: float = Field(gt=0.0, lt=1.0)
+    weight_decay: float = Field(ge=0.0, le=1.0)
+    warmup_epochs: float = Field(ge=0.0)
+    grad_clip: float = Field(ge=0.0, le=1e6)  # 0 turns clipping off
+    bce_weight: float = Field(ge=0.0)
+    dice_weight: float = Field(ge=0.0)
     augment: AugmentParams
     amp: bool
     channels_last: bool
     compile: bool
-    workers: int
+    workers: int = Field(ge=0, le=256)
     init_from: str
-    nproc: int
+    nproc: int = Field(ge=1, le=1024)
 
-    def check(self, key: str) -> None:
-        require(0.0 < self.scale <= 1.0, f"{key}.scale", f"must be in (0, 1], got {self.scale}")
+    @model_validator(mode="after")
+    def _consistent(self):
         crop = self.crop if isinstance(self.crop, list) else [self.crop]
-        require(
+        _require(
             crop == [0] or (len(crop) in (1, 2) and min(crop) >= 1),
-            f"{key}.crop",
+            "crop",
             f"must be 0 (whole images), a size N or [height, width] of at least 1, got {self.crop}",
         )
-        require(1 <= self.epochs <= 10_000, f"{key}.epochs", f"must be in 1..10000, got {self.epochs}")
-        require(1 <= self.batch_size <= 4096, f"{key}.batch_size", f"must be in 1..4096, got {self.batch_size}")
-        require(0.0 < self.lr < 1.0, f"{key}.lr", f"must be in (0, 1), got {self.lr}")
-        require(self.weight_decay >= 0.0, f"{key}.weight_decay", f"must be >= 0, got {self.weight_decay}")
-        require(
-            0.0 <= self.warmup_epochs <= self.epochs,
-            f"{key}.warmup_epochs",
+        _require(
+            self.warmup_epochs <= self.epochs,
+            "warmup_epochs",
             f"must be in [0, train.epochs], got {self.warmup_epochs}",
         )
-        require(self.weight_decay <= 1.0, f"{key}.weight_decay", f"must be in [0, 1], got {self.weight_decay}")
-        require(
-            0.0 <= self.grad_clip <= 1e6,
-            f"{key}.grad_clip",
-            f"must be in [0, 1e6] (0 turns it off), got {self.grad_clip}",
-        )
-        require(
-            self.bce_weight >= 0 and self.dice_weight >= 0 and self.bce_weight + self.dice_weight > 0,
-            f"{key}.bce_weight/dice_weight",
-            "must be >= 0 and not both 0",
-        )
-        require(0 <= self.workers <= 256, f"{key}.workers", f"must be in 0..256, got {self.workers}")
-        require(1 <= self.nproc <= 1024, f"{key}.nproc", f"must be in 1..1024, got {self.nproc}")
+        _require(self.bce_weight + self.dice_weight > 0, "bce_weight/dice_weight", "must not both be 0")
+        return self
 
     @property
     def crop_size(self) -> tuple[int, int] | None:
@@ -332,81 +214,185 @@ class TrainParams:
 
 
 # ----------------------------------------------------------------------------------------------
-# evaluate and predict
+# evaluate, predict, encode, submit
 
 
-@dataclasses.dataclass(frozen=True)
-class EvaluateParams:
-    threshold_min: float
-    threshold_max: float
-    worst: int
+class EvaluateParams(_Section):
+    threshold_min: float = Field(gt=0.0, lt=1.0)
+    threshold_max: float = Field(gt=0.0, lt=1.0)
+    worst: int = Field(ge=0)
 
-    def check(self, key: str) -> None:
-        require(
-            0.0 < self.threshold_min <= self.threshold_max < 1.0,
-            f"{key}.threshold_min/threshold_max",
-            f"must satisfy 0 < min <= max < 1, got {self.threshold_min}, {self.threshold_max}",
+    @model_validator(mode="after")
+    def _ordered(self):
+        _require(
+            self.threshold_min <= self.threshold_max,
+            "threshold_min/threshold_max",
+            f"must satisfy min <= max, got {self.threshold_min}, {self.threshold_max}",
         )
-        require(self.worst >= 0, f"{key}.worst", f"must be >= 0, got {self.worst}")
+        return self
 
 
-@dataclasses.dataclass(frozen=True)
-class PredictParams:
-    batch_size: int
-    workers: int
+class PredictParams(_Section):
+    batch_size: int = Field(ge=1, le=4096)
+    workers: int = Field(ge=0, le=256)
     tta: bool
-    shard_size: int
+    shard_size: int = Field(ge=1, le=100_000)
     amp: bool
-    nproc: int
+    nproc: int = Field(ge=1, le=1024)
     backend: Literal["torch", "onnxruntime"]
 
-    def check(self, key: str) -> None:
-        require(1 <= self.batch_size <= 4096, f"{key}.batch_size", f"must be in 1..4096, got {self.batch_size}")
-        require(0 <= self.workers <= 256, f"{key}.workers", f"must be in 0..256, got {self.workers}")
-        require(1 <= self.shard_size <= 100_000, f"{key}.shard_size", f"must be in 1..100000, got {self.shard_size}")
-        require(1 <= self.nproc <= 1024, f"{key}.nproc", f"must be in 1..1024, got {self.nproc}")
 
-
-@dataclasses.dataclass(frozen=True)
-class EncodeParams:
+class EncodeParams(_Section):
     threshold: Union[float, Literal["best"]]
     jobs: int
 
-    def check(self, key: str) -> None:
-        if self.threshold != "best":
-            require(
-                0.0 < self.threshold < 1.0, f"{key}.threshold", f"must be in (0, 1) or 'best', got {self.threshold}"
-            )
-        require(self.jobs != 0, f"{key}.jobs", "must be a number of processes (-1: one per core), not 0")
+    @model_validator(mode="after")
+    def _usable(self):
+        _require(
+            self.threshold == "best" or 0.0 < self.threshold < 1.0,
+            "threshold",
+            f"must be in (0, 1) or 'best', got {self.threshold}",
+        )
+        _require(self.jobs != 0, "jobs", "must be a number of processes (-1: one per core), not 0")
+        return self
 
 
-@dataclasses.dataclass(frozen=True)
-class SubmitParams:
+class SubmitParams(_Section):
     sha256: str  # "": upload nothing; else the first characters of the SHA-256 of the one file to upload
     message: str
     force: bool
 
-    def check(self, key: str) -> None:
-        require(
+    @model_validator(mode="after")
+    def _a_hash_or_nothing(self):
+        _require(
             self.sha256 == "" or (len(self.sha256) >= 8 and all(c in "0123456789abcdef" for c in self.sha256)),
-            f"{key}.sha256",
+            "sha256",
             f"must be empty (upload nothing) or at least 8 hex digits of the file's SHA-256 as the encode stage prints "
             f"it, got {self.sha256!r}",
         )
+        return self
+
+
+class Params(_Section):
+    download: DownloadParams
+    split: SplitParams
+    train: TrainParams
+    evaluate: EvaluateParams
+    predict: PredictParams
+    encode: EncodeParams
+    submit: SubmitParams
 
 
 # ----------------------------------------------------------------------------------------------
+# one-line messages
 
 
-SECTIONS: dict[str, type] = {
-    "download": DownloadParams,
-    "split": SplitParams,
-    "train": TrainParams,
-    "evaluate": EvaluateParams,
-    "predict": PredictParams,
-    "encode": EncodeParams,
-    "submit": SubmitParams,
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Annotated:
+        return _type_name(typing.get_args(tp)[0])
+    if origin is Literal:
+        return " | ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if origin is list:
+        return f"list of {_type_name(typing.get_args(tp)[0])}"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _number(x: float) -> str:
+    return f"{x:g}" if isinstance(x, float) else str(x)
+
+
+def _range(metadata: list, given: Any) -> str:
+    """'must be in 1..4096', 'must be at least 2', 'must be in (0, 1)', ... from a field's constraints."""
+    low = next((m for m in metadata if isinstance(m, (at.Ge, at.Gt))), None)
+    high = next((m for m in metadata if isinstance(m, (at.Le, at.Lt))), None)
+    lo = None if low is None else _number(low.ge if isinstance(low, at.Ge) else low.gt)
+    hi = None if high is None else _number(high.le if isinstance(high, at.Le) else high.lt)
+    if isinstance(low, at.Ge) and isinstance(high, at.Le) and isinstance(given, int) and isinstance(low.ge, int):
+        return f"must be in {lo}..{hi}, got {given}"
+    if low is not None and high is not None:
+        left, right = "[" if isinstance(low, at.Ge) else "(", "]" if isinstance(high, at.Le) else ")"
+        return f"must be in {left}{lo}, {hi}{right}, got {given}"
+    if low is not None:
+        return f"must be {'at least' if isinstance(low, at.Ge) else 'above'} {lo}, got {given}"
+    return f"must be {'at most' if isinstance(high, at.Le) else 'below'} {hi}, got {given}"
+
+
+_WORDS = {
+    "int_type": "an integer",
+    "bool_type": "true or false",
+    "float_type": "a number",
+    "finite_number": "a finite number",
+    "string_type": "a string",
+    "dict_type": "a mapping",
+    "list_type": "a list",
+    "model_type": "a mapping of keys",
 }
+
+
+def _describe(error: dict, root: type[BaseModel], prefix: str) -> str:
+    """One line for pydantic's first error, naming the key as params.yaml spells it."""
+    model, field, names = root, None, []
+    for part in error["loc"]:
+        fields = model.model_fields if isinstance(model, type) and issubclass(model, BaseModel) else {}
+        if part not in fields:
+            break
+        names.append(str(part))
+        field = fields[part]
+        model = field.annotation
+    key = ".".join(([prefix] if prefix else []) + names)
+    kind, given = error["type"], error.get("input")
+    if kind == "value_error":
+        return str(error["ctx"]["error"]).replace("{key}", key)
+    if kind == "missing":
+        return f"params.yaml lacks {key}; add it (see README, 'Params')"
+    if kind == "extra_forbidden":
+        unknown = ".".join(([key] if key else []) + [str(error["loc"][len(names)])])
+        return f"unknown key {unknown} in params.yaml; known keys here: {', '.join(model.model_fields)}"
+    if (
+        field is not None
+        and len(names) < len(error["loc"])
+        and typing.get_origin(field.annotation)
+        in (
+            Union,
+            types.UnionType,
+        )
+    ):
+        return f"{key} must be {_type_name(field.annotation)}, got {given!r}"
+    if kind == "literal_error" and field is not None:
+        return f"{key} must be one of {_type_name(field.annotation)}, got {given!r}"
+    if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal") and field is not None:
+        return f"{key} {_range(field.metadata, given)}"
+    if kind in _WORDS:
+        return f"{key} must be {_WORDS[kind]}, got {given!r}"
+    return f"{key}: {error['msg']}, got {given!r}"
+
+
+def _validate(model: type[BaseModel], data: Any, prefix: str = ""):
+    try:
+        return model.model_validate(data)
+    except ValidationError as err:
+        raise ParamError(_describe(err.errors()[0], model, prefix)) from None
+
+
+def _keys(model: type[BaseModel], prefix: str = "") -> dict[type, str]:
+    """Each section model's key in params.yaml (train.model, download.local, ...)."""
+    found = {model: prefix}
+    for name, field in model.model_fields.items():
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+            found.update(_keys(field.annotation, f"{prefix}.{name}" if prefix else name))
+    return found
+
+
+KEYS = _keys(Params)
+M = TypeVar("M", bound=BaseModel)
+
+
+def replace(section: M, **changes) -> M:
+    """A copy of a params model with some values changed, validated like params.yaml itself."""
+    return _validate(type(section), {**section.model_dump(), **changes}, KEYS[type(section)])
 
 
 def load(*sections: str, path: str | Path = "params.yaml") -> dict[str, Any]:
@@ -430,14 +416,12 @@ def load(*sections: str, path: str | Path = "params.yaml") -> dict[str, Any]:
         problem = getattr(err, "problem", None) or str(err).splitlines()[0]
         raise ParamError(f"{path} is not valid YAML{line} ({problem}); fix that line") from None
     if not isinstance(data, dict):
-        raise ParamError(f"{path} must be a mapping of sections ({', '.join(SECTIONS)}), got {type(data).__name__}")
-    unknown = sorted(set(data) - set(SECTIONS))
-    if unknown:
-        raise ParamError(f"unknown section {unknown[0]} in {path}; known: {', '.join(SECTIONS)}")
-    checked = {name: _convert(data.get(name), SECTIONS[name], name) for name in SECTIONS}
-    return {name: checked[name] for name in sections or SECTIONS}
+        names = ", ".join(Params.model_fields)
+        raise ParamError(f"{path} must be a mapping of sections ({names}), got {type(data).__name__}")
+    checked = _validate(Params, data)
+    return {name: getattr(checked, name) for name in sections or Params.model_fields}
 
 
-def as_dict(obj: Any) -> Any:
-    """Plain-dict form of a params dataclass (for fingerprints and checkpoints)."""
-    return dataclasses.asdict(obj)
+def as_dict(section: BaseModel) -> dict:
+    """Plain-dict form of a params model (for fingerprints and checkpoints)."""
+    return section.model_dump()

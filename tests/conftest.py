@@ -154,14 +154,13 @@ def tiny_multiclass(tmp_path_factory) -> Path:
 
 def tiny_train_params(**changes):
     """The project's train params, shrunk for tests (a 4-channel U-Net of depth 2 on 80x48 images)."""
-    import dataclasses
 
     from pipeline import params
 
     p = params.load(path=ROOT / "params.yaml")["train"]
-    model = dataclasses.replace(p.model, base_channels=4, depth=2)
+    model = params.replace(p.model, base_channels=4, depth=2)
     base = dict(model=model, scale=0.5, epochs=2, batch_size=8, workers=0, warmup_epochs=0.5)
-    return dataclasses.replace(p, **{**base, **changes})
+    return params.replace(p, **{**base, **changes})
 
 
 @pytest.fixture(scope="session")

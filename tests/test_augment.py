@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 import torch
 
+from pipeline import params
 from pipeline.data import augment
 from pipeline.params import AugmentParams
 
@@ -33,7 +32,7 @@ def test_image_and_mask_move_together():
 
 def test_same_seed_epoch_index_same_result_and_epochs_differ():
     image, mask = _pair()
-    p = dataclasses.replace(STRONG, brightness=0.2, contrast=0.2, saturation=0.2, hue=0.05)
+    p = params.replace(STRONG, brightness=0.2, contrast=0.2, saturation=0.2, hue=0.05)
     a = augment.augment(image, mask, p, augment.sample_generator(3, 2, 5))
     b = augment.augment(image, mask, p, augment.sample_generator(3, 2, 5))
     c = augment.augment(image, mask, p, augment.sample_generator(3, 3, 5))
@@ -44,7 +43,9 @@ def test_same_seed_epoch_index_same_result_and_epochs_differ():
 def test_colour_changes_keep_the_range_and_the_mask():
     image = torch.rand(3, 16, 16)
     mask = torch.ones(16, 16, dtype=torch.uint8)
-    p = AugmentParams(0.0, 0.0, 0.0, 0.0, 0.5, 0.5, 0.5, 0.2)
+    p = AugmentParams(
+        hflip=0.0, shift=0.0, scale=0.0, rotate=0.0, brightness=0.5, contrast=0.5, saturation=0.5, hue=0.2
+    )
     out, out_mask = augment.augment(image, mask, p, augment.sample_generator(0, 0, 0))
     assert out.min() >= 0 and out.max() <= 1 and torch.equal(out_mask, mask)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import json
 import shutil
@@ -106,8 +105,8 @@ def test_local_folder_of_extracted_kaggle_files_is_packed(tmp_path, tiny_demo):
     for name in ("train_masks.csv", "sample_submission.csv", "metadata.csv"):
         (src / name).write_bytes((tiny_demo / name).read_bytes())
     p = params.load("download", path=ROOT / "params.yaml")["download"]
-    p = dataclasses.replace(
-        p, source="local", competition="subset", local=dataclasses.replace(p.local, path=str(src), layout="kaggle")
+    p = params.replace(
+        p, source="local", competition="subset", local=params.replace(p.local, path=str(src), layout="kaggle")
     )
     counts = sources.fetch(p, tmp_path / "raw", tmp_path / "truth")
     assert counts == {"train": 48, "test": 16}

@@ -6,7 +6,6 @@ must stop at once with a message; local weights files are written here.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 
 import pytest
@@ -31,16 +30,16 @@ def resnet18_unet():
 
 def _model_params(**changes):
     base = params.load(path=ROOT / "params.yaml")["train"].model
-    return dataclasses.replace(base, **changes)
+    return params.replace(base, **changes)
 
 
 def test_params_name_the_key_for_an_arch_without_an_encoder_and_weights_without_one():
     with pytest.raises(params.ParamError, match="train.model.arch fpn needs an encoder: set train.model.encoder"):
-        _model_params(arch="fpn").check("train.model")
+        _model_params(arch="fpn")
     with pytest.raises(params.ParamError, match="train.model.encoder_weights needs train.model.encoder"):
-        _model_params(encoder_weights="imagenet").check("train.model")
+        _model_params(encoder_weights="imagenet")
     with pytest.raises(params.ParamError, match="train.model.deep_supervision is for the seed's unetplusplus"):
-        _model_params(arch="unetplusplus", encoder="resnet18", deep_supervision=True).check("train.model")
+        _model_params(arch="unetplusplus", encoder="resnet18", deep_supervision=True)
     assert _model_params(arch="fpn", encoder="resnet34").kwargs() == {"encoder": "resnet34"}
 
 

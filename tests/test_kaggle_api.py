@@ -151,7 +151,6 @@ def test_server_errors_are_retried_then_explained_in_one_line(standin, tmp_path)
 
 
 def test_a_served_zip_with_a_bad_crc_fails_the_download_naming_the_member(standin, tiny_demo, tmp_path):
-    import dataclasses
     import zipfile
 
     from pipeline import params
@@ -165,6 +164,6 @@ def test_a_served_zip_with_a_bad_crc_fails_the_download_naming_the_member(standi
     damaged[offset] ^= 0xFF
     standin.competitions[SLUG]["test.zip"] = bytes(damaged)
     p = params.load("download", path=ROOT / "params.yaml")["download"]
-    p = dataclasses.replace(p, source="kaggle", competition=SLUG)
+    p = params.replace(p, source="kaggle", competition=SLUG)
     with pytest.raises(archive.ArchiveError, match=f"{info.filename} is damaged"):
         sources.fetch(p, tmp_path / "raw", tmp_path / "truth")

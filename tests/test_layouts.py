@@ -3,7 +3,6 @@ synthetic MindSpore, TIFF-stack and colour-mask datasets."""
 
 from __future__ import annotations
 
-import dataclasses
 import io
 
 import numpy as np
@@ -11,7 +10,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from pipeline import rle
+from pipeline import params, rle
 from pipeline.data import datasets
 from pipeline.download import competition, layouts
 from pipeline.download.archive import ImageArchive
@@ -31,7 +30,7 @@ BASE = LocalParams(
 
 
 def _isbi(**changes) -> LocalParams:
-    return dataclasses.replace(
+    return params.replace(
         BASE,
         path=str(ISBI),
         images="train/image",
@@ -73,7 +72,7 @@ def _mindspore(root, colours=False):
 def test_mindspore_layout_with_index_masks_is_multiclass(tmp_path):
     _mindspore(tmp_path / "src")
     layouts.import_folder(
-        dataclasses.replace(BASE, path=str(tmp_path / "src"), layout="mindspore", mask_values="index"), tmp_path / "raw"
+        params.replace(BASE, path=str(tmp_path / "src"), layout="mindspore", mask_values="index"), tmp_path / "raw"
     )
     assert competition.verify(tmp_path / "raw", hq=False, competition="cells")["train"] == 5
     assert datasets.class_names(tmp_path / "raw") == ["background", "class_1", "class_2"]
@@ -81,20 +80,20 @@ def test_mindspore_layout_with_index_masks_is_multiclass(tmp_path):
 
 def test_colour_masks_are_mapped_and_an_unmapped_colour_is_named(tmp_path):
     _mindspore(tmp_path / "src", colours=True)
-    params = dataclasses.replace(
+    local = params.replace(
         BASE,
         path=str(tmp_path / "src"),
         layout="mindspore",
         mask_values="colors",
         colors={1: [128, 0, 0], 2: [0, 128, 0]},
     )
-    layouts.import_folder(params, tmp_path / "raw")
+    layouts.import_folder(local, tmp_path / "raw")
     mask = np.asarray(Image.open(io.BytesIO(ImageArchive(tmp_path / "raw/train_masks.zip").read("0000_mask.png"))))
     assert set(np.unique(mask)) == {0, 1, 2}
     with pytest.raises(layouts.LayoutError, match=r"colour \[0, 128, 0\] is not in download.local.colors"):
-        layouts.import_folder(dataclasses.replace(params, colors={1: [128, 0, 0]}), tmp_path / "raw2")
+        layouts.import_folder(params.replace(local, colors={1: [128, 0, 0]}), tmp_path / "raw2")
     with pytest.raises(layouts.LayoutError, match="RGB mask; set download.local.mask_values to colors"):
-        layouts.import_folder(dataclasses.replace(params, mask_values="binary"), tmp_path / "raw3")
+        layouts.import_folder(params.replace(local, mask_values="binary"), tmp_path / "raw3")
 
 
 def _stack(path, pages):
@@ -115,7 +114,7 @@ def test_tiff_stacks_of_16_bit_slices(tmp_path):
     _stack(
         src / "test-volume.tif", [Image.fromarray(rng.integers(0, 65535, (20, 28), dtype=np.uint16)) for _ in range(2)]
     )
-    params = dataclasses.replace(
+    local = params.replace(
         BASE,
         path=str(src),
         layout="tiff-stack",
@@ -123,13 +122,13 @@ def test_tiff_stacks_of_16_bit_slices(tmp_path):
         masks="train-labels.tif",
         test_images="test-volume.tif",
     )
-    layouts.import_folder(params, tmp_path / "raw")
+    layouts.import_folder(local, tmp_path / "raw")
     assert competition.verify(tmp_path / "raw", hq=False, competition="em") == {"train": 4, "test": 2}
     page = Image.open(io.BytesIO(ImageArchive(tmp_path / "raw/train.zip").read("train-volume_002.png")))
     assert page.mode in ("I;16", "I") and np.asarray(page).max() > 255  # 16 bits survive
     _stack(src / "short-labels.tif", [Image.fromarray(np.zeros((20, 28), np.uint8))] * 3)
     with pytest.raises(layouts.LayoutError, match="has 4 pages but .*short-labels.tif has 3"):
-        layouts.import_folder(dataclasses.replace(params, masks="short-labels.tif"), tmp_path / "raw2")
+        layouts.import_folder(params.replace(local, masks="short-labels.tif"), tmp_path / "raw2")
 
 
 def test_missing_masks_and_bad_values_are_named(tmp_path):
@@ -137,12 +136,12 @@ def test_missing_masks_and_bad_values_are_named(tmp_path):
     (src / "imgs").mkdir(parents=True)
     (src / "masks").mkdir()
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(src / "imgs/a.jpg")
-    params = dataclasses.replace(BASE, path=str(src))
+    local = params.replace(BASE, path=str(src))
     with pytest.raises(layouts.LayoutError, match="masks holds no images"):
-        layouts.import_folder(params, tmp_path / "raw")
+        layouts.import_folder(local, tmp_path / "raw")
     Image.fromarray(np.zeros((8, 8), np.uint8)).save(src / "masks/b_mask.png")
     with pytest.raises(layouts.LayoutError, match="a.jpg has no mask a_mask.* in"):
-        layouts.import_folder(params, tmp_path / "raw")
+        layouts.import_folder(local, tmp_path / "raw")
     Image.fromarray(np.array([[0, 3], [255, 0]], np.uint8).repeat(4, 0).repeat(4, 1)).save(src / "masks/a_mask.png")
     with pytest.raises(layouts.LayoutError, match=r"holds values \[0, 3, 255\]: not a 0/1 or 0/255 mask"):
-        layouts.import_folder(params, tmp_path / "raw")
+        layouts.import_folder(local, tmp_path / "raw")

@@ -67,3 +67,21 @@ def test_a_broken_params_file_is_one_line_naming_the_line(tmp_path):
     path.write_text("split:\n  folds: 5\n fold: [0\n")
     with pytest.raises(params.ParamError, match=r"params.yaml is not valid YAML at line \d+ .*fix that line"):
         params.load(path=path)
+
+
+def test_every_copy_is_validated_naming_the_key():
+    p = params.load(path=ROOT / "params.yaml")
+    assert params.replace(p["train"], lr=3e-4).lr == 3e-4
+    with pytest.raises(params.ParamError, match=r"train.lr must be in \(0, 1\), got 2.0"):
+        params.replace(p["train"], lr=2.0)
+    with pytest.raises(params.ParamError, match="train.model.arch fpn needs an encoder"):
+        params.replace(p["train"].model, arch="fpn")
+    with pytest.raises(params.ParamError, match="unknown key train.lrate"):
+        params.replace(p["train"], lrate=0.1)
+
+
+def test_types_are_strict(tmp_path):
+    with pytest.raises(params.ParamError, match="train.epochs must be an integer, got True"):
+        params.load(path=_write(tmp_path, lambda d: d["train"].update(epochs=True)))
+    with pytest.raises(params.ParamError, match="train.lr must be a number, got '0.1'"):
+        params.load(path=_write(tmp_path, lambda d: d["train"].update(lr="0.1")))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 
 import pytest
@@ -15,13 +14,13 @@ from tests.conftest import ROOT
 
 def _download(**changes) -> params.DownloadParams:
     p = params.load("download", path=ROOT / "params.yaml")["download"]
-    demo = dataclasses.replace(p.demo, train_cars=3, test_cars=1, width=160, height=96)
-    return dataclasses.replace(p, demo=demo, **changes)
+    demo = params.replace(p.demo, train_cars=3, test_cars=1, width=160, height=96)
+    return params.replace(p, demo=demo, **changes)
 
 
 def _local(path, **changes) -> params.DownloadParams:
-    p = _download(source="local", competition="subset")
-    return dataclasses.replace(p, local=dataclasses.replace(p.local, path=str(path), **changes))
+    local = params.load("download", path=ROOT / "params.yaml")["download"].local
+    return _download(source="local", competition="subset", local=params.replace(local, path=str(path), **changes))
 
 
 def _snapshot(folder):

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import pandas as pd
 import pytest
 import torch
 
-from pipeline import training
+from pipeline import params, training
 from pipeline.data import datasets, split
 from pipeline.download import competition
 from pipeline.models import checkpoint, losses
@@ -115,7 +113,7 @@ def test_an_empty_fold_is_refused(tiny_demo, tmp_path):
 
 def test_unet_plus_plus_with_deep_supervision_trains(tiny_demo, tmp_path):
     p = tiny_train_params()
-    model = dataclasses.replace(p.model, arch="unetplusplus", deep_supervision=True)
+    model = params.replace(p.model, arch="unetplusplus", deep_supervision=True)
     result = _train(tiny_demo, tmp_path / "upp", epochs=1, model=model)
     assert checkpoint.load(tmp_path / "upp/best.pt")["model"]["deep_supervision"] is True
     assert result.history[0]["val_dice"] >= 0.0
