@@ -16,7 +16,7 @@ import time
 import numpy as np
 
 from pipeline import rle
-from pipeline.download import demo
+from pipeline.download import demo, demo_cars, demo_render
 
 
 def standard_snippet(mask: np.ndarray) -> str:
@@ -30,8 +30,8 @@ def car_masks(n: int) -> list[np.ndarray]:
     """Full-size demo masks: n views over several cars, uint8 0/1 like Kaggle's GIFs."""
     masks = []
     for i in range(n):
-        car = demo.make_car(np.random.default_rng([0, 0, i // demo.VIEWS]))
-        _, index = demo.render(car, 1 + i % demo.VIEWS, 1918, 1280, np.random.default_rng(i))
+        car = demo_cars.make_car(np.random.default_rng([0, 0, i // demo.VIEWS]))
+        _, index = demo_render.render(car, 1 + i % demo.VIEWS, 1918, 1280, np.random.default_rng(i))
         masks.append((index > 0).astype(np.uint8))
     return masks
 

@@ -159,6 +159,115 @@ class FoldResult:
     history: list[dict]
 
 
+@dataclass
+class FoldData:
+    """One fold's images as the model sees them."""
+
+    pre: Preprocess
+    classes: int
+    train_set: TrainDataset
+    val_names: list[str]
+    loader: DataLoader
+    val_loader: DataLoader
+    sampler: DistributedSampler | None
+    shuffle: torch.Generator  # reseeded every epoch, so a resumed run shuffles as an uninterrupted one
+
+
+def fold_data(p: P.TrainParams, rt: Runtime, comp: Competition, table: pd.DataFrame, fold: int, classes: int):
+    """Datasets and loaders of the model that holds out `fold`; the preprocessing is fixed by the first image."""
+    val_names = table.loc[table["fold"] == fold, "img"].tolist()
+    train_names = table.loc[table["fold"] != fold, "img"].tolist()
+    if not val_names or not train_names:
+        raise TrainingError(
+            f"fold {fold} leaves {len(train_names)} training and {len(val_names)} validation images; "
+            f"check split.folds and split.fold against data/split.csv"
+        )
+    first = train_names[0]
+    channels = channels_of(comp.train.read(first), first)
+    _, original = decode_image(comp.train.read(first), first, channels, (8, 8))
+    stats = encoders.preprocessing(p.model.encoder, p.model.encoder_weights) if p.model.has_encoder else None
+    pre = Preprocess.for_data(original, p.scale, channels, stats)
+    crop = p.crop_size
+    if crop is not None and (crop[0] > pre.size[0] or crop[1] > pre.size[1]):
+        raise TrainingError(
+            f"train.crop {list(crop)} is larger than the images at train.scale {p.scale} ({pre.size[0]}x"
+            f"{pre.size[1]}, height x width); lower train.crop or raise train.scale"
+        )
+    train_set = TrainDataset(comp, train_names, pre, classes, p.augment, p.seed, crop)
+    val_set = ValidationDataset(comp, val_names, pre, classes)
+    shuffle = torch.Generator()
+    sampler = DistributedSampler(train_set, rt.world, rt.rank, shuffle=True, seed=p.seed) if rt.world > 1 else None
+    pin = rt.device.type == "cuda"
+    loader = DataLoader(
+        train_set,
+        batch_size=p.batch_size,
+        shuffle=sampler is None,
+        sampler=sampler,
+        generator=shuffle,
+        num_workers=p.workers,
+        pin_memory=pin,
+    )
+    val_loader = DataLoader(
+        val_set, batch_size=p.batch_size, num_workers=p.workers, pin_memory=pin, collate_fn=collate_validation
+    )
+    return FoldData(pre, classes, train_set, val_names, loader, val_loader, sampler, shuffle)
+
+
+def build_model(p: P.TrainParams, rt: Runtime, data: FoldData, fold: int) -> tuple[torch.nn.Module, dict]:
+    """(model on the device, its constructor config): seeded init, then encoder weights, then train.init_from."""
+    torch.manual_seed(p.seed)
+    config = checkpoint.model_config(p.model.arch, data.pre.channels, data.classes, p.model.kwargs())
+    model = create_model(**config)
+    if p.model.has_encoder:
+        skipped = encoders.load_weights(model, p.model.encoder, p.model.encoder_weights, data.pre.channels)
+        if rt.main and p.model.encoder_weights != "none":
+            print(
+                f"fold {fold}: {p.model.encoder} weights from {p.model.encoder_weights}"
+                + (f"; skipped {len(skipped)} layer(s): " + ", ".join(skipped[:5]) if skipped else "")
+            )
+    if p.init_from:
+        skipped = checkpoint.init_from(model, Path(p.init_from))
+        if rt.main:
+            print(
+                f"fold {fold}: initialised from {p.init_from}"
+                + (f"; skipped {len(skipped)} layer(s): " + ", ".join(skipped) if skipped else "")
+            )
+    return model.to(rt.device, memory_format=rt.memory_format), config
+
+
+def optimiser(p: P.TrainParams, model: torch.nn.Module, steps_per_epoch: int):
+    """AdamW with a linear warm-up and a cosine decay, stepped every batch."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=p.lr, weight_decay=p.weight_decay)
+    schedule = partial(warmup_cosine, warmup=int(p.warmup_epochs * steps_per_epoch), total=p.epochs * steps_per_epoch)
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+
+
+def run_fingerprint(
+    p: P.TrainParams, rt: Runtime, comp: Competition, table: pd.DataFrame, fold: int, class_names: list[str], pre
+) -> str:
+    """What a last.pt must have been made from to be resumed: the same params, data, split and code."""
+    names = table["img"].tolist()
+    return provenance.fingerprint(
+        {
+            "train": {k: v for k, v in P.as_dict(p).items() if k != "workers"},
+            "fold": fold,
+            "classes": class_names,
+            "preprocess": pre.to_dict(),
+            "world": rt.world,
+            "code": provenance.code_version(Path(__file__)),  # this module and everything it imports
+            "data": provenance.fingerprint(
+                [table[["img", "fold"]].values.tolist(), comp.root.name, comp.content(names)]
+            ),
+            "init": provenance.file_hash(Path(p.init_from)) if p.init_from else "",
+            "encoder_weights": (
+                provenance.file_hash(Path(p.model.encoder_weights))
+                if encoders.is_weights_file(p.model.encoder_weights)
+                else ""
+            ),
+        }
+    )
+
+
 def _log(live, fold: int, record: dict) -> None:
     if live is None:
         return
@@ -185,97 +294,15 @@ def train_fold(
 
     `stop_after` ends the run after that many epochs as an interruption would (the GPU check's resume test).
     """
-    # ---- data
-    val_names = table.loc[table["fold"] == fold, "img"].tolist()
-    train_names = table.loc[table["fold"] != fold, "img"].tolist()
-    if not val_names or not train_names:
-        raise TrainingError(
-            f"fold {fold} leaves {len(train_names)} training and {len(val_names)} validation images; "
-            f"check split.folds and split.fold against data/split.csv"
-        )
-    first = train_names[0]
-    channels = channels_of(comp.train.read(first), first)
-    _, original = decode_image(comp.train.read(first), first, channels, (8, 8))
-    stats = encoders.preprocessing(p.model.encoder, p.model.encoder_weights) if p.model.has_encoder else None
-    pre = Preprocess.for_data(original, p.scale, channels, stats)
-    crop = p.crop_size
-    if crop is not None and (crop[0] > pre.size[0] or crop[1] > pre.size[1]):
-        raise TrainingError(
-            f"train.crop {list(crop)} is larger than the images at train.scale {p.scale} ({pre.size[0]}x"
-            f"{pre.size[1]}, height x width); lower train.crop or raise train.scale"
-        )
-    classes = output_channels(class_names)
-    train_set = TrainDataset(comp, train_names, pre, classes, p.augment, p.seed, crop)
-    val_set = ValidationDataset(comp, val_names, pre, classes)
-    shuffle_gen = torch.Generator()
-    sampler = DistributedSampler(train_set, rt.world, rt.rank, shuffle=True, seed=p.seed) if rt.world > 1 else None
-    pin = rt.device.type == "cuda"
-    loader = DataLoader(
-        train_set,
-        batch_size=p.batch_size,
-        shuffle=sampler is None,
-        sampler=sampler,
-        generator=shuffle_gen,
-        num_workers=p.workers,
-        pin_memory=pin,
-    )
-    val_loader = DataLoader(
-        val_set, batch_size=p.batch_size, num_workers=p.workers, pin_memory=pin, collate_fn=collate_validation
-    )
-
-    # ---- model, optimiser, schedule
-    torch.manual_seed(p.seed)
-    config = checkpoint.model_config(p.model.arch, channels, classes, p.model.kwargs())
-    model = create_model(**config)
-    if p.model.has_encoder:
-        skipped = encoders.load_weights(model, p.model.encoder, p.model.encoder_weights, channels)
-        if rt.main and p.model.encoder_weights != "none":
-            print(
-                f"fold {fold}: {p.model.encoder} weights from {p.model.encoder_weights}"
-                + (f"; skipped {len(skipped)} layer(s): " + ", ".join(skipped[:5]) if skipped else "")
-            )
-    if p.init_from:
-        skipped = checkpoint.init_from(model, Path(p.init_from))
-        if rt.main:
-            print(
-                f"fold {fold}: initialised from {p.init_from}"
-                + (f"; skipped {len(skipped)} layer(s): " + ", ".join(skipped) if skipped else "")
-            )
-    model.to(rt.device, memory_format=rt.memory_format)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=p.lr, weight_decay=p.weight_decay)
-    steps = len(loader)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, partial(warmup_cosine, warmup=int(p.warmup_epochs * steps), total=p.epochs * steps)
-    )
-    loss_fn = SegmentationLoss(classes, p.bce_weight, p.dice_weight)
+    data = fold_data(p, rt, comp, table, fold, output_channels(class_names))
+    model, config = build_model(p, rt, data, fold)
+    optimizer, scheduler = optimiser(p, model, len(data.loader))
+    loss_fn = SegmentationLoss(data.classes, p.bce_weight, p.dice_weight)
+    run_id = run_fingerprint(p, rt, comp, table, fold, class_names, data.pre)
+    meta = {"model": config, "preprocess": data.pre.to_dict(), "class_names": class_names, "fold": fold}
+    meta["fingerprint"] = run_id
 
     # ---- resume: only a last.pt of the same params, data, split and code
-    run_id = checkpoint.fingerprint(
-        {
-            "train": {k: v for k, v in P.as_dict(p).items() if k != "workers"},
-            "fold": fold,
-            "classes": class_names,
-            "preprocess": pre.to_dict(),
-            "world": rt.world,
-            "code": provenance.code_version(Path(__file__)),  # this module and everything it imports
-            "data": checkpoint.fingerprint(
-                [table[["img", "fold"]].values.tolist(), comp.root.name, comp.content(train_names + val_names)]
-            ),
-            "init": checkpoint.file_hash(Path(p.init_from)) if p.init_from else "",
-            "encoder_weights": (
-                checkpoint.file_hash(Path(p.model.encoder_weights))
-                if encoders.is_weights_file(p.model.encoder_weights)
-                else ""
-            ),
-        }
-    )
-    meta = {
-        "model": config,
-        "preprocess": pre.to_dict(),
-        "class_names": class_names,
-        "fold": fold,
-        "fingerprint": run_id,
-    }
     start, best, best_epoch, history = 0, -1.0, 0, []
     last = out_dir / "last.pt"
     if last.is_file():
@@ -300,13 +327,15 @@ def train_fold(
 
     # ---- the loop
     for epoch in range(start, p.epochs if stop_after is None else min(p.epochs, stop_after)):
-        train_set.set_epoch(epoch)
-        shuffle_gen.manual_seed(p.seed * 10_007 + epoch)
-        if sampler is not None:
-            sampler.set_epoch(epoch)
+        data.train_set.set_epoch(epoch)
+        data.shuffle.manual_seed(p.seed * 10_007 + epoch)
+        if data.sampler is not None:
+            data.sampler.set_epoch(epoch)
         started = time.perf_counter()
         memory = rt.main and rt.device.type == "cuda" and epoch == start
-        train_loss, seen = train_one_epoch(net, loader, loss_fn, optimizer, scheduler, rt, p.grad_clip, epoch, memory)
+        train_loss, seen = train_one_epoch(
+            net, data.loader, loss_fn, optimizer, scheduler, rt, p.grad_clip, epoch, memory
+        )
         seconds = time.perf_counter() - started
         record = {
             "epoch": epoch + 1,
@@ -316,7 +345,7 @@ def train_fold(
             "seconds": seconds,
         }
         if rt.main:
-            scores, _ = validate(model, val_loader, loss_fn, rt, classes, val_names)
+            scores, _ = validate(model, data.val_loader, loss_fn, rt, data.classes, data.val_names)
             record.update(scores)
             history.append(record)
             score = record.get("val_class_dice", record["val_dice"])

@@ -10,7 +10,7 @@ import pandas as pd
 from PIL import Image
 
 from pipeline import rle
-from pipeline.download import competition, demo
+from pipeline.download import competition, demo, demo_cars, demo_render
 from pipeline.download.archive import ImageArchive
 
 
@@ -50,19 +50,19 @@ def test_the_same_seed_gives_the_same_bytes(tmp_path, tiny_demo):
 
 
 def test_views_turn_the_car_and_the_mask_covers_exactly_the_car():
-    car = demo.make_car(np.random.default_rng(3))
-    rgb_front, mask_front = demo.render(car, 1, 480, 320, np.random.default_rng(0))
-    rgb_side, mask_side = demo.render(car, 5, 480, 320, np.random.default_rng(0))
+    car = demo_cars.make_car(np.random.default_rng(3))
+    rgb_front, mask_front = demo_render.render(car, 1, 480, 320, np.random.default_rng(0))
+    rgb_side, mask_side = demo_render.render(car, 5, 480, 320, np.random.default_rng(0))
     assert 0.03 < (mask_front > 0).mean() < (mask_side > 0).mean() < 0.45  # a side view shows more car
     # the car differs from the studio backdrop: pixels under the mask are not backdrop grey
-    backdrop = np.asarray(demo._studio(480, 320)[0], dtype=np.int16)
+    backdrop = np.asarray(demo_render._studio(480, 320)[0], dtype=np.int16)
     diff = np.abs(rgb_side.astype(np.int16) - backdrop).sum(axis=2)
     assert np.median(diff[mask_side > 0]) > 40 and np.median(diff[mask_side == 0]) < 12
 
 
 def test_multiclass_masks_hold_body_windows_wheels_and_lights():
-    car = demo.make_car(np.random.default_rng(5))
-    _, mask = demo.render(car, 3, 480, 320, np.random.default_rng(0))
+    car = demo_cars.make_car(np.random.default_rng(5))
+    _, mask = demo_render.render(car, 3, 480, 320, np.random.default_rng(0))
     assert set(np.unique(mask)) == set(range(len(demo.CLASSES)))
 
 

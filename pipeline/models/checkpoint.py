@@ -18,7 +18,6 @@ from torch import nn
 
 from pipeline.errors import UserError
 from pipeline.models.factory import create_model
-from pipeline.provenance import file_hash, fingerprint  # noqa: F401 (checkpoint.fingerprint for callers)
 
 FORMAT = "carvana-pipeline/1"
 
