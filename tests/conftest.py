@@ -11,6 +11,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -163,24 +164,55 @@ def tiny_train_params(**changes):
     return params.replace(p, **{**base, **changes})
 
 
+def tiny_folds(raw: Path):
+    """The folds `tiny_model` was trained on: 3, by car, unstratified."""
+    from pipeline.data import split
+    from pipeline.download import competition
+
+    comp = competition.open_competition(raw, hq=False)
+    return split.split_competition(comp, folds=3, seed=0, stratify=False, group="car")
+
+
+def train_tiny(raw: Path, out: Path, **changes):
+    """Train fold 0 of `tiny_folds` with `tiny_train_params(**changes)` into `out`; returns the FoldResult."""
+    from pipeline import training
+    from pipeline.data import datasets
+    from pipeline.download import competition
+
+    p = tiny_train_params(**changes)
+    comp = competition.open_competition(raw, hq=False)
+    table = tiny_folds(raw)
+    return training.train_fold(p, training.setup(p), comp, table, 0, datasets.class_names(raw), out, progress=False)
+
+
 @pytest.fixture(scope="session")
 def tiny_model(tiny_demo, tmp_path_factory) -> Path:
     """best.pt of a tiny U-Net trained for one epoch on `tiny_demo` (fold 0 of 3)."""
-    import pandas as pd
-
-    from pipeline import training
-    from pipeline.data import datasets, split
-    from pipeline.download import competition
-
     out = tmp_path_factory.mktemp("tiny-model")
-    p = tiny_train_params(epochs=1)
-    comp = competition.open_competition(tiny_demo, hq=False)
-    masks = pd.read_csv(tiny_demo / "train_masks.csv", dtype=str, keep_default_na=False)
-    table = split.make_folds(
-        masks["img"].tolist(), split.mask_areas(masks, (96, 160)), folds=3, seed=0, stratify=False, group="car"
-    )
-    training.train_fold(p, training.setup(p), comp, table, 0, datasets.class_names(tiny_demo), out, progress=False)
+    train_tiny(tiny_demo, out, epochs=1)
     return out / "best.pt"
+
+
+def carvana(*args, cwd=None, check=True) -> subprocess.CompletedProcess:
+    """Run the `carvana` command line; with `check`, its output shows when it fails."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", *map(str, args)], cwd=cwd, capture_output=True, text=True
+    )
+    if check:
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc
+
+
+def write_test_images(raw: Path, folder: Path, count: int = 2) -> list[Path]:
+    """The first `count` test images of a competition, written as files into `folder`."""
+    from pipeline.download.archive import ImageArchive
+
+    test = ImageArchive(raw / "test.zip")
+    paths = []
+    for name in test.names()[:count]:
+        (folder / name).write_bytes(test.read(name))
+        paths.append(folder / name)
+    return paths
 
 
 @pytest.fixture(scope="session")

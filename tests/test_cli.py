@@ -3,20 +3,9 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 
 from pipeline.models import checkpoint
-from tests.conftest import ROOT, edit_yaml
-
-
-def carvana(*args, cwd=None, check=True):
-    proc = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", *map(str, args)], cwd=cwd, capture_output=True, text=True
-    )
-    if check:
-        assert proc.returncode == 0, proc.stdout + proc.stderr
-    return proc
+from tests.conftest import ROOT, carvana, edit_yaml, write_test_images
 
 
 def _params(tmp_path):
@@ -97,24 +86,13 @@ def test_bad_flags_get_one_line_errors(tiny_demo, tmp_path):
     assert "nope.pt does not exist" in proc.stderr
 
 
-def _test_images(tiny_demo, tmp_path, count=2):
-    from pipeline.download.archive import ImageArchive
-
-    test = ImageArchive(tiny_demo / "test.zip")
-    paths = []
-    for name in test.names()[:count]:
-        (tmp_path / name).write_bytes(test.read(name))
-        paths.append(tmp_path / name)
-    return paths
-
-
 def test_predict_writes_masks_overlays_and_rle(tiny_demo, tiny_model, tmp_path):
     import numpy as np
     from PIL import Image
 
     from pipeline import rle
 
-    a, b = _test_images(tiny_demo, tmp_path)
+    a, b = write_test_images(tiny_demo, tmp_path)
     proc = carvana(
         "predict",
         "-m",
@@ -139,7 +117,7 @@ def test_predict_writes_masks_overlays_and_rle(tiny_demo, tiny_model, tmp_path):
 
 
 def test_predict_default_names_no_save_and_errors(tiny_demo, tiny_model, tmp_path):
-    (a,) = _test_images(tiny_demo, tmp_path, 1)
+    (a,) = write_test_images(tiny_demo, tmp_path, 1)
     carvana("predict", "-m", tiny_model, "-i", a, "-s", "0.25")
     assert (tmp_path / f"{a.stem}_OUT.png").is_file()
     carvana("predict", "-m", tiny_model, "-i", a, "-o", tmp_path / "x.png", "--no-save", "--rle")

@@ -8,12 +8,15 @@ import shutil
 import zipfile
 
 import pandas as pd
+import pytest
 from PIL import Image
 
 from pipeline import params
 from pipeline.download import competition, sources
 from tests.conftest import ROOT, make_project, run, small_demo, tiny_pipeline
 from tests.kaggle_standin import StandIn, kaggle_files
+
+pytestmark = pytest.mark.slow  # runs dvc in a subprocess
 
 
 def test_repro_split_runs_once_and_exp_run_changes_folds(tmp_path):

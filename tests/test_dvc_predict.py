@@ -5,9 +5,12 @@ from __future__ import annotations
 import gzip
 
 import numpy as np
+import pytest
 
 from pipeline.prediction import shards
 from tests.conftest import make_project, run, tiny_pipeline
+
+pytestmark = pytest.mark.slow  # runs dvc in a subprocess
 
 
 def test_a_forced_rerun_keeps_shards_and_a_new_threshold_reuses_them(tmp_path):

@@ -9,8 +9,9 @@ import pytest
 
 from tests.conftest import experiment_dice, make_project, run, tiny_pipeline
 
+pytestmark = pytest.mark.slow  # runs dvc in a subprocess
 
-@pytest.mark.slow
+
 def test_queued_experiments_and_a_remote_round_trip(tmp_path):
     project = make_project(tmp_path / "a", tiny_pipeline)
     for lr in ("0.001", "0.002", "0.004"):

@@ -14,6 +14,8 @@ import torch
 
 from tests.conftest import experiment_dice, make_project, run, tiny_pipeline
 
+pytestmark = pytest.mark.slow  # runs dvc in a subprocess
+
 
 def _tiny(data):
     tiny_pipeline(data, epochs=2, worst=2)
@@ -78,7 +80,6 @@ def _last_epoch(path) -> int:
         return 0
 
 
-@pytest.mark.slow
 def test_a_killed_exp_run_resumes_training_and_prediction_to_the_same_results(tmp_path):
     from pipeline.models import checkpoint
 

@@ -14,6 +14,8 @@ import pytest
 
 from tests.conftest import ISBI, make_project, run
 
+pytestmark = pytest.mark.slow  # runs dvc in a subprocess
+
 
 def _isbi(data):
     data["download"].update(source="local", competition="isbi2012-membrane")

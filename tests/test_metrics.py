@@ -1,13 +1,12 @@
-"""Dice as Kaggle scores it, the threshold sweep, the multi-class scores, and the losses."""
+"""Dice as Kaggle scores it, the threshold sweep, the multi-class scores, a submission's score."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from pipeline.evaluation import metrics
-from pipeline.evaluation.evaluate import Scoreboard
-from pipeline.models.losses import SegmentationLoss
 from pipeline.submission import postprocess
 
 
@@ -27,7 +26,7 @@ def test_both_empty_is_one_and_one_empty_is_zero():
 
 
 def test_scoreboard_upsamples_before_thresholding():
-    board = Scoreboard(1)
+    board = metrics.Scoreboard(1)
     truth = np.zeros((64, 96), np.uint8)
     truth[16:48, 24:72] = 1
     probs = torch.zeros(1, 16, 24)
@@ -49,12 +48,8 @@ def test_multiclass_scores_per_class():
     assert np.allclose(scores["dice"], [1.0, 2 / 3, 2 / 3]) and np.allclose(scores["iou"], [1.0, 0.5, 0.5])
 
 
-def test_losses_are_low_for_the_truth_and_high_for_its_opposite():
-    mask = torch.zeros(2, 8, 8, dtype=torch.uint8)
-    mask[:, 2:6, 2:6] = 1
-    binary = SegmentationLoss(1)
-    good = (mask.float() * 20 - 10).unsqueeze(1)
-    assert binary(good, mask) < 0.05 < 1.0 < binary(-good, mask)
-    multi = SegmentationLoss(3)
-    logits = torch.nn.functional.one_hot(mask.long(), 3).permute(0, 3, 1, 2).float() * 20
-    assert multi(logits, mask) < 0.05 and multi([logits, logits], mask) < 0.05
+def test_a_submission_is_scored_per_image_then_averaged():
+    shape = (4, 5)
+    truth = {"a.jpg": "1 4", "b.jpg": "", "c.jpg": "3 2"}
+    submission = {"a.jpg": "1 2", "b.jpg": "", "c.jpg": "10 2"}
+    assert metrics.submission_dice(submission, truth, shape) == pytest.approx((2 * 2 / 6 + 1.0 + 0.0) / 3)

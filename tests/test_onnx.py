@@ -14,7 +14,7 @@ from pipeline.models import checkpoint
 from pipeline.prediction import onnx_export, predict, shards
 from pipeline.prediction.inference import probabilities
 from pipeline.prediction.predictor import load_predictor
-from tests.test_cli import _test_images, carvana
+from tests.conftest import carvana, write_test_images
 
 CPU = torch.device("cpu")
 
@@ -62,7 +62,7 @@ def test_the_predict_backend_gives_the_same_shards(tiny_demo, tiny_model, export
 def test_export_and_predict_from_the_command_line(tiny_demo, tiny_model, tmp_path):
     out = carvana("export", "-m", tiny_model, "-o", tmp_path / "m.onnx").stdout
     assert "any size" in out
-    (image,) = _test_images(tiny_demo, tmp_path, 1)
+    (image,) = write_test_images(tiny_demo, tmp_path, 1)
     carvana("predict", "-m", tmp_path / "m.onnx", "-i", image, "-o", tmp_path / "mask.png")
     assert (tmp_path / "mask.png").is_file()
 

@@ -20,6 +20,7 @@ from pipeline.models import checkpoint
 from pipeline.prediction import predict, shards
 from pipeline.prediction.predictor import PredictorError, load_predictor
 from pipeline.submission import encode
+from tests.conftest import train_tiny
 
 CPU = torch.device("cpu")
 
@@ -128,9 +129,7 @@ def test_a_test_image_of_another_size_is_refused(tiny_demo, tiny_model, tmp_path
 
 
 def test_models_that_do_not_match_are_not_averaged(tiny_model, tiny_multiclass, tmp_path):
-    from tests.test_training import _train
-
-    _train(tiny_multiclass, tmp_path / "multi", epochs=1)
+    train_tiny(tiny_multiclass, tmp_path / "multi", epochs=1)
     with pytest.raises(PredictorError, match="predicts 5 class.*models to average must match"):
         load_predictor([tiny_model, tmp_path / "multi/best.pt"], CPU)
     torch.save({"weight": torch.zeros(1)}, tmp_path / "plain.pt")

@@ -11,9 +11,8 @@ from pipeline import rle
 from pipeline.download import kaggle_api
 from pipeline.evaluation import metrics
 from pipeline.submission import encode, upload
-from tests.conftest import make_project, run, tiny_pipeline
+from tests.conftest import carvana, make_project, run, tiny_pipeline
 from tests.kaggle_standin import StandIn
-from tests.test_cli import carvana
 
 SLUG = "carvana-demo"
 
@@ -73,6 +72,7 @@ def test_errors_name_the_fix(standin, tiny_submission, tmp_path, monkeypatch):
         upload.submit_once(SLUG, tiny_submission, "", {}, tmp_path / "h.jsonl", force=True)
 
 
+@pytest.mark.slow
 def test_the_submit_stage_under_dvc(tmp_path):
     project = make_project(tmp_path / "p", tiny_pipeline)
     run(["dvc", "repro"], project)

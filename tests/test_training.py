@@ -2,30 +2,14 @@
 
 from __future__ import annotations
 
-import pandas as pd
 import pytest
 import torch
 
 from pipeline import params, training
-from pipeline.data import datasets, split
+from pipeline.data import datasets
 from pipeline.download import competition
 from pipeline.models import checkpoint, losses
-from tests.conftest import make_project, run, tiny_pipeline, tiny_train_params
-
-
-def _setup(raw, folds=3):
-    comp = competition.open_competition(raw, hq=False)
-    masks = pd.read_csv(raw / "train_masks.csv", dtype=str, keep_default_na=False)
-    table = split.make_folds(
-        masks["img"].tolist(), split.mask_areas(masks, (96, 160)), folds=folds, seed=0, stratify=False, group="car"
-    )
-    return comp, table, datasets.class_names(raw)
-
-
-def _train(raw, out, **changes):
-    p = tiny_train_params(**changes)
-    comp, table, names = _setup(raw)
-    return training.train_fold(p, training.setup(p), comp, table, 0, names, out, progress=False)
+from tests.conftest import make_project, run, tiny_folds, tiny_pipeline, tiny_train_params, train_tiny
 
 
 def _weights(path):
@@ -37,8 +21,8 @@ def _same(a, b):
 
 
 def test_checkpoints_are_written_and_the_same_params_give_the_same_weights(tiny_demo, tmp_path):
-    result = _train(tiny_demo, tmp_path / "a")
-    _train(tiny_demo, tmp_path / "b")
+    result = train_tiny(tiny_demo, tmp_path / "a")
+    train_tiny(tiny_demo, tmp_path / "b")
     assert [r["epoch"] for r in result.history] == [1, 2]
     assert {"train_loss", "val_loss", "val_dice", "lr", "images_per_s", "seconds"} <= set(result.history[-1])
     assert _same(_weights(tmp_path / "a/last.pt"), _weights(tmp_path / "b/last.pt"))
@@ -49,7 +33,7 @@ def test_checkpoints_are_written_and_the_same_params_give_the_same_weights(tiny_
 
 
 def test_an_interrupted_training_resumes_to_the_same_weights(tiny_demo, tmp_path, monkeypatch):
-    _train(tiny_demo, tmp_path / "whole", epochs=3)
+    train_tiny(tiny_demo, tmp_path / "whole", epochs=3)
     calls = {"n": 0}
     original = losses.SegmentationLoss.forward
 
@@ -61,17 +45,17 @@ def test_an_interrupted_training_resumes_to_the_same_weights(tiny_demo, tmp_path
 
     monkeypatch.setattr(losses.SegmentationLoss, "forward", dies_in_epoch_two)
     with pytest.raises(KeyboardInterrupt):
-        _train(tiny_demo, tmp_path / "cut", epochs=3)
+        train_tiny(tiny_demo, tmp_path / "cut", epochs=3)
     assert checkpoint.load(tmp_path / "cut/last.pt")["epoch"] == 1
     monkeypatch.setattr(losses.SegmentationLoss, "forward", original)
-    resumed = _train(tiny_demo, tmp_path / "cut", epochs=3)
+    resumed = train_tiny(tiny_demo, tmp_path / "cut", epochs=3)
     assert [r["epoch"] for r in resumed.history] == [1, 2, 3]
     assert _same(_weights(tmp_path / "whole/last.pt"), _weights(tmp_path / "cut/last.pt"))
 
 
 def test_other_params_never_resume_a_stale_checkpoint(tiny_demo, tmp_path, capsys):
-    _train(tiny_demo, tmp_path / "m", epochs=1)
-    _train(tiny_demo, tmp_path / "m", epochs=1, lr=0.01)
+    train_tiny(tiny_demo, tmp_path / "m", epochs=1)
+    train_tiny(tiny_demo, tmp_path / "m", epochs=1, lr=0.01)
     assert "comes from other params" in capsys.readouterr().out
     assert checkpoint.load(tmp_path / "m/last.pt")["epoch"] == 1
 
@@ -87,7 +71,7 @@ def test_nan_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(tiny_d
 
     monkeypatch.setattr(losses.SegmentationLoss, "forward", nan_later)
     with pytest.raises(training.TrainingError, match="loss became nan at epoch 2.*last good checkpoint is kept"):
-        _train(tiny_demo, tmp_path / "n", epochs=3)
+        train_tiny(tiny_demo, tmp_path / "n", epochs=3)
     kept = checkpoint.load(tmp_path / "n/last.pt")
     assert kept["epoch"] == 1 and all(
         torch.isfinite(v).all() for v in kept["state_dict"].values() if v.is_floating_point()
@@ -95,17 +79,18 @@ def test_nan_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(tiny_d
 
 
 def test_init_from_another_class_count_skips_the_head(tiny_demo, tiny_multiclass, tmp_path, capsys):
-    _train(tiny_demo, tmp_path / "binary", epochs=1)
-    result = _train(tiny_multiclass, tmp_path / "multi", epochs=1, init_from=str(tmp_path / "binary/best.pt"))
+    train_tiny(tiny_demo, tmp_path / "binary", epochs=1)
+    result = train_tiny(tiny_multiclass, tmp_path / "multi", epochs=1, init_from=str(tmp_path / "binary/best.pt"))
     out = capsys.readouterr().out
     assert "skipped 2 layer(s): head.weight (shape (1, 4, 1, 1) here (5, 4, 1, 1))" in out
-    assert checkpoint.load(tmp_path / "multi/best.pt")["model"]["classes"] == 5
-    assert 0.0 <= result.best_dice <= 1.0
+    best = checkpoint.load(tmp_path / "multi/best.pt")
+    assert best["model"]["classes"] == 5 and best["dice"] == result.best_dice
 
 
 def test_an_empty_fold_is_refused(tiny_demo, tmp_path):
     p = tiny_train_params()
-    comp, table, names = _setup(tiny_demo)
+    comp, table = competition.open_competition(tiny_demo, hq=False), tiny_folds(tiny_demo)
+    names = datasets.class_names(tiny_demo)
     table = table.assign(fold=0)
     with pytest.raises(training.TrainingError, match="leaves 0 training and 48 validation images"):
         training.train_fold(p, training.setup(p), comp, table, 0, names, tmp_path)
@@ -114,7 +99,7 @@ def test_an_empty_fold_is_refused(tiny_demo, tmp_path):
 def test_unet_plus_plus_with_deep_supervision_trains(tiny_demo, tmp_path):
     p = tiny_train_params()
     model = params.replace(p.model, arch="unetplusplus", deep_supervision=True)
-    result = _train(tiny_demo, tmp_path / "upp", epochs=1, model=model)
+    result = train_tiny(tiny_demo, tmp_path / "upp", epochs=1, model=model)
     assert checkpoint.load(tmp_path / "upp/best.pt")["model"]["deep_supervision"] is True
     assert result.history[0]["val_dice"] >= 0.0
 

@@ -1,0 +1,70 @@
+"""The predict stage's output folder: written and read back by the same module."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from pipeline.prediction import shards
+
+
+def _write(out, fingerprint="a", images=5, shard_size=2, seed=0):
+    manifest = shards.prepare(out, fingerprint, images, shard_size, 1, ["background", "car"], (6, 8))
+    rng = np.random.default_rng(seed)
+    written = []
+    for k in range(manifest["shards"]):
+        writer = shards.ShardWriter(out, k)
+        for i in range(k * shard_size, min((k + 1) * shard_size, images)):
+            probs = rng.integers(0, 256, (1, 6, 8), dtype=np.uint8)
+            writer.add(f"car_{i:02d}.jpg", probs, [12, 16])
+            written.append((f"car_{i:02d}.jpg", (12, 16), probs))
+        writer.close()
+    return manifest, written
+
+
+def test_what_is_written_reads_back_in_order(tmp_path):
+    manifest, written = _write(tmp_path)
+    assert manifest["shards"] == 3 and shards.check_complete(tmp_path) == manifest
+    read = [entry for k in range(3) for entry in shards.read_shard(tmp_path / shards.shard_name(k))]
+    assert [(n, s) for n, s, _ in read] == [(n, s) for n, s, _ in written]
+    assert all(np.array_equal(a, b) for (_, _, a), (_, _, b) in zip(read, written))
+    middle = list(shards.read_shard(tmp_path / shards.shard_name(1), 1, 2))
+    assert [n for n, _, _ in middle] == ["car_03.jpg"]
+
+
+def test_an_unfinished_shard_is_invisible_and_named_as_missing(tmp_path):
+    shards.prepare(tmp_path, "a", 4, 2, 1, ["background", "car"], (6, 8))
+    writer = shards.ShardWriter(tmp_path, 0)
+    writer.add("car_00.jpg", np.zeros((1, 6, 8), np.uint8), [12, 16])
+    assert not (tmp_path / shards.shard_name(0)).exists()
+    with pytest.raises(
+        shards.PredictionError, match=r"lacks 2 of 2 shards \(e.g. shard-00000.zip\).*dvc repro predict"
+    ):
+        shards.check_complete(tmp_path)
+    writer.discard()
+    assert not list(tmp_path.glob("*.part"))
+
+
+def test_another_fingerprint_deletes_every_old_shard_first(tmp_path):
+    _write(tmp_path, fingerprint="a")
+    (tmp_path / "shard-00009.zip.part").write_bytes(b"left by a killed run")
+    assert shards.prepare(tmp_path, "a", 5, 2, 1, ["background", "car"], (6, 8))["fingerprint"] == "a"
+    assert len(list(tmp_path.glob("shard-*.zip"))) == 3  # same fingerprint: kept
+    shards.prepare(tmp_path, "b", 5, 2, 1, ["background", "car"], (6, 8))
+    assert not list(tmp_path.glob("shard-*"))
+
+
+def test_publish_links_the_finished_shards_into_the_out(tmp_path):
+    work, out = tmp_path / "work", tmp_path / "out"
+    _write(work)
+    (out / "stale").mkdir(parents=True)
+    shards.publish(work, out)
+    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in work.iterdir())
+    assert os.path.samefile(out / shards.shard_name(0), work / shards.shard_name(0))  # no second copy
+
+
+def test_a_folder_without_a_manifest_says_which_stage_makes_it(tmp_path):
+    with pytest.raises(shards.PredictionError, match="has no manifest.json; run `dvc repro predict`"):
+        shards.check_manifest(tmp_path)
