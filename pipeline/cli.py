@@ -108,11 +108,8 @@ def _predict(args: argparse.Namespace) -> None:
     tta = args.tta if args.tta is not None else recipe.get("tta", True)
     if not 0 < threshold < 1:
         raise UserError(f"--mask-threshold must be in (0, 1), got {threshold}")
-    print(
-        f"threshold {threshold:.3f} ({'evaluate' if args.mask_threshold is None and recipe else 'given'}), "
-        f"flip TTA {'on' if tta else 'off'}",
-        file=sys.stderr,
-    )
+    chosen_by = "given" if args.mask_threshold is not None else "evaluate" if recipe else "default"
+    print(f"threshold {threshold:.3f} ({chosen_by}), flip TTA {'on' if tta else 'off'}", file=sys.stderr)
     device = runtime.device()
     predictor = load_predictor([Path(args.model)], device)
     pre = predictor.pre
