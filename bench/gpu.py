@@ -167,10 +167,8 @@ def render_demo(work: Path, s: Sizes) -> Path:
 
 
 def folds_of(raw: Path) -> pd.DataFrame:
-    masks = competition.read_csv(raw / "train_masks.csv", ("img", "rle_mask"))
-    shape = competition.image_size(competition.open_competition(raw, hq=False), masks["img"].iloc[0])
-    areas = split.mask_areas(masks, shape)
-    return split.make_folds(masks["img"].tolist(), areas, folds=3, seed=0, stratify=False, group="car")
+    comp = competition.open_competition(raw, hq=False)
+    return split.split_competition(comp, folds=3, seed=0, stratify=False, group="car")
 
 
 def kaggle_like_test_zip(raw: Path, path: Path, count: int) -> list[str]:

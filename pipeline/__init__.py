@@ -1,3 +1,4 @@
-"""Carvana Image Masking Challenge pipeline: data, U-Net models, training, prediction, submission."""
+"""Carvana Image Masking Challenge pipeline, grouped as it runs: download -> data -> models -> training ->
+evaluation -> prediction -> submission, with rle, runtime, params and provenance shared between them."""
 
 __version__ = "0.1.0"

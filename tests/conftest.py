@@ -135,6 +135,24 @@ def tiny_pipeline(data: dict, epochs: int = 1, worst: int = 1) -> None:
     data["evaluate"].update(worst=worst)
 
 
+@pytest.fixture(scope="session")
+def tiny_project(tmp_path_factory) -> Path:
+    """A project after a whole `dvc repro` with `tiny_pipeline` params. Tests work on a `copy_project` of it,
+    so the pipeline runs once for all of them."""
+    project = make_project(tmp_path_factory.mktemp("tiny-project") / "p", tiny_pipeline)
+    run(["dvc", "repro"], project)
+    return project
+
+
+def copy_project(src: Path, dest: Path) -> Path:
+    """An independent copy of a project, its git repository, DVC cache and outputs included (DVC's state
+    database and locks are left behind: they belong to the original's files)."""
+    shutil.copytree(
+        src, dest, symlinks=True, ignore=lambda folder, names: {"tmp"} if folder.endswith(".dvc") else set()
+    )
+    return dest
+
+
 def small_demo(data: dict) -> None:
     """Params for a demo small enough for fast tests (6 train cars, 2 test cars, 320x214)."""
     data["download"]["demo"].update(train_cars=6, test_cars=2, width=320, height=214)

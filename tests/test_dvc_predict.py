@@ -8,14 +8,15 @@ import numpy as np
 import pytest
 
 from pipeline.prediction import shards
-from tests.conftest import make_project, run, tiny_pipeline
+from tests.conftest import copy_project, run
 
 pytestmark = pytest.mark.slow  # runs dvc in a subprocess
 
 
-def test_a_forced_rerun_keeps_shards_and_a_new_threshold_reuses_them(tmp_path):
-    project = make_project(tmp_path / "p", lambda d: (tiny_pipeline(d), d["predict"].update(shard_size=5)))
-    run(["dvc", "repro", "encode"], project)
+def test_a_forced_rerun_keeps_shards_and_a_new_threshold_reuses_them(tiny_project, tmp_path):
+    project = copy_project(tiny_project, tmp_path / "p")
+    out = run(["dvc", "exp", "run", "-S", "predict.shard_size=5", "encode"], project).stdout
+    assert "Running stage 'train'" not in out and "Running stage 'predict'" in out
     assert len(list((project / "data/predictions").glob("shard-*.zip"))) == 4  # 16 test images, 5 per shard
     files = sorted((project / "checkpoints/predict").glob("shard-*.zip"))  # where the stage makes them
     stamps = {p.name: p.stat().st_mtime_ns for p in files}
@@ -32,9 +33,8 @@ def _maps(folder):
     return {name: probs for shard in sorted(folder.glob("shard-*.zip")) for name, _, probs in shards.read_shard(shard)}
 
 
-def test_two_processes_share_the_shards_and_onnx_runtime_is_a_backend(tmp_path):
-    project = make_project(tmp_path / "p", lambda d: (tiny_pipeline(d), d["predict"].update(shard_size=5)))
-    run(["dvc", "repro", "predict"], project)
+def test_two_processes_share_the_shards_and_onnx_runtime_is_a_backend(tiny_project, tmp_path):
+    project = copy_project(tiny_project, tmp_path / "p")
     torch_maps = _maps(project / "data/predictions")
     run(["dvc", "exp", "run", "-S", "predict.nproc=2", "-S", "predict.shard_size=4", "predict"], project)
     assert len(list((project / "data/predictions").glob("shard-*.zip"))) == 4

@@ -7,13 +7,13 @@ import time
 
 import pytest
 
-from tests.conftest import experiment_dice, make_project, run, tiny_pipeline
+from tests.conftest import copy_project, experiment_dice, run
 
 pytestmark = pytest.mark.slow  # runs dvc in a subprocess
 
 
-def test_queued_experiments_and_a_remote_round_trip(tmp_path):
-    project = make_project(tmp_path / "a", tiny_pipeline)
+def test_queued_experiments_and_a_remote_round_trip(tiny_project, tmp_path):
+    project = copy_project(tiny_project, tmp_path / "a")
     for lr in ("0.001", "0.002", "0.004"):
         run(["dvc", "exp", "run", "--queue", "-n", f"lr-{lr}", "-S", f"train.lr={lr}", "evaluate"], project)
     run(["dvc", "queue", "start", "-j", "1"], project)

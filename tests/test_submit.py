@@ -11,7 +11,7 @@ from pipeline import rle
 from pipeline.download import kaggle_api
 from pipeline.evaluation import metrics
 from pipeline.submission import encode, upload
-from tests.conftest import carvana, make_project, run, tiny_pipeline
+from tests.conftest import carvana, copy_project, run
 from tests.kaggle_standin import StandIn
 
 SLUG = "carvana-demo"
@@ -73,9 +73,8 @@ def test_errors_name_the_fix(standin, tiny_submission, tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_the_submit_stage_under_dvc(tmp_path):
-    project = make_project(tmp_path / "p", tiny_pipeline)
-    run(["dvc", "repro"], project)
+def test_the_submit_stage_under_dvc(tiny_project, tmp_path):
+    project = copy_project(tiny_project, tmp_path / "p")
     receipt = json.loads((project / "submissions/receipt.json").read_text())
     assert receipt["submitted"] is False and receipt["reason"] == "submit.sha256 is empty: nothing to upload"
     sha = receipt["sha256"][:12]
