@@ -351,15 +351,8 @@ def _describe(error: dict, root: type[BaseModel], prefix: str) -> str:
     if kind == "extra_forbidden":
         unknown = ".".join(([key] if key else []) + [str(error["loc"][len(names)])])
         return f"unknown key {unknown} in params.yaml; known keys here: {', '.join(model.model_fields)}"
-    if (
-        field is not None
-        and len(names) < len(error["loc"])
-        and typing.get_origin(field.annotation)
-        in (
-            Union,
-            types.UnionType,
-        )
-    ):
+    in_a_union = field is not None and typing.get_origin(field.annotation) in (Union, types.UnionType)
+    if in_a_union and len(names) < len(error["loc"]):  # pydantic tried each member: name the field's whole type
         return f"{key} must be {_type_name(field.annotation)}, got {given!r}"
     if kind == "literal_error" and field is not None:
         return f"{key} must be one of {_type_name(field.annotation)}, got {given!r}"
