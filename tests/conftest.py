@@ -7,11 +7,12 @@ real Kaggle fails at once, in this process and in child processes such as `dvc e
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -70,13 +71,16 @@ def tiny_demo(tmp_path_factory) -> Path:
 
 
 _ANYWHERE = shutil.ignore_patterns(".git", ".venv", "__pycache__", "*.egg-info", ".pytest_cache")
-_OUTPUTS = {"data", "models", "dvclive", "reports", "submissions", "checkpoints", "cache", "tmp"}
+_OUTPUTS = {"data", "models", "dvclive", "reports", "submissions", "checkpoints"}
+_DVC_STATE = {"cache", "tmp", "config.local"}  # DVC's run-cache would restore outputs instead of running the code
 
 
 def _copy_ignore(folder: str, names: list[str]) -> set[str]:
-    """What a project copy leaves out: caches anywhere, and the stage outputs at its root (not pipeline/data)."""
-    top = _OUTPUTS.intersection(names) if Path(folder).resolve() == ROOT else set()
-    return set(_ANYWHERE(folder, names)) | top
+    """What a project copy leaves out: caches anywhere, the stage outputs at its root (not pipeline/data), and
+    the developer's DVC cache, run-cache and local config."""
+    where = Path(folder).resolve()
+    top = _OUTPUTS if where == ROOT else _DVC_STATE if where == ROOT / ".dvc" else set()
+    return set(_ANYWHERE(folder, names)) | top.intersection(names)
 
 
 def run(cmd: list[str], cwd: Path, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
@@ -212,10 +216,21 @@ def tiny_model(tiny_demo, tmp_path_factory) -> Path:
 
 
 def carvana(*args, cwd=None, check=True) -> subprocess.CompletedProcess:
-    """Run the `carvana` command line; with `check`, its output shows when it fails."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", *map(str, args)], cwd=cwd, capture_output=True, text=True
-    )
+    """Run the `carvana` command line in this process (its entry point, `main`, with the exit status it would
+    give); with `check`, its output shows when it fails. test_cli runs the installed console script once."""
+    from pipeline.cli import main
+
+    argv = [str(a) for a in args]
+    out, err, status, here = io.StringIO(), io.StringIO(), 0, os.getcwd()
+    try:
+        os.chdir(cwd or here)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            main(argv)
+    except SystemExit as exit_:
+        status = exit_.code if isinstance(exit_.code, int) else 1
+    finally:
+        os.chdir(here)
+    proc = subprocess.CompletedProcess(["carvana", *argv], status, out.getvalue(), err.getvalue())
     if check:
         assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc
@@ -265,3 +280,22 @@ def tiny_submission(tiny_demo, tiny_model, tmp_path_factory) -> Path:
     )
     encode.write(out / "pred", names, out / "submission.csv.gz", 0.5, jobs=1)
     return out / "submission.csv.gz"
+
+
+def write_shards(out: Path, fingerprint="a", images=5, shard_size=2, seed=0, size=(6, 8), original=(12, 16)):
+    """Shards of random uint8 probabilities for `images` images named car_NN.jpg; (manifest, what was written)."""
+    import numpy as np
+
+    from pipeline.prediction import shards
+
+    manifest = shards.prepare(out, fingerprint, images, shard_size, 1, ["background", "car"], size)
+    rng = np.random.default_rng(seed)
+    written = []
+    for k in range(manifest["shards"]):
+        writer = shards.ShardWriter(out, k)
+        for i in range(k * shard_size, min((k + 1) * shard_size, images)):
+            probs = rng.integers(0, 256, (1, *size), dtype=np.uint8)
+            writer.add(f"car_{i:02d}.jpg", probs, list(original))
+            written.append((f"car_{i:02d}.jpg", tuple(original), probs))
+        writer.close()
+    return manifest, written

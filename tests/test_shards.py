@@ -8,28 +8,15 @@ import numpy as np
 import pytest
 
 from pipeline.prediction import shards
-
-
-def _write(out, fingerprint="a", images=5, shard_size=2, seed=0):
-    manifest = shards.prepare(out, fingerprint, images, shard_size, 1, ["background", "car"], (6, 8))
-    rng = np.random.default_rng(seed)
-    written = []
-    for k in range(manifest["shards"]):
-        writer = shards.ShardWriter(out, k)
-        for i in range(k * shard_size, min((k + 1) * shard_size, images)):
-            probs = rng.integers(0, 256, (1, 6, 8), dtype=np.uint8)
-            writer.add(f"car_{i:02d}.jpg", probs, [12, 16])
-            written.append((f"car_{i:02d}.jpg", (12, 16), probs))
-        writer.close()
-    return manifest, written
+from tests.conftest import write_shards
 
 
 def test_what_is_written_reads_back_in_order(tmp_path):
-    manifest, written = _write(tmp_path)
+    manifest, written = write_shards(tmp_path)
     assert manifest["shards"] == 3 and shards.check_complete(tmp_path) == manifest
     read = [entry for k in range(3) for entry in shards.read_shard(tmp_path / shards.shard_name(k))]
     assert [(n, s) for n, s, _ in read] == [(n, s) for n, s, _ in written]
-    assert all(np.array_equal(a, b) for (_, _, a), (_, _, b) in zip(read, written))
+    assert all(np.array_equal(a, b) for (_, _, a), (_, _, b) in zip(read, written, strict=True))
     middle = list(shards.read_shard(tmp_path / shards.shard_name(1), 1, 2))
     assert [n for n, _, _ in middle] == ["car_03.jpg"]
 
@@ -48,7 +35,7 @@ def test_an_unfinished_shard_is_invisible_and_named_as_missing(tmp_path):
 
 
 def test_another_fingerprint_deletes_every_old_shard_first(tmp_path):
-    _write(tmp_path, fingerprint="a")
+    write_shards(tmp_path, fingerprint="a")
     (tmp_path / "shard-00009.zip.part").write_bytes(b"left by a killed run")
     assert shards.prepare(tmp_path, "a", 5, 2, 1, ["background", "car"], (6, 8))["fingerprint"] == "a"
     assert len(list(tmp_path.glob("shard-*.zip"))) == 3  # same fingerprint: kept
@@ -58,7 +45,7 @@ def test_another_fingerprint_deletes_every_old_shard_first(tmp_path):
 
 def test_publish_links_the_finished_shards_into_the_out(tmp_path):
     work, out = tmp_path / "work", tmp_path / "out"
-    _write(work)
+    write_shards(work)
     (out / "stale").mkdir(parents=True)
     shards.publish(work, out)
     assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in work.iterdir())
