@@ -61,7 +61,7 @@ def test_parameter_counts_match_smp_and_the_seed():
     assert round(count_parameters(create_model("unet", in_channels=3, classes=1, base_channels=64)) / 1e6, 1) == 17.3
 
 
-@pytest.mark.parametrize("shape", [(1, 3, 160, 240), (2, 3, 37, 61), (1, 3, 1280, 1918)])
+@pytest.mark.parametrize("shape", [(1, 3, 160, 240), (2, 3, 37, 61), (1, 3, 128, 222)])  # 222 = 1918 mod 32 + 192
 def test_pad_and_crop_is_the_plain_forward_on_the_padded_image(resnet18_unet, shape):
     x = torch.randn(*shape)
     with torch.inference_mode():
@@ -101,7 +101,7 @@ def test_imagenet_without_network_stops_at_once_naming_a_local_file(resnet18_une
     started = time.perf_counter()
     with pytest.raises(encoders.EncoderError) as err:
         encoders.load_weights(resnet18_unet, "resnet18", "imagenet", 3)
-    assert time.perf_counter() - started < 60
+    assert time.perf_counter() - started < 10  # huggingface_hub alone retries for about 25 s
     message = str(err.value)
     assert "cannot download the resnet18 weights" in message and "local .pth or .safetensors file" in message
     assert "\n" not in message

@@ -9,8 +9,13 @@ imported only when an encoder is asked for (it costs seconds to import).
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import os
+import socket
 from pathlib import Path
+from unittest import mock
+from urllib.parse import urlsplit
 
 import torch
 from torch import nn
@@ -125,13 +130,14 @@ def load_weights(model: EncoderModel, encoder: str, weights: str, in_channels: i
                 f"local .pth/.safetensors file"
             )
     try:
-        source = smp.encoders.get_encoder(
-            encoder,
-            in_channels=in_channels,
-            depth=len(model.net.encoder.out_channels) - 1,
-            weights=True if encoder.startswith("tu-") else weights,
-            output_stride=model.multiple,
-        )
+        with _offline_unless_reachable():
+            source = smp.encoders.get_encoder(
+                encoder,
+                in_channels=in_channels,
+                depth=len(model.net.encoder.out_channels) - 1,
+                weights=True if encoder.startswith("tu-") else weights,
+                output_stride=model.multiple,
+            )
     except Exception as err:  # offline: huggingface_hub / timm / urllib raise their own kinds of errors
         raise EncoderError(
             f"{key}={weights}: cannot download the {encoder} weights ({type(err).__name__}: "
@@ -139,6 +145,32 @@ def load_weights(model: EncoderModel, encoder: str, weights: str, in_channels: i
             f"elsewhere and set {key} to the local .pth or .safetensors file"
         ) from None
     return copy_matching(model.net.encoder, source.state_dict(), f"{encoder} {weights}")
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """One TCP connection to the Hugging Face hub, or to the HTTPS proxy on the way to it."""
+    from huggingface_hub import constants
+
+    proxy = os.environ.get("HTTPS_PROXY") or os.environ.get("https_proxy")
+    url = urlsplit(proxy or constants.ENDPOINT)
+    try:
+        socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)), timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def _offline_unless_reachable():
+    """Without a route to the hub, huggingface_hub retries for about 25 s before failing; in its offline mode it
+    answers at once, from its cache when the weights are there."""
+    from huggingface_hub import constants
+
+    if _hub_reachable():
+        yield
+        return
+    with mock.patch.object(constants, "HF_HUB_OFFLINE", True):
+        yield
 
 
 def _read_state(path: Path, key: str) -> dict[str, torch.Tensor]:
