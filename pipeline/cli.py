@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import io
+import os
 import sys
 import time
 from pathlib import Path
@@ -80,20 +82,41 @@ def _train(args: argparse.Namespace) -> None:
     print(f"best full-size validation Dice {result.best_dice:.5f} (epoch {result.best_epoch}): {args.out / 'best.pt'}")
 
 
+def _check_paths(inputs: list[str], outputs: list[str], saving: bool) -> None:
+    """Every input an image file and every output folder writable, before any model work."""
+    from pipeline.data.images import ImageError, image_size
+    from pipeline.errors import UserError
+
+    for source in inputs:
+        path = Path(source)
+        if path.is_dir():
+            raise ImageError(f"{path} is a folder, not an image; give the image files (e.g. {path}/*.jpg)")
+        if not path.is_file():
+            raise ImageError(f"{path} does not exist; check the -i paths")
+        image_size(path.read_bytes(), str(path))  # the header: a file that is not an image stops here
+    if saving:
+        for target in outputs:
+            folder = Path(target).parent
+            if not folder.is_dir():
+                problem = "is a file, not a folder" if folder.exists() else "does not exist; create it first"
+                raise UserError(f"cannot write {target}: {folder} {problem}")
+            if not os.access(folder, os.W_OK):
+                raise UserError(f"cannot write {target}: the folder {folder} is read-only; choose another -o")
+
+
 def _predict(args: argparse.Namespace) -> None:
     """Masks for any images with a trained model, one image at a time, like the seed's predict.py.
 
     By default it predicts as the pipeline does: with flip TTA and the threshold evaluate chose for this
-    very checkpoint (reports/evaluate/predictor.json), else 0.5.
+    very checkpoint (reports/evaluate/predictor.json), else 0.5. Paths and the model are checked before the
+    first image is predicted.
     """
-    import io
-
     import numpy as np
     from PIL import Image
 
     from pipeline import rle, runtime
     from pipeline.data.datasets import Preprocess
-    from pipeline.data.images import ImageError
+    from pipeline.data.images import image_size
     from pipeline.errors import UserError
     from pipeline.evaluation import overlay
     from pipeline.prediction import recipe as recipes
@@ -103,26 +126,24 @@ def _predict(args: argparse.Namespace) -> None:
     outputs = args.output or [str(Path(i).with_name(Path(i).stem + "_OUT.png")) for i in args.input]
     if len(outputs) != len(args.input):
         raise UserError(f"{len(args.input)} input(s) but {len(outputs)} output name(s); give one -o per -i, or none")
+    if args.mask_threshold is not None and not 0 < args.mask_threshold < 1:
+        raise UserError(f"--mask-threshold must be in (0, 1), got {args.mask_threshold}")
+    _check_paths(args.input, outputs, saving=not args.no_save or args.viz)
+    device = runtime.device()
+    predictor = load_predictor([Path(args.model)], device)
     recipe = recipes.read(args.recipe, Path(args.model)) or {}
     threshold = args.mask_threshold if args.mask_threshold is not None else recipe.get("threshold", 0.5)
     tta = args.tta if args.tta is not None else recipe.get("tta", True)
-    if not 0 < threshold < 1:
-        raise UserError(f"--mask-threshold must be in (0, 1), got {threshold}")
     chosen_by = "given" if args.mask_threshold is not None else "evaluate" if recipe else "default"
     print(f"threshold {threshold:.3f} ({chosen_by}), flip TTA {'on' if tta else 'off'}", file=sys.stderr)
-    device = runtime.device()
-    predictor = load_predictor([Path(args.model)], device)
     pre = predictor.pre
     scale = args.scale or pre.size[0] / pre.original[0]
-    for source, target in zip(args.input, outputs):
+    for source, target in zip(args.input, outputs, strict=True):
         path = Path(source)
-        if not path.is_file():
-            raise ImageError(f"{path} does not exist")
         data = path.read_bytes()
-        with Image.open(io.BytesIO(data)) as header:
-            original = (header.height, header.width)
+        original = image_size(data, str(path))
         sized = Preprocess.for_data(original, scale, pre.channels)
-        x, _ = dataclasses.replace(pre, size=sized.size).load(data, path.name)
+        x, _ = dataclasses.replace(pre, size=sized.size).load(data, str(path))
         probs = postprocess.to_uint8(predictor(x[None].to(device), tta)[0])
         if predictor.classes == 1:
             mask = postprocess.binary_mask(probs[0], original, threshold)

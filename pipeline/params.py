@@ -34,6 +34,7 @@ def _require(condition: bool, key: str, message: str) -> None:
 
 
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+Channel = Annotated[int, Field(ge=0, le=255)]  # one 8-bit colour value
 
 # ----------------------------------------------------------------------------------------------
 # download
@@ -58,7 +59,7 @@ class LocalParams(_Section):
     test_images: str
     mask_suffix: str
     mask_values: Literal["binary", "index", "colors"]
-    colors: dict[int, list[int]]
+    colors: dict[Annotated[int, Field(ge=0, le=255)], Annotated[list[Channel], Field(min_length=3, max_length=3)]]
 
 
 class DownloadParams(_Section):
@@ -118,7 +119,7 @@ class ModelParams(_Section):
     arch: Arch
     encoder: str  # none: the seed's networks; else an smp encoder (resnet34, efficientnet-b3, tu-convnext_tiny, ...)
     encoder_weights: str  # imagenet (or another published set), none, or a local .pth / .safetensors file
-    base_channels: int = Field(ge=1)
+    base_channels: int = Field(ge=1, le=256)  # the seed's U-Net has 64; the widest level has 2**depth times more
     depth: int = Field(ge=1, le=6)
     bilinear: bool
     deep_supervision: bool
@@ -170,7 +171,7 @@ class AugmentParams(_Section):
 class TrainParams(_Section):
     seed: int
     model: ModelParams
-    scale: float = Field(gt=0.0, le=1.0)
+    scale: float = Field(ge=0.01, le=1.0)  # 1918x1280 at 0.01 is 19x13 pixels
     crop: int | list[int]  # 0: whole images; N or [height, width]: random crops of the scaled images
     epochs: int = Field(ge=1, le=10_000)
     batch_size: int = Field(ge=1, le=4096)
@@ -320,6 +321,12 @@ def _range(metadata: list, given: Any) -> str:
     return f"must be {'at most' if isinstance(high, at.Le) else 'below'} {hi}, got {given}"
 
 
+_BOUNDS = {
+    "greater_than": "above",
+    "greater_than_equal": "at least",
+    "less_than": "below",
+    "less_than_equal": "at most",
+}
 _WORDS = {
     "int_type": "an integer",
     "bool_type": "true or false",
@@ -332,18 +339,36 @@ _WORDS = {
 }
 
 
-def _describe(error: dict, root: type[BaseModel], prefix: str) -> str:
-    """One line for pydantic's first error, naming the key as params.yaml spells it."""
+def _describe_item(key: str, inner: tuple, kind: str, ctx: dict, given: Any) -> str:
+    """A bad key, value or length inside a mapping or list param (download.local.colors)."""
+    where = f"{key} key" if "[key]" in inner else key + "".join(f"[{part}]" for part in inner)
+    if kind in _BOUNDS:
+        return f"{where} must be {_BOUNDS[kind]} {next(iter(ctx.values()))}, got {given!r}"
+    limit = ctx.get("min_length" if kind == "too_short" else "max_length")
+    return f"{where} must have {'at least' if kind == 'too_short' else 'at most'} {limit} values, got {given!r}"
+
+
+def _walk(loc: tuple, root: type[BaseModel]) -> tuple[list[str], Any, Any]:
+    """(the field names of an error's location, the last field, its annotation) down the models of params.yaml."""
     model, field, names = root, None, []
-    for part in error["loc"]:
+    for part in loc:
         fields = model.model_fields if isinstance(model, type) and issubclass(model, BaseModel) else {}
         if part not in fields:
             break
         names.append(str(part))
         field = fields[part]
         model = field.annotation
+    return names, field, model
+
+
+def _describe(error: dict, root: type[BaseModel], prefix: str) -> str:
+    """One line for pydantic's first error, naming the key as params.yaml spells it."""
+    names, field, model = _walk(error["loc"], root)
     key = ".".join(([prefix] if prefix else []) + names)
     kind, given = error["type"], error.get("input")
+    inner = error["loc"][len(names) :]  # inside a mapping or list: its keys and indices
+    if inner and kind in (*_BOUNDS, "too_short", "too_long"):
+        return _describe_item(key, inner, kind, error["ctx"], given)
     if kind == "value_error":
         return str(error["ctx"]["error"]).replace("{key}", key)
     if kind == "missing":
@@ -413,6 +438,31 @@ def load(*sections: str, path: str | Path = "params.yaml") -> dict[str, Any]:
         raise ParamError(f"{path} must be a mapping of sections ({names}), got {type(data).__name__}")
     checked = _validate(Params, data)
     return {name: getattr(checked, name) for name in sections or Params.model_fields}
+
+
+def _flat(data: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(data, dict):
+        return {k: v for key, value in data.items() for k, v in _flat(value, f"{prefix}{key}.").items()}
+    return {prefix[:-1]: data}
+
+
+def check_unchanged(used: dict[str, Any], path: str | Path = "params.yaml") -> None:
+    """Fail when params.yaml no longer holds the values a stage ran with (`used`: what `load` returned).
+
+    DVC writes params.yaml before it starts a stage and reads it again when the stage ends, to lock it; an edit in
+    between (a refused `dvc exp run -S`, a hand edit) would otherwise be locked as the params of outputs made with
+    the old values. Stages call this last, so that DVC records nothing and the next run makes them again.
+    """
+    now = load(*used, path=path)
+    before = _flat({name: as_dict(section) for name, section in used.items()})
+    after = _flat({name: as_dict(section) for name, section in now.items()})
+    changed = [key for key in before if before[key] != after.get(key)]
+    if changed:
+        key = changed[0]
+        raise ParamError(
+            f"params.yaml changed while this stage ran ({key}: {before[key]!r} then {after.get(key)!r}): its outputs "
+            f"were made with the old values, so DVC must not lock the new ones; run the same command again"
+        )
 
 
 def as_dict(section: BaseModel) -> dict:

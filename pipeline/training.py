@@ -268,6 +268,22 @@ def run_fingerprint(
     )
 
 
+def resume(last: Path, run_id: str, model, optimizer, scheduler, rt: Runtime) -> tuple[int, float, int, list]:
+    """(epochs done, best score, its epoch, history), restoring every state from `last` when it was made by this
+    very run (`run_id`); (0, -1, 0, []) otherwise."""
+    if not last.is_file():
+        return 0, -1.0, 0, []
+    state = checkpoint.load(last)
+    if state.get("fingerprint") != run_id:
+        return 0, -1.0, 0, []
+    model.load_state_dict(state["state_dict"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    rt.scaler.load_state_dict(state["scaler"])
+    torch.set_rng_state(state["rng"])
+    return state["epoch"], state["best_dice"], state["best_epoch"], state["history"]
+
+
 def _log(live, fold: int, record: dict) -> None:
     if live is None:
         return
@@ -300,24 +316,15 @@ def train_fold(
     loss_fn = SegmentationLoss(data.classes, p.bce_weight, p.dice_weight)
     run_id = run_fingerprint(p, rt, comp, table, fold, class_names, data.pre)
     meta = {"model": config, "preprocess": data.pre.to_dict(), "class_names": class_names, "fold": fold}
-    meta["fingerprint"] = run_id
+    meta.update(fingerprint=run_id, params=P.as_dict(p))  # the values it was trained with, whatever dvc.lock says
 
     # ---- resume: only a last.pt of the same params, data, split and code
-    start, best, best_epoch, history = 0, -1.0, 0, []
     last = out_dir / "last.pt"
-    if last.is_file():
-        state = checkpoint.load(last)
-        if state.get("fingerprint") == run_id:
-            model.load_state_dict(state["state_dict"])
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            rt.scaler.load_state_dict(state["scaler"])
-            torch.set_rng_state(state["rng"])
-            start, best, best_epoch, history = state["epoch"], state["best_dice"], state["best_epoch"], state["history"]
-            if rt.main:
-                print(f"fold {fold}: resuming from {last} after epoch {start} of {p.epochs}")
-        elif rt.main:
-            print(f"fold {fold}: {last} comes from other params, data or code; training from scratch")
+    start, best, best_epoch, history = resume(last, run_id, model, optimizer, scheduler, rt)
+    if rt.main and start:
+        print(f"fold {fold}: resuming from {last} after epoch {start} of {p.epochs}")
+    elif rt.main and last.is_file():
+        print(f"fold {fold}: {last} comes from other params, data or code; training from scratch")
     for record in history:
         _log(live, fold, record)
 

@@ -14,8 +14,10 @@ TRUTH = Path("data/demo-truth")
 
 
 def main() -> None:
-    p = params.load("download")["download"]
+    used = params.load("download")
+    p = used["download"]
     counts = sources.fetch(p, RAW, TRUTH)
+    params.check_unchanged(used)
     print(f"{RAW}: {counts['train']} train images with masks, {counts['test']} test images ({p.source})")
 
 

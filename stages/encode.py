@@ -19,13 +19,15 @@ OUT = Path("submissions/submission.csv.gz")
 
 
 def main() -> None:
-    e = params.load("encode")["encode"]
+    used = params.load("encode")
+    e = used["encode"]
     chosen = recipe.read(RECIPE)
     if e.threshold == "best" and chosen is None:
         raise UserError(f"{RECIPE} is missing; run `dvc repro evaluate`, or set encode.threshold to a number")
     threshold = e.threshold if e.threshold != "best" else chosen["threshold"]
     names = competition.read_csv(RAW / competition.SAMPLE_SUBMISSION_CSV, ("img", "rle_mask"))["img"].tolist()
     stats = encode.write(PREDICTIONS, names, OUT, threshold, e.jobs)
+    params.check_unchanged(used)
     sha = file_hash(OUT)[:12]
     print(
         f"{OUT}: {stats['rows']} rows, {stats['bytes'] / 1e6:.1f} MB, threshold {threshold:.3f}, sha256 {sha} "

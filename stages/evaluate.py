@@ -50,7 +50,7 @@ def main() -> None:
             mean_class_dice=float(scores["dice"][1:].mean()),
             classes={
                 n: {"dice": float(d), "iou": float(i)}
-                for n, d, i in zip(datasets.class_names(RAW), scores["dice"], scores["iou"])
+                for n, d, i in zip(datasets.class_names(RAW), scores["dice"], scores["iou"], strict=True)
             },
         )
     per_image = pd.DataFrame(
@@ -64,8 +64,9 @@ def main() -> None:
     per_image.to_csv(OUT / "per_image.csv", index=False, float_format="%.6f")
     (OUT / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     recipe.write(OUT / "predictor.json", [MODELS / f"fold{k}" / "best.pt" for k in folds], threshold, pr.tta)
+    params.check_unchanged(p)
 
-    scores = dict(zip(per_image["img"], per_image["dice"]))
+    scores = dict(zip(per_image["img"], per_image["dice"], strict=True))
     for fold, worst in per_image.head(e.worst).groupby("fold")["img"]:
         for name, picture in evaluate.pictures(
             MODELS / f"fold{fold}" / "best.pt", comp, worst.tolist(), threshold, device, pr.tta, scores

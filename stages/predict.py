@@ -39,7 +39,7 @@ def main() -> None:
     models = [MODELS / f"fold{k}" / "best.pt" for k in p["split"].validation_folds()]
     if pr.backend == "onnxruntime":
         exported = [WORK / "onnx" / f"{m.parent.name}.onnx" for m in models]
-        for onnx_path, ckpt_path in zip(exported, models):
+        for onnx_path, ckpt_path in zip(exported, models, strict=True):
             if rank == 0 and not onnx_export.is_current(onnx_path, ckpt_path):
                 onnx_export.export(ckpt_path, onnx_path)
         runtime.barrier(world)
@@ -67,6 +67,7 @@ def main() -> None:
     )
     runtime.barrier(world)
     if rank == 0:
+        params.check_unchanged(p)
         shards.publish(WORK, OUT)
         print(
             f"{OUT}: {len(names)} images in {manifest['shards']} shards ({done} written now by process 0, "

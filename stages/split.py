@@ -16,6 +16,7 @@ def main() -> None:
     s, hq = p["split"], p["download"].hq
     comp = competition.open_competition(RAW, hq)
     table = split.split_competition(comp, folds=s.folds, seed=s.seed, stratify=s.stratify, group=s.group)
+    params.check_unchanged(p)
     table.to_csv(OUT, index=False, float_format="%.6f")
     sizes = table.groupby("fold")["car"].nunique().tolist()
     print(f"{OUT}: {len(table)} images of {table['car'].nunique()} {s.group}s in {s.folds} folds ({sizes} each)")

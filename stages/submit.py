@@ -46,6 +46,7 @@ def main() -> None:
             "val_dice": round(evaluation["dice"], 5),
         }
         receipt = upload.submit_once(p["download"].competition, FILE, s.message, key, HISTORY, s.force)
+    params.check_unchanged(p)
     RECEIPT.write_text(json.dumps(receipt, indent=2) + "\n")
     print(f"{RECEIPT}: " + (f"submitted as ref {receipt['ref']}" if receipt["submitted"] else receipt["reason"]))
 

@@ -37,6 +37,7 @@ def main() -> None:
     live = Live(str(LIVE), dvcyaml=None, save_dvc_exp=False, report=None) if rt.main else None
     results = [training.train_fold(t, rt, comp, table, k, names, STATE / f"fold{k}", live) for k in folds]
     if live is not None:
+        params.check_unchanged(p)
         for k in folds:  # the out: each fold's best model, once its training is complete
             (MODELS / f"fold{k}").mkdir(parents=True, exist_ok=True)
             shutil.copyfile(STATE / f"fold{k}" / "best.pt", MODELS / f"fold{k}" / "best.pt")

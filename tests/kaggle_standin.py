@@ -54,7 +54,8 @@ def score(submission: bytes, truth: pd.DataFrame, shape: tuple[int, int]) -> flo
     sub = pd.read_csv(io.BytesIO(text), dtype=str, keep_default_na=False)
     if list(sub.columns) != ["img", "rle_mask"] or set(sub["img"]) != set(truth["img"]):
         raise ValueError("Submission must have columns img,rle_mask and one row per test image")
-    return submission_dice(dict(zip(sub["img"], sub["rle_mask"])), dict(zip(truth["img"], truth["rle_mask"])), shape)
+    rows = dict(zip(sub["img"], sub["rle_mask"], strict=True))
+    return submission_dice(rows, dict(zip(truth["img"], truth["rle_mask"], strict=True)), shape)
 
 
 @dataclass
@@ -68,6 +69,7 @@ class StandIn:
     cut_after: dict[str, int] = field(default_factory=dict)  # file -> bytes sent before dropping the line
     cuts_left: dict[str, int] = field(default_factory=dict)  # file -> how many more downloads to cut
     server_errors: list[int] = field(default_factory=list)  # statuses (500, 503) to answer the next API calls with
+    lost_replies: int = 0  # submissions to accept, then drop the line before the reply reaches the client
     daily_limit: int = 5
     log: list[dict] = field(default_factory=list)
     submissions: list[dict] = field(default_factory=list)
@@ -209,6 +211,11 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception as err:  # Kaggle reports a bad file as an errored submission
             sub["status"], sub["errorDescription"] = "ERROR", str(err)
         self.state.submissions.append(sub)
+        if self.state.lost_replies > 0:  # accepted and counted, but the client never hears of it
+            self.state.lost_replies -= 1
+            self.close_connection = True
+            self.connection.shutdown(2)
+            return
         self._json(200, {"message": "Successfully submitted to the competition", "ref": ref})
 
     def _api_GetSubmissionLimits(self, comp: str, body: dict) -> None:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 from pipeline.models import checkpoint
 from tests.conftest import ROOT, carvana, edit_yaml, write_test_images
@@ -63,7 +66,7 @@ def test_train_with_the_seed_flags(tiny_demo, tmp_path):
 
 def test_bad_flags_get_one_line_errors(tiny_demo, tmp_path):
     proc = carvana("train", "-s", "0", "--data", tiny_demo, "--params", _params(tmp_path), check=False)
-    assert proc.returncode == 1 and "train.scale must be in (0, 1], got 0.0" in proc.stderr
+    assert proc.returncode == 1 and "train.scale must be in [0.01, 1], got 0.0" in proc.stderr
     assert "Traceback" not in proc.stderr
     proc = carvana("train", "--classes", "2", "--data", tiny_demo, "--params", _params(tmp_path), check=False)
     assert "--classes 2 does not match" in proc.stderr
@@ -154,3 +157,42 @@ def test_predict_uses_what_evaluate_chose_for_this_very_checkpoint(tiny_demo, ti
     recipe.write(tmp_path / "stale.json", [tmp_path / "other.pt"], 0.3, False)
     proc = carvana("predict", "-m", tiny_model, "-i", images[0], "--no-save", "--recipe", tmp_path / "stale.json")
     assert "threshold 0.500 (default), flip TTA on" in proc.stderr  # chosen for other bytes: not used
+
+
+def test_the_installed_console_script_gives_help_and_one_line_errors(tmp_path):
+    script = Path(sys.executable).with_name("carvana")  # the entry point pip installed beside this Python
+    command = [str(script)] if script.is_file() else [sys.executable, "-m", "pipeline.cli"]
+    proc = subprocess.run([*command, "--help"], capture_output=True, text=True)
+    assert proc.returncode == 0 and "predict" in proc.stdout and "submissions" in proc.stdout
+    proc = subprocess.run(
+        [*command, "predict", "-m", str(tmp_path / "none.pt"), "-i", "x.jpg"], capture_output=True, text=True
+    )
+    assert proc.returncode == 1 and proc.stderr.startswith("error: ") and "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_predict_refuses_bad_models_inputs_and_outputs_in_one_line(tiny_model, tiny_demo, tmp_path, monkeypatch):
+    import torch
+
+    image = write_test_images(tiny_demo, tmp_path, 1)[0]
+    (tmp_path / "text.pt").write_text("a text file\n")
+    (tmp_path / "empty.pt").write_bytes(b"")
+    torch.save({"format": checkpoint.FORMAT, "epoch": 3}, tmp_path / "no-model.pt")
+    (tmp_path / "notes.jpg").write_text("not an image")
+    (tmp_path / "a-file").write_text("")
+    cases = [
+        (["-m", tmp_path / "text.pt", "-i", image], "text.pt is not a PyTorch checkpoint or it is damaged"),
+        (["-m", tmp_path / "empty.pt", "-i", image], "empty.pt is not a PyTorch checkpoint or it is damaged"),
+        (["-m", tmp_path / "no-model.pt", "-i", image], "no-model.pt lacks model, state_dict, preprocess"),
+        (["-m", tmp_path, "-i", image], "is a folder; give the checkpoint file"),
+        (["-m", tiny_model, "-i", tmp_path / "notes.jpg"], "notes.jpg is not a readable image"),
+        (["-m", tiny_model, "-i", tmp_path], "is a folder, not an image; give the image files"),
+        (["-m", tiny_model, "-i", image, "-o", tmp_path / "gone/m.png"], "gone does not exist; create it first"),
+        (["-m", tiny_model, "-i", image, "-o", tmp_path / "a-file/m.png"], "a-file is a file, not a folder"),
+    ]
+    for args, message in cases:
+        proc = carvana("predict", *args, check=False)
+        assert proc.returncode == 1 and message in proc.stderr and "Traceback" not in proc.stderr, (args, proc.stderr)
+        assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr  # the error alone: nothing was predicted
+    monkeypatch.setattr("pipeline.cli.os.access", lambda path, mode: False)  # tests run as root: chmod cannot refuse
+    proc = carvana("predict", "-m", tiny_model, "-i", image, "-o", tmp_path / "m.png", check=False)
+    assert proc.returncode == 1 and "is read-only; choose another -o" in proc.stderr

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import torch
 
-from tests.conftest import copy_project, experiment_dice, make_project, run, tiny_pipeline
+from tests.conftest import copy_project, edit_yaml, experiment_dice, make_project, run, tiny_pipeline
 
 pytestmark = pytest.mark.slow  # runs dvc in a subprocess
 
@@ -40,6 +40,13 @@ def test_evaluate_metrics_plots_and_experiments(tiny_project, tmp_path):
     assert set(dice) == {"slow", "fast"} and dice["slow"] != dice["fast"] and all(0 < d <= 1 for d in dice.values())
     diff = json.loads(run(["dvc", "plots", "diff", "slow", "fast", "--json"], project).stdout)
     assert "reports/evaluate/threshold_sweep.csv" in json.dumps(diff)
+
+    # a bad value of a stage that would not run: the experiment fails at once, naming the key
+    proc = run(["dvc", "exp", "run", "-n", "bad", "-S", "predict.batch_size=0", "evaluate"], project, check=False)
+    assert proc.returncode != 0 and "predict.batch_size must be in 1..4096, got 0" in proc.stderr, proc.stderr
+    assert "Running stage 'evaluate'" not in proc.stdout and "bad" not in experiment_dice(
+        json.loads(run(["dvc", "exp", "show", "--json"], project).stdout)
+    )
 
 
 def test_every_fold_trains_and_evaluate_reports_out_of_fold_dice(tiny_project, tmp_path):
@@ -73,6 +80,32 @@ def _last_epoch(path) -> int:
         return checkpoint.load(path)["epoch"] if path.is_file() else 0
     except Exception:  # caught mid-write by the poll
         return 0
+
+
+def _locked_train(project):
+    from ruamel.yaml import YAML
+
+    return json.dumps(YAML(typ="safe", pure=True).load(project / "dvc.lock")["stages"]["train"], sort_keys=True)
+
+
+def test_params_edited_while_a_stage_runs_are_never_locked(tiny_project, tmp_path):
+    project = copy_project(tiny_project, tmp_path / "p")
+    edit_yaml(project / "params.yaml", lambda d: d["train"].update(epochs=3))
+    locked = _locked_train(project)
+    env = {**os.environ, "PYTHONPATH": str(project)}
+    proc = subprocess.Popen(
+        ["dvc", "repro", "train"], cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 300
+    while _last_epoch(project / "checkpoints/train/fold0/last.pt") < 1:  # training, with the old lr
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.05)
+    edit_yaml(project / "params.yaml", lambda d: d["train"].update(lr=0.002))  # what a refused `dvc exp run -S` does
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode != 0, out
+    assert "params.yaml changed while this stage ran (train.lr: 0.003 then 0.002)" in err and "Traceback" not in err
+    assert _locked_train(project) == locked  # nothing locked: train is still due
+    assert "train" in run(["dvc", "status", "train"], project).stdout
 
 
 def test_a_killed_exp_run_resumes_training_and_prediction_to_the_same_results(tmp_path):

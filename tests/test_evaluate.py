@@ -31,7 +31,7 @@ def test_each_image_is_scored_as_its_encoded_mask_would_be(tiny_demo, models):
     validation = table.loc[table["fold"] == 0, "img"].tolist()
     assert sorted(board.names) == sorted(validation) and set(fold_of.values()) == {0}
     predictor = load_predictor([models / "fold0" / "best.pt"])
-    for name, score in zip(board.names, board.per_image(0.4)):
+    for name, score in zip(board.names, board.per_image(0.4), strict=True):
         x, original = predictor.pre.load(comp.train.read(name), name)
         probs = postprocess.to_uint8(predictor(x[None], tta=True)[0])
         runs = postprocess.mask_runs(postprocess.car_probability(probs), original, 0.4)  # what encode writes

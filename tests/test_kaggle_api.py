@@ -150,6 +150,15 @@ def test_server_errors_are_retried_then_explained_in_one_line(standin, tmp_path)
     assert len(standin.server_errors) == 50 - (len(kaggle_api.RETRY_DELAYS) + 1)  # bounded: 1 try + the retries
 
 
+def test_a_rate_limited_download_is_not_mistaken_for_the_submission_allowance(standin, tmp_path):
+    standin.server_errors[:] = [429] * 50
+    with pytest.raises(kaggle_api.KaggleError) as err:
+        kaggle_api.download(SLUG, ["metadata.csv.zip"], tmp_path / "raw")
+    message = str(err.value)
+    assert "limiting the rate of requests (HTTP 429" in message and "partial downloads resume" in message
+    assert "submission" not in message and "\n" not in message
+
+
 def test_a_served_zip_with_a_bad_crc_fails_the_download_naming_the_member(standin, tiny_demo, tmp_path):
     import zipfile
 

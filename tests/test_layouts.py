@@ -145,3 +145,17 @@ def test_missing_masks_and_bad_values_are_named(tmp_path):
     Image.fromarray(np.array([[0, 3], [255, 0]], np.uint8).repeat(4, 0).repeat(4, 1)).save(src / "masks/a_mask.png")
     with pytest.raises(layouts.LayoutError, match=r"holds values \[0, 3, 255\]: not a 0/1 or 0/255 mask"):
         layouts.import_folder(local, tmp_path / "raw")
+
+
+def test_names_with_commas_and_quotes_are_quoted_in_the_csv_files(tmp_path):
+    src = tmp_path / "src"
+    for folder in ("imgs", "masks", "test"):
+        (src / folder).mkdir(parents=True)
+    for name in ("car,one", 'the "best" car'):
+        Image.fromarray(np.full((8, 8, 3), 90, np.uint8)).save(src / "imgs" / f"{name}.png")
+        Image.fromarray(np.eye(8, dtype=np.uint8)).save(src / "masks" / f"{name}_mask.png")
+        Image.fromarray(np.full((8, 8, 3), 90, np.uint8)).save(src / "test" / f"{name}.png")
+    layouts.import_folder(params.replace(BASE, path=str(src), test_images="test"), tmp_path / "raw")
+    assert competition.verify(tmp_path / "raw", hq=False, competition="commas") == {"train": 2, "test": 2}
+    sample = competition.read_csv(tmp_path / "raw/sample_submission.csv", ("img", "rle_mask"))
+    assert sorted(sample["img"]) == ["car,one.png", 'the "best" car.png']

@@ -55,7 +55,7 @@ def test_the_predict_backend_gives_the_same_shards(tiny_demo, tiny_model, export
             autocast=nullcontext,
         )
         maps[label] = [p for k in range(2) for _, _, p in shards.read_shard(tmp_path / label / shards.shard_name(k))]
-    for a, b in zip(maps["torch"], maps["onnx"]):
+    for a, b in zip(maps["torch"], maps["onnx"], strict=True):
         assert np.abs(a.astype(int) - b.astype(int)).max() <= 1  # uint8 rounding of values equal to 1e-4
 
 

@@ -39,6 +39,12 @@ def test_the_project_params_load():
         (lambda d: d["train"].update(lr=float("nan")), "train.lr must be a finite number"),
         (lambda d: d["train"].update(batch_size=1_000_000_000), "train.batch_size must be in 1..4096"),
         (lambda d: d["predict"].update(batch_sise=8), "unknown key predict.batch_sise"),
+        (lambda d: d["predict"].update(batch_size=0), r"predict.batch_size must be in 1..4096, got 0"),
+        (lambda d: d["train"]["model"].update(base_channels=1_000_000), r"base_channels must be in 1..256"),
+        (lambda d: d["train"].update(scale=1e-9), r"train.scale must be in \[0.01, 1\], got 1e-09"),
+        (lambda d: d["download"]["local"].update(colors={1: [300, 0, 0]}), r"colors\[1\]\[0\] must be at most 255"),
+        (lambda d: d["download"]["local"].update(colors={1: [3, 0]}), r"colors\[1\] must have at least 3 values"),
+        (lambda d: d["download"]["local"].update(colors={999: [3, 0, 1]}), r"colors key must be at most 255, got 999"),
     ],
 )
 def test_bad_values_name_the_key(tmp_path, edit, message):

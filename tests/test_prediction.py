@@ -12,6 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
+from pipeline import rle
 from pipeline.data import datasets
 from pipeline.data.images import ImageError
 from pipeline.download import competition
@@ -118,14 +119,19 @@ def test_a_corrupt_test_image_is_named_and_finished_shards_are_kept(tiny_demo, t
     assert [p.name for p in (tmp_path / "pred").glob("shard-*")] == ["shard-00000.zip"]
 
 
-def test_a_test_image_of_another_size_is_refused(tiny_demo, tiny_model, tmp_path):
+def test_a_test_image_of_another_size_is_predicted_and_encoded_at_its_own_size(tiny_demo, tiny_model, tmp_path, capsys):
     names = _test_names(tiny_demo)
     buf = io.BytesIO()
-    Image.new("RGB", (150, 100)).save(buf, "JPEG")
+    view = Image.open(io.BytesIO(ImageArchive(tiny_demo / "test.zip").read(names[1])))
+    view.resize((192, 108)).save(buf, "JPEG")  # another car view at 192x108 among the 160x96 test images
     odd = tmp_path / "test.zip"
     _with_member(tiny_demo / "test.zip", odd, names[0], buf.getvalue())
-    with pytest.raises(ImageError, match=f"{names[0]} is 150x100 but the model was trained on 160x96"):
-        _run(load_predictor([tiny_model], CPU), ImageArchive(odd), names, tmp_path / "pred")
+    assert _run(load_predictor([tiny_model], CPU), ImageArchive(odd), names, tmp_path / "pred") == 4
+    assert "1 test image(s) are not 160x96 like the training images" in capsys.readouterr().out
+    stats = encode.write(tmp_path / "pred", names, tmp_path / "sub.csv.gz", 0.5, jobs=1)
+    rows = encode.read(tmp_path / "sub.csv.gz")
+    assert stats["rows"] == 16
+    rle.validate(rows[names[0]], (108, 192))  # encoded for its own size
 
 
 def test_models_that_do_not_match_are_not_averaged(tiny_model, tiny_multiclass, tmp_path):

@@ -24,7 +24,7 @@ def standard_snippet(mask: np.ndarray) -> str:
 def test_round_trip_of_the_demo_train_masks_against_their_gifs(tiny_demo):
     masks = ImageArchive(tiny_demo / "train_masks.zip")
     table = pd.read_csv(tiny_demo / "train_masks.csv", dtype=str, keep_default_na=False)
-    for name, code in zip(table["img"], table["rle_mask"]):
+    for name, code in zip(table["img"], table["rle_mask"], strict=True):
         gif = np.asarray(Image.open(io.BytesIO(masks.read(name.replace(".jpg", "_mask.gif")))))
         assert set(np.unique(gif)) <= {0, 1}
         assert rle.encode(gif) == code

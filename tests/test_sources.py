@@ -89,6 +89,15 @@ def test_a_member_with_a_bad_crc_fails_the_download_naming_it(tiny_demo, tmp_pat
     (src / "test.zip").write_bytes(bytes(data))
     with pytest.raises(archive.ArchiveError, match=f"test.zip: {info.filename} is damaged"):
         archive.check_crcs(src / "test.zip", jobs=2)
+    with pytest.raises(archive.ArchiveError, match=f"test.zip: {info.filename} is damaged"):
+        archive.check_crcs(src / "test.zip", jobs=2, chunk=3)  # in parallel tasks too
     with pytest.raises(archive.ArchiveError, match=f"{info.filename} is damaged"):
         sources.fetch(_local(src, layout="kaggle"), tmp_path / "raw", tmp_path / "truth")
     assert archive.check_crcs(tiny_demo / "test.zip") == 16
+
+
+def test_a_kaggle_sized_zip_is_checked_in_a_few_tasks_per_worker():
+    from pipeline.download import archive
+
+    assert -(-100_064 // archive.crc_chunk(100_064, 2)) == 2 * archive.TASKS_PER_WORKER  # not 501 opens of 100k entries
+    assert archive.crc_chunk(64, 2) >= 64  # a small archive: one task, no process pool

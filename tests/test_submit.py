@@ -36,7 +36,7 @@ def test_a_file_is_submitted_once_with_a_descriptive_message(standin, tiny_submi
     first = upload.submit_once(SLUG, tiny_submission, "my note", {"arch": "unet"}, history, force=False)
     assert first["submitted"] and first["ref"] == 1000
     message = standin.submissions[0]["description"]
-    assert message.startswith("my note | commit ") and "sha256:" in message and "arch=unet" in message
+    assert message.startswith(f"sha256:{first['sha256'][:12]} | commit ") and message.endswith("arch=unet | my note")
     again = upload.submit_once(SLUG, tiny_submission, "my note", {}, history, force=False)
     assert not again["submitted"] and "already submitted (ref 1000)" in again["reason"]
     history.unlink()  # a lost local history: the competition's own list still knows the file
@@ -44,6 +44,19 @@ def test_a_file_is_submitted_once_with_a_descriptive_message(standin, tiny_submi
     assert not again["submitted"] and len(standin.submissions) == 1
     forced = upload.submit_once(SLUG, tiny_submission, "", {}, history, force=True)
     assert forced["submitted"] and len(standin.submissions) == 2
+
+
+def test_a_long_note_and_a_lost_reply_still_mean_one_upload(standin, tiny_submission, tmp_path):
+    standin.lost_replies = 1
+    note = "ten kilobytes of notes " * 450
+    with pytest.raises(kaggle_api.KaggleError, match="the upload may not have completed"):
+        upload.submit_once(SLUG, tiny_submission, note, {"arch": "unet"}, tmp_path / "h.jsonl", force=False)
+    assert len(standin.submissions) == 1 and not (tmp_path / "h.jsonl").exists()  # Kaggle has it, we never heard
+    description = standin.submissions[0]["description"]
+    assert len(description) == upload.DESCRIPTION_LIMIT and description.startswith("sha256:")
+    again = upload.submit_once(SLUG, tiny_submission, note, {"arch": "unet"}, tmp_path / "h.jsonl", force=False)
+    assert not again["submitted"] and "already submitted (ref 1000)" in again["reason"]
+    assert len(standin.submissions) == 1
 
 
 def test_the_score_is_the_carvana_dice_of_the_file(standin, tiny_demo, tiny_submission, tmp_path):
@@ -104,7 +117,9 @@ def test_the_submit_stage_under_dvc(tiny_project, tmp_path):
             env,
         )
         receipt = json.loads((project / "submissions/receipt.json").read_text())
-        assert receipt["submitted"] and receipt["ref"] == 1000 and receipt["message"].startswith("first try | commit")
+        assert receipt["submitted"] and receipt["ref"] == 1000
+        assert receipt["message"].startswith(f"sha256:{sha} | commit")
+        assert receipt["message"].endswith(" | first try")
         assert "secret-key" not in (project / "dvc.lock").read_text() + json.dumps(receipt)
         run(["dvc", "repro", "-f", "-s", "submit"], project, env)  # a forced rerun of the stage: not resubmitted
         assert len(server.submissions) == 1, [(s["description"], s["size"]) for s in server.submissions]

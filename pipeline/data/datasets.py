@@ -144,7 +144,7 @@ class ValidationDataset(TrainDataset):
 
 def collate_validation(batch):
     """Stack the model-size tensors; the full-size masks stay a list (images of a dataset may differ in size)."""
-    images, small, full, index = zip(*batch)
+    images, small, full, index = zip(*batch, strict=True)
     return torch.stack(images), torch.stack(small), list(full), torch.tensor(index)
 
 

@@ -50,6 +50,17 @@ def _open(data: bytes, name: str, draft_to: Size | None = None, mode: str = "RGB
         ) from None
 
 
+def image_size(data: bytes, name: str) -> Size:
+    """(height, width) read from the header only, or ImageError naming a file that is not an image."""
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            return img.height, img.width
+    except Image.UnidentifiedImageError:
+        raise ImageError(f"{name} is not a readable image (Pillow knows no such format); give an image file") from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+        raise ImageError(f"{name} is not a readable image ({err}); give an image file (JPEG, PNG, ...)") from None
+
+
 GRAY_MODES = ("L", "I", "I;16", "I;16B", "I;16L", "F", "1")
 
 

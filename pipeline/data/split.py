@@ -61,7 +61,7 @@ def make_folds(
     fold_of = {}
     for start in range(0, len(names), folds):
         block = names[start : start + folds]
-        for name, fold in zip(block, rng.permutation(folds)[: len(block)]):
+        for name, fold in zip(block, rng.permutation(folds)[: len(block)], strict=True):
             fold_of[name] = int(fold)
     table["fold"] = table["car"].map(fold_of).astype(int)
     return table[["img", "car", "fold", "mask_area"]]

@@ -102,7 +102,15 @@ class ImageArchive:
             ) from None
 
 
-CRC_CHUNK = 200  # members per parallel task when checking an archive
+TASKS_PER_WORKER = 8  # parallel tasks per process when checking an archive: a moving progress bar, few opens
+MIN_CHUNK = 1000  # members worth a task of their own (a small archive is checked in this process)
+
+
+def crc_chunk(members: int, jobs: int) -> int:
+    """Members per task: every task opens the zip, which parses its whole directory (100k entries for test.zip),
+    so the number of tasks is kept to a few per worker however many members there are."""
+    workers = (os.cpu_count() or 1) if jobs < 0 else jobs
+    return max(MIN_CHUNK, -(-members // (workers * TASKS_PER_WORKER)))
 
 
 def _first_damaged(path: Path, members: list[str]) -> tuple[int, str | None]:
@@ -118,7 +126,7 @@ def _first_damaged(path: Path, members: list[str]) -> tuple[int, str | None]:
     return len(members), None
 
 
-def check_crcs(path: Path, jobs: int = -1) -> int:
+def check_crcs(path: Path, jobs: int = -1, chunk: int | None = None) -> int:
     """Read every member once, checking its CRC-32, in parallel with a progress bar: a damaged file is named
     at download time, not hours into training. Returns the number of members."""
     from joblib import Parallel, delayed
@@ -126,8 +134,9 @@ def check_crcs(path: Path, jobs: int = -1) -> int:
 
     with open_zip(path) as z:
         members = [i.filename for i in z.infolist() if not i.is_dir()]
-    chunks = [members[i : i + CRC_CHUNK] for i in range(0, len(members), CRC_CHUNK)]
-    tasks = (delayed(_first_damaged)(path, chunk) for chunk in chunks)
+    chunk = chunk or crc_chunk(len(members), jobs)
+    chunks = [members[i : i + chunk] for i in range(0, len(members), chunk)]
+    tasks = (delayed(_first_damaged)(path, part) for part in chunks)
     with tqdm(total=len(members), desc=f"check {path.name}", unit="file") as bar:
         for done, damaged in Parallel(n_jobs=jobs if len(chunks) > 1 else 1, return_as="generator")(tasks):
             if damaged is not None:

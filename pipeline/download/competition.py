@@ -117,6 +117,24 @@ def _diff(label_a: str, a: set, label_b: str, b: set, problems: list[str]) -> No
         problems.append(f"{len(only)} {label_a} not in {label_b}, e.g. {', '.join(only[:3])}")
 
 
+def _carvana_problems(names: dict[str, str], train: set[str], test: set[str], mask_stems: set[str]) -> list[str]:
+    """What makes a folder not the real Carvana data: its names and its counts."""
+    problems = []
+    odd = sorted(n for n in train | test if not CARVANA_NAME.match(n))
+    if odd:
+        problems.append(f"{len(odd)} file names are not Carvana's <12 hex>_<01..16>.jpg, e.g. {odd[0]}")
+    for key, have in (("train", len(train)), ("test", len(test))):
+        want = CARVANA_COUNTS[key]
+        if have != want:
+            problems.append(
+                f"{names[key]} holds {have} images; Carvana has {want} (for a subset of the "
+                f"data, set download.competition to another name)"
+            )
+    if len(mask_stems) != CARVANA_COUNTS["train"]:
+        problems.append(f"{names['masks']} holds {len(mask_stems)} masks; Carvana has {CARVANA_COUNTS['train']}")
+    return problems
+
+
 def verify(root: Path, hq: bool, competition: str) -> dict[str, int]:
     """Check that the folder is complete and consistent; return its counts.
 
@@ -149,7 +167,7 @@ def verify(root: Path, hq: bool, competition: str) -> dict[str, int]:
 
     if train:
         shape = image_size(comp, min(train))
-        for name, code in zip(train_masks["img"], train_masks["rle_mask"]):
+        for name, code in zip(train_masks["img"], train_masks["rle_mask"], strict=True):
             try:
                 rle.validate(code, shape)
             except rle.RLEError as err:
@@ -157,18 +175,7 @@ def verify(root: Path, hq: bool, competition: str) -> dict[str, int]:
                 break
 
     if competition == CARVANA_SLUG:
-        odd = sorted(n for n in train | test if not CARVANA_NAME.match(n))
-        if odd:
-            problems.append(f"{len(odd)} file names are not Carvana's <12 hex>_<01..16>.jpg, e.g. {odd[0]}")
-        for key, have in (("train", len(train)), ("test", len(test))):
-            want = CARVANA_COUNTS[key]
-            if have != want:
-                problems.append(
-                    f"{names[key]} holds {have} images; Carvana has {want} (for a subset of the "
-                    f"data, set download.competition to another name)"
-                )
-        if len(mask_stems) != CARVANA_COUNTS["train"]:
-            problems.append(f"{names['masks']} holds {len(mask_stems)} masks; Carvana has {CARVANA_COUNTS['train']}")
+        problems += _carvana_problems(names, train, test, mask_stems)
 
     if problems:
         raise CompetitionError(

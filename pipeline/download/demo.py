@@ -98,7 +98,7 @@ def generate(
             delayed(_render_job)(seed, split, i, v, width, height, multiclass) for split, i, v in jobs_list
         )
         for (split, _, _), (name, jpeg, mask, run) in tqdm(
-            zip(jobs_list, results), total=len(jobs_list), desc="demo", unit="img"
+            zip(jobs_list, results, strict=True), total=len(jobs_list), desc="demo", unit="img"
         ):
             if split == 0:
                 _zip_entry(z_train, f"train/{name}.jpg", jpeg)

@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import time
+from functools import partial
 from pathlib import Path
 from typing import Callable, TypeVar
 
@@ -99,10 +100,16 @@ def _explain(err: Exception, competition: str, action: str) -> KaggleError:
             f"Kaggle has no competition {competition!r} (HTTP 404) to {action}: check download.competition in "
             f"params.yaml (the slug in the competition's URL)"
         )
-    if status == 429 or "daily" in text.lower() and "submission" in text.lower():
+    uploading = action.startswith("submit")
+    if uploading and (status == 429 or "daily" in text.lower() and "submission" in text.lower()):
         return KaggleError(
             f"Kaggle's limit was reached while trying to {action} ({text}); the daily submission allowance "
             f"resets at 00:00 UTC: try again then"
+        )
+    if status == 429:
+        return KaggleError(
+            f"Kaggle is limiting the rate of requests (HTTP 429, after every retry) while trying to {action}; wait a "
+            f"few minutes, then {_after(action)}"
         )
     if status in RETRY_STATUS:
         return KaggleError(
@@ -165,7 +172,7 @@ def list_files(api, competition: str) -> dict[str, int]:
     token = None
     while True:
         page = call(
-            lambda: api.competition_list_files(competition, page_token=token, page_size=200),
+            partial(api.competition_list_files, competition, page_token=token, page_size=200),
             competition,
             "list the competition's files",
         )
@@ -207,7 +214,7 @@ def download(competition: str, names: list[str], dest: Path, delays: tuple[float
         path = dest / name
         try:
             call(
-                lambda: api.competition_download_file(competition, name, path=str(dest), quiet=False),
+                partial(api.competition_download_file, competition, name, path=str(dest), quiet=False),
                 competition,
                 f"download {name}",
                 delays,

@@ -16,6 +16,7 @@ gets a classes.json. Names are checked for pairs, sizes and unmapped values befo
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import zipfile
@@ -147,7 +148,7 @@ def tiff_stack(p: LocalParams) -> tuple[list[Item], list[Item]]:
             f"{root / p.images} page {i}",
             f"{root / p.masks} page {i}",
         )
-        for i, (img, m) in enumerate(zip(images, masks))
+        for i, (img, m) in enumerate(zip(images, masks, strict=True))
     ]
     test = []
     if p.test_images:
@@ -253,7 +254,8 @@ def import_folder(p: LocalParams, out: Path) -> None:
 
 
 def _csv(path: Path, rows) -> None:
-    with path.open("w") as f:
-        f.write("img,rle_mask\n")
-        for name, code in rows:
-            f.write(f"{name},{code}\n")
+    """img,rle_mask rows; a name with a comma, quote or line break is quoted, as CSV readers expect."""
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(("img", "rle_mask"))
+        writer.writerows(rows)

@@ -192,12 +192,17 @@ def import_kaggle_folder(p: DownloadParams, out: Path) -> None:
         else:
             raise SourceError(f"{src} has neither {archive} nor {folder.name}/; it is not the Carvana data folder")
     for name in competition.CSV_FILES:
-        if (src / name).is_file():
-            shutil.copyfile(src / name, out / name)
-        elif (src / f"{name}.zip").is_file():
-            try:
-                extract_member(src / f"{name}.zip", name, out / name)
-            except ArchiveError as err:
-                raise SourceError(str(err)) from None
-        elif name != competition.METADATA_CSV:
-            raise SourceError(f"{src} has neither {name} nor {name}.zip")
+        _import_csv(src, name, out)
+
+
+def _import_csv(src: Path, name: str, out: Path) -> None:
+    """A CSV file of the folder, as it is or zipped as Kaggle serves it (metadata.csv may be absent)."""
+    if (src / name).is_file():
+        shutil.copyfile(src / name, out / name)
+    elif (src / f"{name}.zip").is_file():
+        try:
+            extract_member(src / f"{name}.zip", name, out / name)
+        except ArchiveError as err:
+            raise SourceError(str(err)) from None
+    elif name != competition.METADATA_CSV:
+        raise SourceError(f"{src} has neither {name} nor {name}.zip")

@@ -9,8 +9,6 @@ refuses pickled code.
 from __future__ import annotations
 
 import os
-import pickle
-import zipfile
 from pathlib import Path
 
 import torch
@@ -20,6 +18,7 @@ from pipeline.errors import UserError
 from pipeline.models.factory import create_model
 
 FORMAT = "carvana-pipeline/1"
+REQUIRED = ("model", "state_dict", "preprocess", "class_names")  # what rebuilds the model and its inputs
 
 
 class CheckpointError(UserError):
@@ -36,14 +35,15 @@ def save(path: Path, payload: dict) -> None:
 
 def load_any(path: Path) -> dict:
     """Load a checkpoint file with weights_only=True: ours, or a plain state_dict (e.g. the seed's)."""
+    if Path(path).is_dir():
+        raise CheckpointError(f"{path} is a folder; give the checkpoint file (e.g. {Path(path) / 'best.pt'})")
     if not Path(path).is_file():
         raise CheckpointError(f"{path} does not exist; train a model first (`dvc repro train`) or fix the path")
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as err:
-        raise CheckpointError(
-            f"{path} is not a PyTorch checkpoint or it is damaged ({str(err).splitlines()[0]})"
-        ) from None
+    except Exception as err:  # on a file that is not one, torch.load raises anything from KeyError to IndexError
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise CheckpointError(f"{path} is not a PyTorch checkpoint or it is damaged ({first})") from None
     if not isinstance(data, dict):
         raise CheckpointError(f"{path} holds a {type(data).__name__}, not a checkpoint dict")
     return data
@@ -57,6 +57,9 @@ def load(path: Path) -> dict:
             f"{path} was not written by this pipeline (no format {FORMAT!r}); "
             f"to start training from its weights, use train.init_from"
         )
+    missing = [k for k in REQUIRED if k not in data]
+    if missing:
+        raise CheckpointError(f"{path} lacks {', '.join(missing)}: it is damaged or was edited; train it again")
     return data
 
 

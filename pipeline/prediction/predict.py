@@ -66,7 +66,10 @@ def predict_shards(
     world: int = 1,
     memory_format=torch.contiguous_format,
 ) -> int:
-    """Predict every missing shard assigned to this process (shard k goes to process k % world)."""
+    """Predict every missing shard assigned to this process (shard k goes to process k % world).
+
+    Every image is resized to the model's input, whatever its own size; its size is kept with its probabilities, so
+    that its mask is encoded at that size. Images of another size than the training images are listed once."""
     size, count = manifest["shard_size"], manifest["shards"]
     todo = [k for k in range(count) if k % world == rank and not (out / shards.shard_name(k)).is_file()]
     indices = [i for k in todo for i in range(k * size, min((k + 1) * size, len(names)))]
@@ -81,7 +84,7 @@ def predict_shards(
         worker_init_fn=_lower_priority,
     )
     writer: shards.ShardWriter | None = None
-    done = 0
+    done, odd = 0, []
     bar = tqdm(total=len(indices), desc=f"predict{f' [{rank}]' if world > 1 else ''}", unit="img", smoothing=0.05)
     try:
         for x, index, original, errors in loader:
@@ -93,11 +96,7 @@ def predict_shards(
                     raise ImageError(errors[i])
                 size_j = original[i].tolist()
                 if tuple(size_j) != tuple(pre.original):
-                    raise ImageError(
-                        f"{names[j]} is {size_j[1]}x{size_j[0]} but the model was trained on "
-                        f"{pre.original[1]}x{pre.original[0]} images; every test image "
-                        f"must have the training size: replace the file"
-                    )
+                    odd.append(f"{names[j]} ({size_j[1]}x{size_j[0]})")
                 k = j // size
                 writer = writer or shards.ShardWriter(out, k)
                 writer.add(names[j], probs_u8[i], size_j)
@@ -115,4 +114,15 @@ def predict_shards(
         bar.close()
         if writer is not None:
             writer.discard()
+        _warn_odd_sizes(odd, pre.original)
     return done
+
+
+def _warn_odd_sizes(odd: list[str], training: tuple[int, int]) -> None:
+    if odd:
+        print(
+            f"warning: {len(odd)} test image(s) are not {training[1]}x{training[0]} like the training images; they "
+            f"were resized for the model and their masks are encoded at their own size: "
+            + ", ".join(odd[:5])
+            + (", ..." if len(odd) > 5 else "")
+        )

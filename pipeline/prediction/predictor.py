@@ -50,9 +50,11 @@ def _load_one(path: Path, device: torch.device, memory_format) -> tuple[object, 
 
 
 def load_predictor(
-    paths: list[Path], device: torch.device = torch.device("cpu"), memory_format=torch.contiguous_format
+    paths: list[Path], device: torch.device | None = None, memory_format=torch.contiguous_format
 ) -> Predictor:
-    """Load models (.pt or .onnx) that share preprocessing and classes (e.g. the fold models)."""
+    """Load models (.pt or .onnx) that share preprocessing and classes (e.g. the fold models), on `device` (the
+    CPU when None)."""
+    device = device or torch.device("cpu")
     if not paths:
         raise PredictorError("no model to predict with; train one first (`dvc repro train`)")
     models, hashes, first = [], [], None

@@ -11,6 +11,7 @@ each, in order, and every RLE valid for its image.
 from __future__ import annotations
 
 import csv
+import errno
 import gzip
 import os
 from pathlib import Path
@@ -76,11 +77,11 @@ def write(predictions: Path, sample_names: list[str], out: Path, threshold: floa
     try:
         with open(part, "wb") as f:
             f.write(gzip.compress(HEADER.encode(), mtime=0))
-            results = Parallel(n_jobs=jobs, return_as="generator")(
+            results = Parallel(n_jobs=jobs if len(pieces) > 1 else 1, return_as="generator")(  # no pool for one task
                 delayed(encode_shard)(path, threshold, start, stop) for path, start, stop in pieces
             )
             with tqdm(total=len(sample_names), desc="encode", unit="img") as bar:
-                for (shard, _, _), (names, member) in zip(pieces, results):
+                for (shard, _, _), (names, member) in zip(pieces, results, strict=True):
                     expected = sample_names[position : position + len(names)]
                     if names != expected:
                         raise SubmissionError(
@@ -93,6 +94,14 @@ def write(predictions: Path, sample_names: list[str], out: Path, threshold: floa
         if position != len(sample_names):
             raise SubmissionError(f"{position} rows written but the sample submission lists {len(sample_names)} images")
         rows = check_file(part, sample_names)
+    except OSError as err:
+        part.unlink(missing_ok=True)
+        if err.errno == errno.ENOSPC:
+            raise SubmissionError(
+                f"disk full while writing {out}; the previous file is kept: free some space and run `dvc repro "
+                f"encode` again"
+            ) from None
+        raise
     except BaseException:
         part.unlink(missing_ok=True)
         raise

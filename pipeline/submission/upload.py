@@ -1,7 +1,9 @@
 """Submitting to Kaggle once per file: a description that says what produced it, a receipt, a history.
 
-A file is identified by its SHA-256. It is not uploaded again when the local history or the
-competition's own submission list (whose descriptions carry the hash) already has it, unless forced.
+A file is identified by its SHA-256. It is not uploaded again when the local history or the competition's own
+submission list already has it, unless forced. Every description starts with the hash, so the competition's
+list is a history that survives anything local: a reply lost after an upload, a queued experiment's temporary
+workspace, a fresh clone.
 """
 
 from __future__ import annotations
@@ -25,14 +27,19 @@ def git_commit() -> str:
         return "no-git"
 
 
+DESCRIPTION_LIMIT = 500  # characters of a submission description that Kaggle keeps
+
+
 def description(note: str, sha256: str, key_params: dict) -> str:
-    """'<note> | commit abc1234 | exp name | sha256:0123456789ab | key=value ...' (at most 500 chars)."""
+    """'sha256:0123456789ab | commit abc1234 | exp name | key=value ... | <note>', at most 500 characters.
+
+    The tag that identifies the file comes first and the note last, so that cutting the text to Kaggle's limit
+    cuts the note, never the tag that keeps this file from being uploaded twice.
+    """
     experiment = os.environ.get("DVC_EXP_NAME", "workspace")
     params = " ".join(f"{k}={v}" for k, v in key_params.items())
-    parts = [
-        p for p in (note.strip(), f"commit {git_commit()}", f"exp {experiment}", f"sha256:{sha256[:12]}", params) if p
-    ]
-    return " | ".join(parts)[:500]
+    parts = [f"sha256:{sha256[:12]}", f"commit {git_commit()}", f"exp {experiment}", params, note.strip()]
+    return " | ".join(p for p in parts if p)[:DESCRIPTION_LIMIT]
 
 
 def _history(path: Path) -> list[dict]:
