@@ -12,9 +12,10 @@ import torch
 from torch import nn
 
 from pipeline import params
+from pipeline.competitions import Competition, open_competition
+from pipeline.competitions.archive import ImageArchive
+from pipeline.competitions.carvana import SLUG, demo
 from pipeline.data import datasets
-from pipeline.download import competition, demo
-from pipeline.download.archive import ImageArchive
 from pipeline.models.factory import create_model
 from pipeline.prediction import predict
 from pipeline.prediction.predictor import Predictor, load_predictor
@@ -33,16 +34,16 @@ def demo_competition(test_images: int = 64, root: Path | None = None) -> Path:
         root / "raw",
         root / "truth",
         seed=1,
-        train_cars=2,
-        test_cars=-(-test_images // demo.VIEWS),
+        train=2,
+        test=-(-test_images // demo.VIEWS),
         width=1918,
         height=1280,
     )
     return root / "raw"
 
 
-def open_demo(raw: Path) -> competition.Competition:
-    return competition.open_competition(raw, hq=False)
+def open_demo(raw: Path) -> Competition:
+    return open_competition(raw, SLUG)
 
 
 def machine() -> str:
@@ -94,3 +95,12 @@ def predict_on_cpu(
         autocast=contextlib.nullcontext,
     )
     return manifest
+
+
+def encode_carvana(predictions: Path, names: list[str], out: Path, threshold: float = 0.5, jobs: int = -1) -> dict:
+    """encode.write for a Carvana-layout submission of these test images (the encode stage's work)."""
+    from pipeline.competitions.carvana import Carvana
+    from pipeline.masks.postprocess import Rule
+    from pipeline.submission import encode
+
+    return encode.write(predictions, Carvana, Carvana.format_for(names), [Rule(threshold)], out, jobs)

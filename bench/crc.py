@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.download.archive import check_crcs, crc_chunk
+from pipeline.competitions.archive import check_crcs, crc_chunk
 
 
 def synthetic_zip(path: Path, members: int, size: int) -> None:

@@ -16,7 +16,7 @@ from PIL import Image
 
 from bench.common import best_of, demo_competition, machine, open_demo
 from pipeline.data.datasets import Preprocess
-from pipeline.data.images import decode_image
+from pipeline.images import decode_image
 
 
 def reference(data: bytes, size: tuple[int, int]) -> np.ndarray:
@@ -31,7 +31,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
     comp = open_demo(demo_competition())
-    blobs = [comp.train.read(n) for n in comp.train.names()[: args.images]]
+    blobs = [comp.read_image(n) for n in comp.train_names[: args.images]]
     size = Preprocess.for_data((1280, 1918), args.scale, 3).size
     ours = best_of(lambda: [decode_image(b, "x.jpg", 3, size) for b in blobs], args.repeat) / len(blobs)
     ref = best_of(lambda: [reference(b, size) for b in blobs], args.repeat) / len(blobs)

@@ -2,8 +2,8 @@
 
     python -m bench.encode [--images 1024] [--model models/fold0/best.pt]
 
-Predicts the demo test images once into shards, then times the encode stage's per-shard work on one
-core (`encode.encode_shard`) and the whole `encode.write` on every core.
+Predicts the demo test images once into shards, then times the encode stage's per-piece work on one
+core (`encode.encode_piece`) and the whole `encode.write` on every core.
 """
 
 from __future__ import annotations
@@ -14,7 +14,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import demo_competition, load_model, machine, open_demo, predict_on_cpu
+from bench.common import demo_competition, encode_carvana, load_model, machine, open_demo, predict_on_cpu
+from pipeline.competitions.carvana import Carvana
+from pipeline.masks.postprocess import Rule
 from pipeline.submission import encode
 
 
@@ -30,11 +32,12 @@ def main() -> None:
     predict_on_cpu(model, pre, comp.test, names, work, shard_size=100)
     shards = sorted(work.glob("shard-*.zip"))
     start = time.perf_counter()
-    for shard in shards:
-        encode.encode_shard(shard, 0.5)
+    for k, shard in enumerate(shards):
+        piece = Carvana.format_for(names[k * 100 : (k + 1) * 100])
+        encode.encode_piece(shard, 0, None, k * 100, Carvana, piece, [Rule(0.5)], every=len(names) + 1)
     one_core = len(names) / (time.perf_counter() - start)
     start = time.perf_counter()
-    encode.write(work, names, work / "submission.csv.gz", 0.5, jobs=-1)
+    encode_carvana(work, names, work / "submission.csv.gz")
     every_core = len(names) / (time.perf_counter() - start)
     cores = os.cpu_count()
     print(f"machine: {machine()}, {cores} cores")

@@ -18,8 +18,7 @@ import pandas as pd
 
 from bench.common import machine
 from pipeline import params, training
-from pipeline.data import datasets
-from pipeline.download import competition
+from pipeline.competitions import open_competition
 from pipeline.models.factory import count_parameters, create_model
 
 
@@ -28,11 +27,11 @@ def main() -> None:
     parser.add_argument("--encoders", nargs="+", default=["resnet18", "resnet34"])
     parser.add_argument("--epochs", type=int, default=None, help="default: params.yaml's train.epochs")
     args = parser.parse_args()
-    base = params.load("train")["train"]
+    p_all = params.load("download", "train")
+    base, d = p_all["train"], p_all["download"]
     base = params.replace(base, epochs=args.epochs or base.epochs)
-    comp = competition.open_competition(Path("data/raw"), hq=False)
+    comp = open_competition(Path("data/raw"), d.competition, d.hq)
     table = pd.read_csv("data/split.csv")
-    names = datasets.class_names(Path("data/raw"))
     work = Path(tempfile.mkdtemp(prefix="carvana-bench-encoders-"))
     rows = []
     for encoder in ["none", *args.encoders]:
@@ -40,7 +39,7 @@ def main() -> None:
         p = params.replace(base, model=model)
         size = count_parameters(create_model(p.model.arch, in_channels=3, classes=1, **p.model.kwargs()))
         started = time.perf_counter()
-        result = training.train_fold(p, training.setup(p), comp, table, 0, names, work / encoder, progress=False)
+        result = training.train_fold(p, training.setup(p), comp, table, 0, work / encoder, progress=False)
         seconds = time.perf_counter() - started
         speed = sum(r["images_per_s"] for r in result.history) / len(result.history)
         label = f"seed U-Net (base {p.model.base_channels})" if encoder == "none" else f"U-Net {encoder}"

@@ -38,15 +38,18 @@ import pandas as pd
 import torch
 
 from pipeline import params, runtime, training
+from pipeline.competitions import open_competition
+from pipeline.competitions.archive import ImageArchive, write_member
+from pipeline.competitions.carvana import SLUG, Carvana, demo
 from pipeline.data import datasets, split
-from pipeline.download import competition, demo
-from pipeline.download.archive import ImageArchive
+from pipeline.masks import postprocess
+from pipeline.masks.postprocess import Rule
 from pipeline.models import checkpoint
 from pipeline.models.factory import count_parameters, create_model
 from pipeline.models.losses import SegmentationLoss
 from pipeline.prediction import predict
 from pipeline.prediction.predictor import load_predictor
-from pipeline.submission import encode, postprocess
+from pipeline.submission import encode
 
 ROOT = Path(__file__).resolve().parents[1]
 KAGGLE_TEST_IMAGES = 100_064
@@ -59,8 +62,8 @@ class Sizes:
 
     width: int
     height: int
-    train_cars: int
-    test_cars: int
+    train: int  # demo cars
+    test: int
     epochs: int
     base_channels: int
     depth: int
@@ -80,13 +83,13 @@ class Sizes:
 
 
 FULL = Sizes(
-    width=1918, height=1280, train_cars=6, test_cars=1, epochs=8, base_channels=8, depth=4, dice_floor=0.80,
+    width=1918, height=1280, train=6, test=1, epochs=8, base_channels=8, depth=4, dice_floor=0.80,
     seed_base=64, encoder="resnet34", recipe_scale=1.0, recipe_crop=(1024, 1024), workers=8, throughput_scale=0.5,
     batches=(2, 4, 8, 16, 24, 32, 48, 64, 96, 128), steps=6, predict_images=3000, predict_batch=16, compile_cap_s=240,
     child_cap_s=240,
 )  # fmt: skip
 DRY = Sizes(
-    width=160, height=96, train_cars=3, test_cars=1, epochs=1, base_channels=4, depth=2, dice_floor=0.0, seed_base=8,
+    width=160, height=96, train=3, test=1, epochs=1, base_channels=4, depth=2, dice_floor=0.0, seed_base=8,
     encoder="mobilenet_v2", recipe_scale=1.0, recipe_crop=(64, 64), workers=0, throughput_scale=0.5, batches=(2, 4),
     steps=2, predict_images=24, predict_batch=4, compile_cap_s=0, child_cap_s=120,
 )  # fmt: skip
@@ -158,8 +161,8 @@ def render_demo(work: Path, s: Sizes) -> Path:
             raw,
             work / "truth",
             seed=2017,
-            train_cars=s.train_cars,
-            test_cars=s.test_cars,
+            train=s.train,
+            test=s.test,
             width=s.width,
             height=s.height,
         )
@@ -167,7 +170,7 @@ def render_demo(work: Path, s: Sizes) -> Path:
 
 
 def folds_of(raw: Path) -> pd.DataFrame:
-    comp = competition.open_competition(raw, hq=False)
+    comp = open_competition(raw, SLUG)
     return split.split_competition(comp, folds=3, seed=0, stratify=False, group="car")
 
 
@@ -179,8 +182,7 @@ def kaggle_like_test_zip(raw: Path, path: Path, count: int) -> list[str]:
     names = [f"{i:012x}_{i % 16 + 1:02d}.jpg" for i in range(count)]
     with zipfile.ZipFile(path, "w") as z:
         for i, name in enumerate(names):
-            info = zipfile.ZipInfo(f"test/{name}", date_time=demo.ZIP_TIME)
-            z.writestr(info, pictures[i % len(pictures)])
+            write_member(z, f"test/{name}", pictures[i % len(pictures)])
     return names
 
 
@@ -198,10 +200,8 @@ def train_params(s: Sizes, **changes) -> params.TrainParams:
 
 def train(raw: Path, out: Path, p: params.TrainParams, dtype=None, stop_after=None) -> training.FoldResult:
     rt = training.setup(p, dtype)
-    comp = competition.open_competition(raw, hq=False)
-    return training.train_fold(
-        p, rt, comp, folds_of(raw), 0, datasets.class_names(raw), out, progress=False, stop_after=stop_after
-    )
+    comp = open_competition(raw, SLUG)
+    return training.train_fold(p, rt, comp, folds_of(raw), 0, out, progress=False, stop_after=stop_after)
 
 
 def check_training(report: Report, raw: Path, work: Path, s: Sizes, device: torch.device) -> Path | None:
@@ -273,18 +273,18 @@ def check_prediction(report: Report, raw: Path, model_path: Path | None, device:
     if model_path is None or not model_path.is_file():
         report.check("AMP prediction vs float32", False, "no bf16 model was trained")
         return
-    comp = competition.open_competition(raw, hq=False)
+    comp = open_competition(raw, SLUG)
     predictor = load_predictor([model_path], device)
     names = folds_of(raw).query("fold == 0")["img"].tolist()
     agree = total = 0
     for start in range(0, len(names), 8):
-        batch = [predictor.pre.load(comp.train.read(n), n) for n in names[start : start + 8]]
+        batch = [predictor.pre.load(comp.read_image(n), n) for n in names[start : start + 8]]
         x = torch.stack([b[0] for b in batch]).to(device)
         fp32 = postprocess.to_uint8(predictor(x, True))
         amp = postprocess.to_uint8(predictor(x, True, runtime.autocast(device, torch.bfloat16)))
         for i, (_, original) in enumerate(batch):
-            m32 = postprocess.binary_mask(fp32[i, 0], original, 0.5)
-            m16 = postprocess.binary_mask(amp[i, 0], original, 0.5)
+            m32 = postprocess.full_mask(fp32[i, 0], original, 0.5)
+            m16 = postprocess.full_mask(amp[i, 0], original, 0.5)
             agree += int((m32 == m16).sum())
             total += m32.size
     fraction = agree / total
@@ -504,7 +504,7 @@ def predict_throughput(report: Report, raw: Path, work: Path, s: Sizes, device: 
         predict.predict_shards(predictor, archive, names, out, manifest, memory_format=fmt, **settings)
         predict_s = time.perf_counter() - started
     started = time.perf_counter()
-    written = encode.write(out, names, work / "submission.csv.gz", 0.5, jobs=-1)
+    written = encode.write(out, Carvana, Carvana.format_for(names), [Rule(0.5)], work / "submission.csv.gz", jobs=-1)
     encode_s = time.perf_counter() - started
     n = len(names)
     total = predict_s + encode_s

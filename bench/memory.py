@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import demo_competition, load_model, machine, predict_on_cpu
+from bench.common import demo_competition, encode_carvana, load_model, machine, predict_on_cpu
 
 
 def _tree_rss_kb(root: int) -> int:
@@ -56,14 +56,14 @@ def peak_memory_mb(raw: Path, model: Path, work: Path) -> tuple[float, float]:
 
 
 def child(raw: Path, model_path: Path, work: Path) -> None:
-    from pipeline.download import competition
-    from pipeline.submission import encode
+    from pipeline.competitions import open_competition
+    from pipeline.competitions.carvana import SLUG
 
-    comp = competition.open_competition(raw, hq=False)
-    names = competition.read_csv(raw / "sample_submission.csv", ("img", "rle_mask"))["img"].tolist()
+    comp = open_competition(raw, SLUG)
+    names = comp.test_names
     model, pre = load_model(model_path)
     predict_on_cpu(model, pre, comp.test, names, work / "pred", shard_size=100)
-    encode.write(work / "pred", names, work / "submission.csv.gz", 0.5, jobs=-1)
+    encode_carvana(work / "pred", names, work / "submission.csv.gz")
 
 
 def main() -> None:

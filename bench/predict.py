@@ -25,9 +25,10 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from bench.common import demo_competition, load_model, machine, open_demo, predict_on_cpu
+from bench.common import demo_competition, encode_carvana, load_model, machine, open_demo, predict_on_cpu
 from bench.rle import standard_snippet
-from pipeline.evaluation import metrics
+from pipeline.competitions.carvana import Carvana
+from pipeline.masks.scoring import dice
 from pipeline.submission import encode
 
 
@@ -60,7 +61,7 @@ class Replay(nn.Module):
 def ours(model, pre, comp, names, workdir: Path) -> float:
     start = time.perf_counter()
     predict_on_cpu(model, pre, comp.test, names, workdir / "pred", shard_size=500)
-    encode.write(workdir / "pred", names, workdir / "ours.csv.gz", 0.5, jobs=-1)
+    encode_carvana(workdir / "pred", names, workdir / "ours.csv.gz")
     return time.perf_counter() - start
 
 
@@ -98,7 +99,12 @@ def main() -> None:
     rest_ours = ours(Replay(rec_ours.outputs), pre, comp, names, work / "replay")
     rest_seed = seed_loop(Replay(rec_seed.outputs), pre, comp, names, work)
     ours_rows, seed_rows = encode.read(work / "ours.csv.gz"), encode.read(work / "seed.csv.gz")
-    agree = metrics.submission_dice(ours_rows, seed_rows, (1280, 1918))
+    agree = np.mean(
+        [
+            dice(Carvana.dialect.decode(ours_rows[n], (1280, 1918)), Carvana.dialect.decode(seed_rows[n], (1280, 1918)))
+            for n in names
+        ]
+    )
 
     n = len(names)
     print(f"machine: {machine()}")

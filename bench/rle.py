@@ -15,8 +15,8 @@ import time
 
 import numpy as np
 
-from pipeline import rle
-from pipeline.download import demo, demo_cars, demo_render
+from pipeline.competitions.carvana import demo, demo_cars, demo_render
+from pipeline.masks import rle
 
 
 def standard_snippet(mask: np.ndarray) -> str:

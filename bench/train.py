@@ -24,9 +24,9 @@ from pipeline.models.losses import SegmentationLoss
 
 
 def images_per_second(comp, p: params.TrainParams, steps: int) -> float:
-    names = comp.train.names()
+    names = comp.train_names
     pre = datasets.Preprocess.for_data((1280, 1918), p.scale, 3)
-    dataset = datasets.TrainDataset(comp, names, pre, 1, p.augment, p.seed)
+    dataset = datasets.TrainDataset(comp, names, pre, p.augment, p.seed)
     loader = DataLoader(dataset, batch_size=p.batch_size, shuffle=True, num_workers=p.workers)
     fmt = torch.channels_last if p.channels_last else torch.contiguous_format
     model = create_model(p.model.arch, in_channels=3, classes=1, **p.model.kwargs()).to(memory_format=fmt).train()

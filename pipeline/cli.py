@@ -44,8 +44,8 @@ def _submissions(args: argparse.Namespace) -> None:
 def _train(args: argparse.Namespace) -> None:
     """The train stage's code with the seed's flags laid over params.yaml's train section."""
     from pipeline import params, training
-    from pipeline.data import datasets, split
-    from pipeline.download import competition
+    from pipeline.competitions import open_competition
+    from pipeline.data import split
     from pipeline.errors import UserError
 
     p = params.load("download", "split", "train", path=args.params)
@@ -60,32 +60,31 @@ def _train(args: argparse.Namespace) -> None:
     t = params.replace(p["train"], **{k: v for k, v in flags.items() if v is not None})
     if args.validation is not None and not 0 < args.validation < 100:
         raise UserError(f"--validation must be a percentage in (0, 100), got {args.validation}")
-    comp = competition.open_competition(args.data, p["download"].hq)
-    names = datasets.class_names(args.data)
-    if args.classes is not None and args.classes != datasets.output_channels(names):
+    comp = open_competition(args.data, p["download"].competition, p["download"].hq)
+    names = comp.class_names
+    if args.classes is not None and args.classes != comp.channels:
         raise UserError(
             f"--classes {args.classes} does not match the data in {args.data}: it has {len(names)} classes "
-            f"({', '.join(names)}), which the model predicts with {datasets.output_channels(names)} output "
-            f"channel(s)"
+            f"({', '.join(names)}), which the model predicts with {comp.channels} output channel(s)"
         )
     s = p["split"]
     folds = max(2, round(100 / args.validation)) if args.validation else s.folds
     table = split.split_competition(comp, folds=folds, seed=s.seed, stratify=s.stratify, group=s.group)
     print(
         f"{len(table)} images, {(table['fold'] == 0).sum()} of them held out for validation "
-        f"(1 fold of {folds}, grouped by {s.group})"
+        f"(1 fold of {folds}, grouped by {split.group_label(comp, s.group)})"
     )
     from dvclive import Live
 
     with Live(str(args.out / "dvclive"), dvcyaml=None, save_dvc_exp=False, report=None) as live:
-        result = training.train_fold(t, training.setup(t), comp, table, 0, names, args.out, live)
+        result = training.train_fold(t, training.setup(t), comp, table, 0, args.out, live)
     print(f"best full-size validation Dice {result.best_dice:.5f} (epoch {result.best_epoch}): {args.out / 'best.pt'}")
 
 
 def _check_paths(inputs: list[str], outputs: list[str], saving: bool) -> None:
     """Every input an image file and every output folder writable, before any model work."""
-    from pipeline.data.images import ImageError, image_size
     from pipeline.errors import UserError
+    from pipeline.images import ImageError, image_size
 
     for source in inputs:
         path = Path(source)
@@ -114,14 +113,15 @@ def _predict(args: argparse.Namespace) -> None:
     import numpy as np
     from PIL import Image
 
-    from pipeline import rle, runtime
+    from pipeline import runtime
     from pipeline.data.datasets import Preprocess
-    from pipeline.data.images import image_size
     from pipeline.errors import UserError
     from pipeline.evaluation import overlay
-    from pipeline.prediction import recipe as recipes
+    from pipeline.images import image_size
+    from pipeline.masks import postprocess
+    from pipeline.masks import recipe as recipes
+    from pipeline.masks.postprocess import Rule
     from pipeline.prediction.predictor import load_predictor
-    from pipeline.submission import postprocess
 
     outputs = args.output or [str(Path(i).with_name(Path(i).stem + "_OUT.png")) for i in args.input]
     if len(outputs) != len(args.input):
@@ -132,10 +132,15 @@ def _predict(args: argparse.Namespace) -> None:
     device = runtime.device()
     predictor = load_predictor([Path(args.model)], device)
     recipe = recipes.read(args.recipe, Path(args.model)) or {}
-    threshold = args.mask_threshold if args.mask_threshold is not None else recipe.get("threshold", 0.5)
+    channels = predictor.classes if predictor.labels == "multilabel" else 1
+    if args.mask_threshold is not None:
+        rules = [Rule(args.mask_threshold)] * channels
+    else:
+        rules = recipes.rules(recipe, channels) if recipe else [Rule(0.5)] * channels
     tta = args.tta if args.tta is not None else recipe.get("tta", True)
     chosen_by = "given" if args.mask_threshold is not None else "evaluate" if recipe else "default"
-    print(f"threshold {threshold:.3f} ({chosen_by}), flip TTA {'on' if tta else 'off'}", file=sys.stderr)
+    shown = f"threshold {rules[0].threshold:.3f}" if len(set(rules)) == 1 else "thresholds per class"
+    print(f"{shown} ({chosen_by}), flip TTA {'on' if tta else 'off'}", file=sys.stderr)
     pre = predictor.pre
     scale = args.scale or pre.size[0] / pre.original[0]
     for source, target in zip(args.input, outputs, strict=True):
@@ -145,16 +150,11 @@ def _predict(args: argparse.Namespace) -> None:
         sized = Preprocess.for_data(original, scale, pre.channels)
         x, _ = dataclasses.replace(pre, size=sized.size).load(data, str(path))
         probs = postprocess.to_uint8(predictor(x[None].to(device), tta)[0])
-        if predictor.classes == 1:
-            mask = postprocess.binary_mask(probs[0], original, threshold)
-            picture = Image.fromarray(mask.astype(np.uint8) * 255)
-        else:
-            mask = postprocess.class_maps(probs, original)
-            picture = Image.fromarray(mask)
+        mask, lines = _masks_of(predictor.labels, probs, original, rules, path.name)
         if args.rle:
-            print(f"{path.name},{rle.encode(mask > 0)}")
+            print("\n".join(lines))
         if not args.no_save:
-            picture.save(target)
+            Image.fromarray(mask * 255 if predictor.classes == 1 else mask).save(target)
             if predictor.classes > 1:
                 overlay.colorize(mask).save(Path(target).with_name(Path(target).stem + "_colors.png"))
             print(f"{path} -> {target}", file=sys.stderr)
@@ -165,8 +165,30 @@ def _predict(args: argparse.Namespace) -> None:
             print(f"{path} -> {viz}", file=sys.stderr)
 
 
+def _masks_of(labels: str, probs, size, rules, name: str):
+    """(uint8 mask: 0/1, class indices or bit masks of the classes; its run-length lines) of one prediction:
+    row-major `name,runs` for one mask, `name_<class>,runs` column-major (Severstal's order) per class."""
+    import numpy as np
+
+    from pipeline.masks import postprocess
+    from pipeline.masks.rle import DIALECTS
+
+    if labels == "multilabel":
+        masks = [rule.apply(probs[c], size) for c, rule in enumerate(rules)]
+        bits = np.zeros(size, np.uint8)
+        for c, m in enumerate(masks):
+            bits |= m.astype(np.uint8) << c
+        return bits, [f"{name}_{c + 1},{DIALECTS['severstal'].encode(m)}" for c, m in enumerate(masks)]
+    if labels == "multiclass":
+        mask = postprocess.class_maps(probs, size)
+    else:
+        mask = rules[0].apply(probs[0], size).astype(np.uint8)
+    return mask, [f"{name},{DIALECTS['carvana'].encode(mask > 0)}"]
+
+
 def _export(args: argparse.Namespace) -> None:
-    from pipeline.prediction.onnx_export import OnnxModel, export
+    from pipeline.prediction.onnx_export import export
+    from pipeline.prediction.onnx_runtime import OnnxModel
 
     out = export(Path(args.model), Path(args.output), args.opset)
     OnnxModel(out)  # loads, and checks what it wrote
@@ -174,23 +196,22 @@ def _export(args: argparse.Namespace) -> None:
 
 
 def _masks(args: argparse.Namespace) -> None:
-    """Index masks (and colour pictures) of every prediction, from the predict stage's shards."""
+    """Index masks (bit masks for classes that may overlap) and colour pictures of every prediction, from the
+    predict stage's shards."""
     from PIL import Image
 
     from pipeline.evaluation import overlay
+    from pipeline.masks.postprocess import Rule
     from pipeline.prediction import shards
-    from pipeline.submission import postprocess
 
     manifest = shards.check_complete(args.predictions)
     args.output.mkdir(parents=True, exist_ok=True)
+    rules = [Rule(args.threshold)] * manifest["classes"]
     count = 0
     for k in range(manifest["shards"]):
         for name, size, probs in shards.read_shard(args.predictions / shards.shard_name(k)):
             stem = name.rsplit(".", 1)[0]
-            if manifest["classes"] == 1:
-                mask = postprocess.binary_mask(probs[0], size, args.threshold).astype("uint8")
-            else:
-                mask = postprocess.class_maps(probs, size)
+            mask, _ = _masks_of(manifest["labels"], probs, size, rules, name)
             Image.fromarray(mask).save(args.output / f"{stem}.png")
             overlay.colorize(mask).save(args.output / f"{stem}_colors.png")
             count += 1
@@ -265,7 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
     m = sub.add_parser("masks", help="write index masks and colour pictures of the predict stage's output")
     m.add_argument("--predictions", "-p", type=Path, default=Path("data/predictions"))
     m.add_argument("--output", "-o", type=Path, default=Path("submissions/masks"))
-    m.add_argument("--threshold", "-t", type=float, default=0.5, help="binary models only (default %(default)s)")
+    m.add_argument("--threshold", "-t", type=float, default=0.5, help="sigmoid models only (default %(default)s)")
     m.set_defaults(func=_masks)
 
     s = sub.add_parser("submissions", help="list your Kaggle submissions and their scores")

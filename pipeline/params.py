@@ -41,12 +41,22 @@ Channel = Annotated[int, Field(ge=0, le=255)]  # one 8-bit colour value
 
 
 class DemoParams(_Section):
+    """The built-in miniature of download.competition: `train` and `test` groups of 16 images (Carvana: a car's
+    views), at the competition's own size unless width and height say otherwise."""
+
     seed: int
-    train_cars: int = Field(ge=2)
-    test_cars: int = Field(ge=1)
-    width: int = Field(ge=64, le=8192)
-    height: int = Field(ge=64, le=8192)
+    train: int = Field(ge=2, le=10_000)
+    test: int = Field(ge=1, le=10_000)
+    width: int = Field(ge=0, le=8192)  # 0: the competition's own
+    height: int = Field(ge=0, le=8192)
     multiclass: bool
+
+    @model_validator(mode="after")
+    def _a_size(self):
+        for key, value in (("width", self.width), ("height", self.height)):
+            _require(value == 0 or value >= 64, key, f"must be 0 (the competition's own size) or >= 64, got {value}")
+        _require((self.width == 0) == (self.height == 0), "width/height", "must both be 0 or both be set")
+        return self
 
 
 class LocalParams(_Section):
@@ -88,7 +98,7 @@ class SplitParams(_Section):
     fold: Union[int, Literal["all"]]
     seed: int
     stratify: bool
-    group: Literal["car", "image"]
+    group: Literal["auto", "car", "image"]  # auto: the competition's (Carvana: car; Severstal and others: image)
 
     @model_validator(mode="after")
     def _fold_exists(self):

@@ -25,11 +25,10 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from pipeline import params as P
 from pipeline import provenance, runtime
-from pipeline.data.datasets import Preprocess, TrainDataset, ValidationDataset, collate_validation, output_channels
-from pipeline.data.images import channels_of, decode_image
-from pipeline.download.competition import Competition
+from pipeline.competitions import Competition
+from pipeline.data.datasets import Preprocess, TrainDataset, ValidationDataset, collate_validation
 from pipeline.errors import UserError
-from pipeline.evaluation.metrics import Scoreboard
+from pipeline.images import channels_of, decode_image
 from pipeline.models import checkpoint, encoders
 from pipeline.models.factory import create_model
 from pipeline.models.losses import SegmentationLoss
@@ -130,11 +129,12 @@ def train_one_epoch(
 
 
 @torch.inference_mode()
-def validate(model, loader, loss_fn, rt: Runtime, classes: int, names: list[str]) -> tuple[dict, Scoreboard]:
-    """Loss at the model size and Dice at full resolution (threshold 0.5) on the validation fold; with
-    several classes also the mean Dice of the classes but background, which then picks the best epoch."""
+def validate(model, loader, loss_fn, rt: Runtime, comp: Competition, names: list[str]) -> tuple[dict, object]:
+    """Loss at the model size and the competition's metric at full resolution (threshold 0.5) on the validation
+    fold; with several softmax classes also the mean Dice of the classes but background, which then picks the best
+    epoch."""
     model.eval()
-    board = Scoreboard(classes)
+    board = comp.scoreboard()
     total, seen = 0.0, 0
     for x, small, full, index in loader:
         x = x.to(rt.device, non_blocking=True, memory_format=rt.memory_format)
@@ -142,11 +142,11 @@ def validate(model, loader, loss_fn, rt: Runtime, classes: int, names: list[str]
             logits = model(x)
         total += loss_fn(logits, small.to(rt.device)).item() * len(x)
         seen += len(x)
-        probs = to_probs(logits).cpu()
+        probs = to_probs(logits, comp.labels).cpu()
         for i, j in enumerate(index.tolist()):
             board.add(names[j], probs[i], full[i].numpy())
     scores = {"val_loss": total / max(seen, 1), "val_dice": board.dice(0.5)}
-    if classes > 1:
+    if comp.labels == "multiclass":
         scores["val_class_dice"] = board.selection_score()
     return scores, board
 
@@ -164,7 +164,6 @@ class FoldData:
     """One fold's images as the model sees them."""
 
     pre: Preprocess
-    classes: int
     train_set: TrainDataset
     val_names: list[str]
     loader: DataLoader
@@ -173,7 +172,7 @@ class FoldData:
     shuffle: torch.Generator  # reseeded every epoch, so a resumed run shuffles as an uninterrupted one
 
 
-def fold_data(p: P.TrainParams, rt: Runtime, comp: Competition, table: pd.DataFrame, fold: int, classes: int):
+def fold_data(p: P.TrainParams, rt: Runtime, comp: Competition, table: pd.DataFrame, fold: int) -> FoldData:
     """Datasets and loaders of the model that holds out `fold`; the preprocessing is fixed by the first image."""
     val_names = table.loc[table["fold"] == fold, "img"].tolist()
     train_names = table.loc[table["fold"] != fold, "img"].tolist()
@@ -183,8 +182,8 @@ def fold_data(p: P.TrainParams, rt: Runtime, comp: Competition, table: pd.DataFr
             f"check split.folds and split.fold against data/split.csv"
         )
     first = train_names[0]
-    channels = channels_of(comp.train.read(first), first)
-    _, original = decode_image(comp.train.read(first), first, channels, (8, 8))
+    channels = channels_of(comp.read_image(first), first)
+    _, original = decode_image(comp.read_image(first), first, channels, (8, 8))
     stats = encoders.preprocessing(p.model.encoder, p.model.encoder_weights) if p.model.has_encoder else None
     pre = Preprocess.for_data(original, p.scale, channels, stats)
     crop = p.crop_size
@@ -193,8 +192,8 @@ def fold_data(p: P.TrainParams, rt: Runtime, comp: Competition, table: pd.DataFr
             f"train.crop {list(crop)} is larger than the images at train.scale {p.scale} ({pre.size[0]}x"
             f"{pre.size[1]}, height x width); lower train.crop or raise train.scale"
         )
-    train_set = TrainDataset(comp, train_names, pre, classes, p.augment, p.seed, crop)
-    val_set = ValidationDataset(comp, val_names, pre, classes)
+    train_set = TrainDataset(comp, train_names, pre, p.augment, p.seed, crop)
+    val_set = ValidationDataset(comp, val_names, pre)
     shuffle = torch.Generator()
     sampler = DistributedSampler(train_set, rt.world, rt.rank, shuffle=True, seed=p.seed) if rt.world > 1 else None
     pin = rt.device.type == "cuda"
@@ -210,13 +209,13 @@ def fold_data(p: P.TrainParams, rt: Runtime, comp: Competition, table: pd.DataFr
     val_loader = DataLoader(
         val_set, batch_size=p.batch_size, num_workers=p.workers, pin_memory=pin, collate_fn=collate_validation
     )
-    return FoldData(pre, classes, train_set, val_names, loader, val_loader, sampler, shuffle)
+    return FoldData(pre, train_set, val_names, loader, val_loader, sampler, shuffle)
 
 
-def build_model(p: P.TrainParams, rt: Runtime, data: FoldData, fold: int) -> tuple[torch.nn.Module, dict]:
+def build_model(p: P.TrainParams, rt: Runtime, data: FoldData, fold: int, outputs: int) -> tuple[torch.nn.Module, dict]:
     """(model on the device, its constructor config): seeded init, then encoder weights, then train.init_from."""
     torch.manual_seed(p.seed)
-    config = checkpoint.model_config(p.model.arch, data.pre.channels, data.classes, p.model.kwargs())
+    config = checkpoint.model_config(p.model.arch, data.pre.channels, outputs, p.model.kwargs())
     model = create_model(**config)
     if p.model.has_encoder:
         skipped = encoders.load_weights(model, p.model.encoder, p.model.encoder_weights, data.pre.channels)
@@ -242,16 +241,14 @@ def optimiser(p: P.TrainParams, model: torch.nn.Module, steps_per_epoch: int):
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
 
 
-def run_fingerprint(
-    p: P.TrainParams, rt: Runtime, comp: Competition, table: pd.DataFrame, fold: int, class_names: list[str], pre
-) -> str:
+def run_fingerprint(p: P.TrainParams, rt: Runtime, comp: Competition, table: pd.DataFrame, fold: int, pre) -> str:
     """What a last.pt must have been made from to be resumed: the same params, data, split and code."""
     names = table["img"].tolist()
     return provenance.fingerprint(
         {
             "train": {k: v for k, v in P.as_dict(p).items() if k != "workers"},
             "fold": fold,
-            "classes": class_names,
+            "classes": comp.class_names if comp.labels != "multilabel" else [comp.labels, *comp.class_names],
             "preprocess": pre.to_dict(),
             "world": rt.world,
             "code": provenance.code_version(Path(__file__)),  # this module and everything it imports
@@ -300,7 +297,6 @@ def train_fold(
     comp: Competition,
     table: pd.DataFrame,
     fold: int,
-    class_names: list[str],
     out_dir: Path,
     live=None,
     progress: bool = True,
@@ -310,13 +306,13 @@ def train_fold(
 
     `stop_after` ends the run after that many epochs as an interruption would (the GPU check's resume test).
     """
-    data = fold_data(p, rt, comp, table, fold, output_channels(class_names))
-    model, config = build_model(p, rt, data, fold)
+    data = fold_data(p, rt, comp, table, fold)
+    model, config = build_model(p, rt, data, fold, comp.channels)
     optimizer, scheduler = optimiser(p, model, len(data.loader))
-    loss_fn = SegmentationLoss(data.classes, p.bce_weight, p.dice_weight)
-    run_id = run_fingerprint(p, rt, comp, table, fold, class_names, data.pre)
-    meta = {"model": config, "preprocess": data.pre.to_dict(), "class_names": class_names, "fold": fold}
-    meta.update(fingerprint=run_id, params=P.as_dict(p))  # the values it was trained with, whatever dvc.lock says
+    loss_fn = SegmentationLoss(comp.channels, p.bce_weight, p.dice_weight, multilabel=comp.labels == "multilabel")
+    run_id = run_fingerprint(p, rt, comp, table, fold, data.pre)
+    meta = {"model": config, "preprocess": data.pre.to_dict(), "class_names": comp.class_names, "fold": fold}
+    meta.update(labels=comp.labels, fingerprint=run_id, params=P.as_dict(p))  # params: what it was trained with
 
     # ---- resume: only a last.pt of the same params, data, split and code
     last = out_dir / "last.pt"
@@ -352,7 +348,7 @@ def train_fold(
             "seconds": seconds,
         }
         if rt.main:
-            scores, _ = validate(model, data.val_loader, loss_fn, rt, data.classes, data.val_names)
+            scores, _ = validate(model, data.val_loader, loss_fn, rt, comp, data.val_names)
             record.update(scores)
             history.append(record)
             score = record.get("val_class_dice", record["val_dice"])

@@ -1,16 +1,19 @@
 """Run-length encode the predictions into the submission: `dvc repro encode`.
 
-Up-samples each probability map to the original size, thresholds it (by default at the threshold
-evaluate found best on the validation images), encodes it in Carvana's order on every core, and
-writes submissions/submission.csv.gz, checked against sample_submission.csv.
+Up-samples each probability map to its image's size, applies the rules evaluate chose on the validation images
+(a threshold; where the competition rewards it, a minimum object area per class), encodes the masks in the
+competition's dialect on every core, and writes submissions/submission.csv.gz in the sample submission's rows and
+order, checked before it replaces the previous file.
 """
 
 from pathlib import Path
 
 from pipeline import params
-from pipeline.download import competition
+from pipeline.competitions import competition_class
 from pipeline.errors import UserError, run_stage
-from pipeline.prediction import recipe
+from pipeline.masks import recipe
+from pipeline.masks.postprocess import Rule
+from pipeline.prediction import shards
 from pipeline.provenance import file_hash
 from pipeline.submission import encode
 
@@ -19,20 +22,25 @@ OUT = Path("submissions/submission.csv.gz")
 
 
 def main() -> None:
-    used = params.load("encode")
-    e = used["encode"]
+    used = params.load("download", "encode")
+    e, comp = used["encode"], competition_class(used["download"].competition)
     chosen = recipe.read(RECIPE)
     if e.threshold == "best" and chosen is None:
         raise UserError(f"{RECIPE} is missing; run `dvc repro evaluate`, or set encode.threshold to a number")
-    threshold = e.threshold if e.threshold != "best" else chosen["threshold"]
-    names = competition.read_csv(RAW / competition.SAMPLE_SUBMISSION_CSV, ("img", "rle_mask"))["img"].tolist()
-    stats = encode.write(PREDICTIONS, names, OUT, threshold, e.jobs)
+    channels = shards.check_manifest(PREDICTIONS)["classes"]
+    rules = recipe.rules(chosen, channels) if e.threshold == "best" else [Rule(e.threshold)] * channels
+    stats = encode.write(PREDICTIONS, comp, comp.submission_format(RAW), rules, OUT, e.jobs)
     params.check_unchanged(used)
     sha = file_hash(OUT)[:12]
     print(
-        f"{OUT}: {stats['rows']} rows, {stats['bytes'] / 1e6:.1f} MB, threshold {threshold:.3f}, sha256 {sha} "
+        f"{OUT}: {stats['rows']} rows, {stats['bytes'] / 1e6:.1f} MB, threshold {_described(rules)}, sha256 {sha} "
         f"(to upload this file: dvc exp run -S submit.sha256={sha} submit)"
     )
+
+
+def _described(rules: list[Rule]) -> str:
+    text = [f"{r.threshold:.3f}" + (f" min area {r.min_area}" if r.min_area else "") for r in rules]
+    return text[0] if len(set(text)) == 1 else "per class " + ", ".join(text)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from pipeline import params, runtime
-from pipeline.download import competition
+from pipeline.competitions import open_competition
 from pipeline.errors import run_stage
 from pipeline.prediction import onnx_export, predict, shards
 from pipeline.prediction.predictor import load_predictor
@@ -34,8 +34,8 @@ def main() -> None:
     # not on CPU: there it made the demo model 1.5x faster but its oneDNN buffers broke bench.memory's flat-memory bar
     memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
 
-    comp = competition.open_competition(RAW, p["download"].hq)
-    names = competition.read_csv(RAW / competition.SAMPLE_SUBMISSION_CSV, ("img", "rle_mask"))["img"].tolist()
+    comp = open_competition(RAW, p["download"].competition, p["download"].hq)
+    names = comp.test_names
     models = [MODELS / f"fold{k}" / "best.pt" for k in p["split"].validation_folds()]
     if pr.backend == "onnxruntime":
         exported = [WORK / "onnx" / f"{m.parent.name}.onnx" for m in models]

@@ -1,10 +1,10 @@
-"""Assign train images to folds grouped by car: `dvc repro split` -> data/split.csv."""
+"""Assign train images to folds, grouped as the competition groups them: `dvc repro split` -> data/split.csv."""
 
 from pathlib import Path
 
 from pipeline import params
+from pipeline.competitions import open_competition
 from pipeline.data import split
-from pipeline.download import competition
 from pipeline.errors import run_stage
 
 RAW = Path("data/raw")
@@ -13,13 +13,14 @@ OUT = Path("data/split.csv")
 
 def main() -> None:
     p = params.load("download", "split")
-    s, hq = p["split"], p["download"].hq
-    comp = competition.open_competition(RAW, hq)
+    s, d = p["split"], p["download"]
+    comp = open_competition(RAW, d.competition, d.hq)
     table = split.split_competition(comp, folds=s.folds, seed=s.seed, stratify=s.stratify, group=s.group)
     params.check_unchanged(p)
     table.to_csv(OUT, index=False, float_format="%.6f")
-    sizes = table.groupby("fold")["car"].nunique().tolist()
-    print(f"{OUT}: {len(table)} images of {table['car'].nunique()} {s.group}s in {s.folds} folds ({sizes} each)")
+    sizes = table.groupby("fold")["group"].nunique().tolist()
+    label = split.group_label(comp, s.group)
+    print(f"{OUT}: {len(table)} images of {table['group'].nunique()} {label}s in {s.folds} folds ({sizes} each)")
 
 
 if __name__ == "__main__":

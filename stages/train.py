@@ -13,10 +13,10 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline import params, runtime, training
-from pipeline.data import datasets
-from pipeline.download import competition
+from pipeline.competitions import open_competition
 from pipeline.errors import run_stage
 from pipeline.evaluation import evaluate
+from pipeline.masks.postprocess import Rule
 
 RAW, SPLIT, MODELS, LIVE = Path("data/raw"), Path("data/split.csv"), Path("models"), Path("dvclive/train")
 STATE = Path("checkpoints/train")  # last.pt and best.pt while training: DVC never restores or deletes it
@@ -29,13 +29,12 @@ def main() -> None:
     if status is not None:
         raise SystemExit(status)
     rt = training.setup(t)
-    comp = competition.open_competition(RAW, p["download"].hq)
+    comp = open_competition(RAW, p["download"].competition, p["download"].hq)
     table = pd.read_csv(SPLIT)
-    names = datasets.class_names(RAW)
     from dvclive import Live
 
     live = Live(str(LIVE), dvcyaml=None, save_dvc_exp=False, report=None) if rt.main else None
-    results = [training.train_fold(t, rt, comp, table, k, names, STATE / f"fold{k}", live) for k in folds]
+    results = [training.train_fold(t, rt, comp, table, k, STATE / f"fold{k}", live) for k in folds]
     if live is not None:
         params.check_unchanged(p)
         for k in folds:  # the out: each fold's best model, once its training is complete
@@ -48,7 +47,8 @@ def main() -> None:
                 "best_epoch": r.best_epoch,
             }
             val = table.loc[table["fold"] == r.fold, "img"].tolist()[:3]
-            for name, picture in evaluate.pictures(MODELS / f"fold{r.fold}" / "best.pt", comp, val, 0.5, rt.device):
+            rules = [Rule(0.5)] * comp.channels
+            for name, picture in evaluate.pictures(MODELS / f"fold{r.fold}" / "best.pt", comp, val, rules, rt.device):
                 live.log_image(f"fold{r.fold}/{name.rsplit('.', 1)[0]}.jpg", picture)
         live.summary["best_val_dice"] = sum(r.best_dice for r in results) / len(results)
         live.make_summary()

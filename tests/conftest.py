@@ -63,10 +63,10 @@ def no_internet(monkeypatch):
 @pytest.fixture(scope="session")
 def tiny_demo(tmp_path_factory) -> Path:
     """A small demo competition (3 train cars, 1 test car, 160x96 pixels) in Kaggle's layout."""
-    from pipeline.download import demo
+    from pipeline.competitions.carvana import demo
 
     root = tmp_path_factory.mktemp("tiny-demo")
-    demo.generate(root / "raw", root / "truth", seed=7, train_cars=3, test_cars=1, width=160, height=96, jobs=1)
+    demo.generate(root / "raw", root / "truth", seed=7, train=3, test=1, width=160, height=96, jobs=1)
     return root / "raw"
 
 
@@ -131,7 +131,7 @@ def make_project(dest: Path, params_edit=None) -> Path:
 
 def tiny_pipeline(data: dict, epochs: int = 1, worst: int = 1) -> None:
     """Params for a whole pipeline in seconds: 4 train cars and 1 test car at 160x96, a tiny U-Net."""
-    data["download"]["demo"].update(train_cars=4, test_cars=1, width=160, height=96)
+    data["download"]["demo"].update(train=4, test=1, width=160, height=96)
     data["split"]["folds"] = 2
     data["train"]["model"].update(base_channels=4, depth=2)
     data["train"].update(epochs=epochs, scale=0.5, workers=0, warmup_epochs=0)
@@ -159,20 +159,35 @@ def copy_project(src: Path, dest: Path) -> Path:
 
 def small_demo(data: dict) -> None:
     """Params for a demo small enough for fast tests (6 train cars, 2 test cars, 320x214)."""
-    data["download"]["demo"].update(train_cars=6, test_cars=2, width=320, height=214)
+    data["download"]["demo"].update(train=6, test=2, width=320, height=214)
     data["split"]["folds"] = 3
 
 
 @pytest.fixture(scope="session")
 def tiny_multiclass(tmp_path_factory) -> Path:
     """The multi-class variant of `tiny_demo` (masks: background, body, windows, wheels, lights)."""
-    from pipeline.download import demo
+    from pipeline.competitions.carvana import demo
 
     root = tmp_path_factory.mktemp("tiny-multiclass")
-    demo.generate(
-        root / "raw", root / "truth", seed=7, train_cars=3, test_cars=1, width=160, height=96, multiclass=True, jobs=1
-    )
+    demo.generate(root / "raw", root / "truth", seed=7, train=3, test=1, width=160, height=96, multiclass=True, jobs=1)
     return root / "raw"
+
+
+def open_carvana(raw: Path):
+    """A demo folder in Carvana's layout, opened as the pipeline's stages open it."""
+    from pipeline.competitions import open_competition
+    from pipeline.competitions.carvana import SLUG
+
+    return open_competition(raw, SLUG)
+
+
+def encode_carvana(predictions: Path, names: list[str], out: Path, threshold: float = 0.5, jobs: int = 1) -> dict:
+    """The encode stage's file for Carvana-layout test images at one threshold."""
+    from pipeline.competitions.carvana import Carvana
+    from pipeline.masks.postprocess import Rule
+    from pipeline.submission import encode
+
+    return encode.write(predictions, Carvana, Carvana.format_for(names), [Rule(threshold)], out, jobs)
 
 
 def tiny_train_params(**changes):
@@ -189,22 +204,16 @@ def tiny_train_params(**changes):
 def tiny_folds(raw: Path):
     """The folds `tiny_model` was trained on: 3, by car, unstratified."""
     from pipeline.data import split
-    from pipeline.download import competition
 
-    comp = competition.open_competition(raw, hq=False)
-    return split.split_competition(comp, folds=3, seed=0, stratify=False, group="car")
+    return split.split_competition(open_carvana(raw), folds=3, seed=0, stratify=False, group="car")
 
 
 def train_tiny(raw: Path, out: Path, **changes):
     """Train fold 0 of `tiny_folds` with `tiny_train_params(**changes)` into `out`; returns the FoldResult."""
     from pipeline import training
-    from pipeline.data import datasets
-    from pipeline.download import competition
 
     p = tiny_train_params(**changes)
-    comp = competition.open_competition(raw, hq=False)
-    table = tiny_folds(raw)
-    return training.train_fold(p, training.setup(p), comp, table, 0, datasets.class_names(raw), out, progress=False)
+    return training.train_fold(p, training.setup(p), open_carvana(raw), tiny_folds(raw), 0, out, progress=False)
 
 
 @pytest.fixture(scope="session")
@@ -238,7 +247,7 @@ def carvana(*args, cwd=None, check=True) -> subprocess.CompletedProcess:
 
 def write_test_images(raw: Path, folder: Path, count: int = 2) -> list[Path]:
     """The first `count` test images of a competition, written as files into `folder`."""
-    from pipeline.download.archive import ImageArchive
+    from pipeline.competitions.archive import ImageArchive
 
     test = ImageArchive(raw / "test.zip")
     paths = []
@@ -255,16 +264,14 @@ def tiny_submission(tiny_demo, tiny_model, tmp_path_factory) -> Path:
 
     import torch
 
-    from pipeline.download import competition
-    from pipeline.download.archive import ImageArchive
     from pipeline.prediction import predict
     from pipeline.prediction.predictor import load_predictor
-    from pipeline.submission import encode
 
     out = tmp_path_factory.mktemp("tiny-submission")
-    names = competition.read_csv(tiny_demo / "sample_submission.csv", ("img", "rle_mask"))["img"].tolist()
+    comp = open_carvana(tiny_demo)
+    names = comp.test_names
     predictor = load_predictor([tiny_model], torch.device("cpu"))
-    archive = ImageArchive(tiny_demo / "test.zip")
+    archive = comp.test
     manifest = predict.prepare(out / "pred", names, 8, predictor, {}, archive)
     predict.predict_shards(
         predictor,
@@ -278,12 +285,15 @@ def tiny_submission(tiny_demo, tiny_model, tmp_path_factory) -> Path:
         device=torch.device("cpu"),
         autocast=nullcontext,
     )
-    encode.write(out / "pred", names, out / "submission.csv.gz", 0.5, jobs=1)
+    encode_carvana(out / "pred", names, out / "submission.csv.gz", 0.5, jobs=1)
     return out / "submission.csv.gz"
 
 
-def write_shards(out: Path, fingerprint="a", images=5, shard_size=2, seed=0, size=(6, 8), original=(12, 16)):
-    """Shards of random uint8 probabilities for `images` images named car_NN.jpg; (manifest, what was written)."""
+def write_shards(
+    out: Path, fingerprint="a", images=5, shard_size=2, seed=0, size=(6, 8), original=(12, 16), names=None
+):
+    """Shards of random uint8 probabilities for `images` images (named car_NN.jpg unless `names`); (manifest,
+    what was written)."""
     import numpy as np
 
     from pipeline.prediction import shards
@@ -295,7 +305,8 @@ def write_shards(out: Path, fingerprint="a", images=5, shard_size=2, seed=0, siz
         writer = shards.ShardWriter(out, k)
         for i in range(k * shard_size, min((k + 1) * shard_size, images)):
             probs = rng.integers(0, 256, (1, *size), dtype=np.uint8)
-            writer.add(f"car_{i:02d}.jpg", probs, list(original))
-            written.append((f"car_{i:02d}.jpg", tuple(original), probs))
+            name = names[i] if names else f"car_{i:02d}.jpg"
+            writer.add(name, probs, list(original))
+            written.append((name, tuple(original), probs))
         writer.close()
     return manifest, written

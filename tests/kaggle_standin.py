@@ -3,9 +3,10 @@
 The unmodified `kaggle` client reaches it with KAGGLE_API_ENVIRONMENT=LOCALHOST and
 HTTP_PROXY=http://127.0.0.1:PORT: every call then arrives here in proxy form
 (`POST http://localhost/api/v1/competitions.CompetitionApiService/ListDataFiles`). It serves a
-competition folder's files under Kaggle's names (train.zip, train_masks.csv.zip, ...), supports
-byte ranges for resumed downloads, answers 401/403/404 like Kaggle, accepts submissions and scores
-them with Carvana's mean Dice against a truth CSV.
+competition folder's files under Kaggle's names (train.zip, train_masks.csv.zip, ...; or, for a
+competition served as one zip such as Severstal, its members one by one and the zip for "download all"),
+supports byte ranges for resumed downloads, answers 401/403/404 like Kaggle, accepts submissions and
+scores them with the competition's own metric against its truth file.
 
     python -m tests.kaggle_standin --data data/raw --truth data/demo-truth/test_masks.csv --port 8765
 """
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import gzip
 import io
 import json
 import threading
@@ -26,7 +26,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import pandas as pd
+from PIL import Image
 
 API = "/api/v1/competitions.CompetitionApiService/"
 LAST_MODIFIED = formatdate(1500000000, usegmt=True)  # July 2017, when Carvana's data went up
@@ -46,16 +46,22 @@ def kaggle_files(folder: Path, hq: bool = False) -> dict[str, bytes | Path]:
     return files
 
 
-def score(submission: bytes, truth: pd.DataFrame, shape: tuple[int, int]) -> float:
-    """Carvana's score of an uploaded file (gzip or plain CSV): mean per-image Dice."""
-    from pipeline.evaluation.metrics import submission_dice
+def bundle_files(bundle: Path) -> dict[str, bytes]:
+    """The files of a whole-competition zip as Kaggle lists them one by one (Severstal: train_images/..., CSVs)."""
+    with zipfile.ZipFile(bundle) as z:
+        return {info.filename: z.read(info) for info in z.infolist() if not info.is_dir()}
 
-    text = gzip.decompress(submission) if submission[:2] == b"\x1f\x8b" else submission
-    sub = pd.read_csv(io.BytesIO(text), dtype=str, keep_default_na=False)
-    if list(sub.columns) != ["img", "rle_mask"] or set(sub["img"]) != set(truth["img"]):
-        raise ValueError("Submission must have columns img,rle_mask and one row per test image")
-    rows = dict(zip(sub["img"], sub["rle_mask"], strict=True))
-    return submission_dice(rows, dict(zip(truth["img"], truth["rle_mask"], strict=True)), shape)
+
+def score(slug: str, submission: bytes, truth: Path, shape: tuple[int, int]) -> float:
+    """The competition's own score of an uploaded file (gzip or plain CSV) against its truth file."""
+    import tempfile
+
+    from pipeline.competitions import competition_class
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "submission.csv.gz"
+        path.write_bytes(submission)
+        return competition_class(slug).score(path, truth, shape)
 
 
 @dataclass
@@ -65,7 +71,8 @@ class StandIn:
     competitions: dict[str, dict[str, bytes | Path]]
     users: dict[str, str] = field(default_factory=lambda: {"tester": "secret-key"})
     rules_not_accepted: set[str] = field(default_factory=set)
-    truth: dict[str, tuple[pd.DataFrame, tuple[int, int]]] = field(default_factory=dict)
+    truth: dict[str, tuple[Path, tuple[int, int]]] = field(default_factory=dict)  # slug -> (truth file, image size)
+    bundles: dict[str, Path] = field(default_factory=dict)  # slug -> the zip of all its files ("download all")
     cut_after: dict[str, int] = field(default_factory=dict)  # file -> bytes sent before dropping the line
     cuts_left: dict[str, int] = field(default_factory=dict)  # file -> how many more downloads to cut
     server_errors: list[int] = field(default_factory=list)  # statuses (500, 503) to answer the next API calls with
@@ -177,6 +184,14 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", "0")
         self.end_headers()
 
+    def _api_DownloadDataFiles(self, comp: str, body: dict) -> None:
+        if comp not in self.state.bundles:
+            return self._error(404, f"Competition {comp} has no bundle")
+        self.send_response(302)
+        self.send_header("Location", f"http://localhost/files/{comp}/{comp}.zip")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
     def _api_StartSubmissionUpload(self, comp: str, body: dict) -> None:
         token = f"blob-{len(self.state.uploads) + 1}"
         self.state.uploads[token] = b""
@@ -206,8 +221,8 @@ class _Handler(BaseHTTPRequestHandler):
         }
         try:
             if comp in self.state.truth:
-                table, shape = self.state.truth[comp]
-                sub["publicScore"] = sub["privateScore"] = f"{score(data, table, shape):.5f}"
+                path, shape = self.state.truth[comp]
+                sub["publicScore"] = sub["privateScore"] = f"{score(comp, data, path, shape):.5f}"
         except Exception as err:  # Kaggle reports a bad file as an errored submission
             sub["status"], sub["errorDescription"] = "ERROR", str(err)
         self.state.submissions.append(sub)
@@ -250,11 +265,14 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         url = urlsplit(self.path)
         self._record("GET", url.path)
-        parts = url.path.split("/")
-        if len(parts) != 4 or parts[1] != "files" or parts[3] not in self.state.competitions.get(parts[2], {}):
+        parts = url.path.split("/", 3)
+        files = dict(self.state.competitions.get(parts[2], {})) if len(parts) == 4 else {}
+        if len(parts) == 4 and parts[2] in self.state.bundles:
+            files[f"{parts[2]}.zip"] = self.state.bundles[parts[2]]
+        if len(parts) != 4 or parts[1] != "files" or parts[3] not in files:
             return self._error(404, "Not found")
         name = parts[3]
-        src = self.state.competitions[parts[2]][name]
+        src = files[name]
         data = src if isinstance(src, bytes) else src.read_bytes()
         start = 0
         rng = self.headers.get("Range")
@@ -284,7 +302,7 @@ class _Handler(BaseHTTPRequestHandler):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, required=True, help="a competition folder (e.g. data/raw)")
-    parser.add_argument("--truth", type=Path, help="img,rle_mask CSV of the test masks, to score submissions")
+    parser.add_argument("--truth", type=Path, help="the test labels (data/demo-truth/...), to score submissions")
     parser.add_argument("--competition", default="carvana-image-masking-challenge")
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--user", default="tester")
@@ -292,16 +310,20 @@ def main() -> None:
     args = parser.parse_args()
     truth = {}
     if args.truth:
-        from PIL import Image
+        from pipeline.competitions import open_competition
 
-        from pipeline.download.archive import ImageArchive
-
-        test = ImageArchive(args.data / "test.zip")
-        with Image.open(io.BytesIO(test.read(test.names()[0]))) as img:
-            shape = (img.height, img.width)
-        truth[args.competition] = (pd.read_csv(args.truth, dtype=str, keep_default_na=False), shape)
+        comp = open_competition(args.data, args.competition)
+        names = comp.test_names
+        with Image.open(io.BytesIO(comp.read_test(names[0]))) as img:
+            truth[args.competition] = (args.truth, (img.height, img.width))
+    bundle = args.data / f"{args.competition}.zip"  # a competition served as one zip (Severstal)
+    files = bundle_files(bundle) if bundle.is_file() else kaggle_files(args.data)
     server = StandIn(
-        {args.competition: kaggle_files(args.data)}, users={args.user: args.key}, truth=truth, port=args.port
+        {args.competition: files},
+        users={args.user: args.key},
+        truth=truth,
+        bundles={args.competition: bundle} if bundle.is_file() else {},
+        port=args.port,
     ).start()
     print(
         f"Kaggle stand-in for {args.competition} on {server.proxy}. Point the client at it with:\n"

@@ -68,13 +68,14 @@ def test_a_crop_larger_than_the_scaled_images_is_refused_naming_the_key(tiny_dem
     import pandas as pd
 
     from pipeline import training
-    from pipeline.data import datasets, split
-    from pipeline.download import competition
-    from tests.conftest import tiny_train_params
+    from pipeline.data import split
+    from tests.conftest import open_carvana, tiny_train_params
 
     p = tiny_train_params(crop=[64, 96])  # the images are 48x80 at scale 0.5
-    comp = competition.open_competition(tiny_demo, hq=False)
+    comp = open_carvana(tiny_demo)
     masks = pd.read_csv(tiny_demo / "train_masks.csv", dtype=str, keep_default_na=False)
-    table = split.make_folds(masks["img"].tolist(), [0.0] * len(masks), folds=3, seed=0, stratify=False, group="car")
+    names = masks["img"].tolist()
+    table = split.make_folds(names, [0.0] * len(names), [n[:12] for n in names], folds=3, seed=0, stratify=False,
+                             label="car")  # fmt: skip
     with pytest.raises(training.TrainingError, match=r"train.crop \[64, 96\] is larger than the images at train.scale"):
-        training.train_fold(p, training.setup(p), comp, table, 0, datasets.class_names(tiny_demo), tmp_path)
+        training.train_fold(p, training.setup(p), comp, table, 0, tmp_path)

@@ -93,7 +93,7 @@ def test_predict_writes_masks_overlays_and_rle(tiny_demo, tiny_model, tmp_path):
     import numpy as np
     from PIL import Image
 
-    from pipeline import rle
+    from pipeline.masks import rle
 
     a, b = write_test_images(tiny_demo, tmp_path)
     proc = carvana(
@@ -132,12 +132,13 @@ def test_predict_default_names_no_save_and_errors(tiny_demo, tiny_model, tmp_pat
 
 
 def test_predict_uses_what_evaluate_chose_for_this_very_checkpoint(tiny_demo, tiny_model, tiny_submission, tmp_path):
-    from pipeline.evaluation import metrics
-    from pipeline.prediction import recipe
+    from pipeline.masks import recipe, rle
+    from pipeline.masks.postprocess import Rule
+    from pipeline.masks.scoring import dice
     from pipeline.submission import encode
 
     images = write_test_images(tiny_demo, tmp_path, 3)
-    recipe.write(tmp_path / "predictor.json", [tiny_model], 0.5, False)  # how tiny_submission was made
+    recipe.write(tmp_path / "predictor.json", [tiny_model], [Rule(0.5)], False)  # how tiny_submission was made
     proc = carvana(
         "predict", "-m", tiny_model, "-i", *images, "--no-save", "--rle", "--recipe", tmp_path / "predictor.json"
     )
@@ -145,16 +146,16 @@ def test_predict_uses_what_evaluate_chose_for_this_very_checkpoint(tiny_demo, ti
     submitted = encode.read(tiny_submission)
     for line in proc.stdout.splitlines():
         name, code = line.split(",", 1)
-        assert metrics.submission_dice({name: code}, {name: submitted[name]}, (96, 160)) > 0.999
+        assert dice(rle.decode(code, (96, 160)), rle.decode(submitted[name], (96, 160))) > 0.999
 
-    recipe.write(tmp_path / "other.json", [tiny_model], 0.3, True)
+    recipe.write(tmp_path / "other.json", [tiny_model], [Rule(0.3)], True)
     proc = carvana("predict", "-m", tiny_model, "-i", images[0], "--no-save", "--recipe", tmp_path / "other.json")
     assert "threshold 0.300 (evaluate), flip TTA on" in proc.stderr
     proc = carvana("predict", "-m", tiny_model, "-i", images[0], "--no-save", "--recipe", tmp_path / "other.json",
                    "-t", "0.6", "--no-tta")  # fmt: skip
     assert "threshold 0.600 (given), flip TTA off" in proc.stderr
     (tmp_path / "other.pt").write_bytes(b"another model")
-    recipe.write(tmp_path / "stale.json", [tmp_path / "other.pt"], 0.3, False)
+    recipe.write(tmp_path / "stale.json", [tmp_path / "other.pt"], [Rule(0.3)], False)
     proc = carvana("predict", "-m", tiny_model, "-i", images[0], "--no-save", "--recipe", tmp_path / "stale.json")
     assert "threshold 0.500 (default), flip TTA on" in proc.stderr  # chosen for other bytes: not used
 

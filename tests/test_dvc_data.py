@@ -12,7 +12,8 @@ import pytest
 from PIL import Image
 
 from pipeline import params
-from pipeline.download import competition, sources
+from pipeline.competitions import open_competition
+from pipeline.download import sources
 from tests.conftest import ROOT, make_project, run, small_demo, tiny_pipeline
 from tests.kaggle_standin import StandIn, kaggle_files
 
@@ -24,7 +25,8 @@ def test_repro_split_runs_once_and_exp_run_changes_folds(tmp_path):
     out = run(["dvc", "repro", "split"], project).stdout
     assert "Running stage 'download'" in out and "Running stage 'split'" in out
     table = pd.read_csv(project / "data/split.csv")
-    assert list(table.columns) == ["img", "car", "fold", "mask_area"] and len(table) == 96
+    assert list(table.columns) == ["img", "group", "fold", "mask_area"] and len(table) == 96
+    assert table.groupby("group")["fold"].nunique().max() == 1 and table["group"].nunique() == 6  # by car (auto)
     assert (project / "data/demo-truth/test_masks.csv").is_file()
     again = run(["dvc", "repro", "split"], project).stdout
     assert "Running stage" not in again
@@ -114,7 +116,7 @@ def test_local_folder_of_extracted_kaggle_files_is_packed(tmp_path, tiny_demo):
     counts = sources.fetch(p, tmp_path / "raw", tmp_path / "truth")
     assert counts == {"train": 48, "test": 16}
     assert (
-        competition.open_competition(tmp_path / "raw", False).train.read(sorted((src / "train").iterdir())[0].name)
+        open_competition(tmp_path / "raw", "subset").read_image(sorted((src / "train").iterdir())[0].name)
         == sorted((src / "train").iterdir())[0].read_bytes()
     )
 

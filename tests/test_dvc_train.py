@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -90,7 +91,8 @@ def _locked_train(project):
 
 def test_params_edited_while_a_stage_runs_are_never_locked(tiny_project, tmp_path):
     project = copy_project(tiny_project, tmp_path / "p")
-    edit_yaml(project / "params.yaml", lambda d: d["train"].update(epochs=3))
+    shutil.rmtree(project / "checkpoints")  # the last.pt to wait for is this run's
+    edit_yaml(project / "params.yaml", lambda d: d["train"].update(epochs=6))
     locked = _locked_train(project)
     env = {**os.environ, "PYTHONPATH": str(project)}
     proc = subprocess.Popen(

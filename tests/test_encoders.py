@@ -13,11 +13,13 @@ import torch
 import torch.nn.functional as F
 
 from pipeline import params
+from pipeline.images import IMAGENET
 from pipeline.models import checkpoint, encoders
 from pipeline.models.factory import count_parameters, create_model
 from pipeline.prediction import onnx_export
 from pipeline.prediction.inference import probabilities
-from tests.conftest import ROOT, tiny_train_params
+from pipeline.prediction.onnx_runtime import OnnxModel
+from tests.conftest import ROOT, open_carvana, tiny_train_params
 
 pytest.importorskip("segmentation_models_pytorch")
 
@@ -114,20 +116,20 @@ def test_a_checkpoint_rebuilds_the_encoder_model_and_onnx_runtime_agrees(tiny_de
 
     from pipeline import training
     from pipeline.data import datasets, split
-    from pipeline.download import competition
 
     p = tiny_train_params(epochs=1, model=_model_params(encoder="resnet18"), scale=1.0, crop=[64, 96])
-    comp = competition.open_competition(tiny_demo, hq=False)
+    comp = open_carvana(tiny_demo)
     masks = pd.read_csv(tiny_demo / "train_masks.csv", dtype=str, keep_default_na=False)
-    table = split.make_folds(masks["img"].tolist(), [0.0] * len(masks), folds=3, seed=0, stratify=False, group="car")
-    names = datasets.class_names(tiny_demo)
-    training.train_fold(p, training.setup(p), comp, table, 0, names, tmp_path / "m", progress=False)
+    names = masks["img"].tolist()
+    table = split.make_folds(names, [0.0] * len(names), [n[:12] for n in names], folds=3, seed=0, stratify=False,
+                             label="car")  # fmt: skip
+    training.train_fold(p, training.setup(p), comp, table, 0, tmp_path / "m", progress=False)
     ckpt = checkpoint.load(tmp_path / "m/best.pt")
     assert ckpt["model"] == {"arch": "unet", "in_channels": 3, "classes": 1, "encoder": "resnet18"}
-    assert ckpt["preprocess"]["mean"] == list(encoders.IMAGENET["mean"])
+    assert ckpt["preprocess"]["mean"] == list(IMAGENET["mean"])
     model = checkpoint.build_model(ckpt)
     onnx_path = onnx_export.export(tmp_path / "m/best.pt", tmp_path / "m.onnx")
-    session = onnx_export.OnnxModel(onnx_path)
+    session = OnnxModel(onnx_path)
     pre = datasets.Preprocess.from_dict({**ckpt["preprocess"], "size": [160, 240]})  # 1918x1280 at scale 0.125
     name = comp.test.names()[0]
     x = pre.load(comp.test.read(name), name)[0][None]
@@ -145,12 +147,12 @@ def test_onnx_runtime_matches_an_smp_model_to_1e_4_at_the_model_scale(resnet18_u
         "size": [160, 240],
         "original": [1280, 1918],
         "channels": 3,
-        **{k: list(v) for k, v in encoders.IMAGENET.items()},
+        **{k: list(v) for k, v in IMAGENET.items()},
     }
     config = {"arch": "unet", "in_channels": 3, "classes": 1, "encoder": "resnet18"}
     payload = {"model": config, "preprocess": pre, "class_names": ["background", "car"]}
     checkpoint.save(tmp_path / "m.pt", {**payload, "state_dict": resnet18_unet.state_dict()})
-    session = onnx_export.OnnxModel(onnx_export.export(tmp_path / "m.pt", tmp_path / "m.onnx"))
+    session = OnnxModel(onnx_export.export(tmp_path / "m.pt", tmp_path / "m.onnx"))
     x = torch.randn(2, 3, 160, 240)
     assert (probabilities([session], x) - probabilities([resnet18_unet], x)).abs().max().item() < 1e-4
 
@@ -162,5 +164,5 @@ def test_multi_class_encoder_models_give_a_channel_per_class():
 
 def test_torch_hub_builds_an_encoder_model():
     model = torch.hub.load(str(ROOT), "unet_carvana", source="local", encoder="resnet18", arch="fpn")
-    assert isinstance(model, encoders.EncoderModel) and model.preprocess["std"] == encoders.IMAGENET["std"]
+    assert isinstance(model, encoders.EncoderModel) and model.preprocess["std"] == IMAGENET["std"]
     assert model.eval()(torch.randn(1, 3, 50, 70)).shape == (1, 1, 50, 70)

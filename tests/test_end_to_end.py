@@ -7,8 +7,7 @@ import json
 import pandas as pd
 import pytest
 
-from pipeline import rle
-from pipeline.evaluation import metrics
+from pipeline.competitions.carvana import Carvana
 from pipeline.submission import encode
 from tests.conftest import make_project, run
 
@@ -22,10 +21,10 @@ def test_dvc_repro_on_the_demo_makes_a_submission_that_scores(tmp_path):
     sub = encode.read(project / "submissions/submission.csv.gz")
     sample = pd.read_csv(project / "data/raw/sample_submission.csv", dtype=str)
     assert list(sub) == list(sample["img"])
-    truth = dict(pd.read_csv(project / "data/demo-truth/test_masks.csv", dtype=str, keep_default_na=False).values)
     for code in sub.values():
-        rle.validate(code)
-    dice = metrics.submission_dice(sub, truth, rle.CARVANA_SHAPE)
+        Carvana.dialect.pairs(code, Carvana.native_size)  # raises on a malformed RLE
+    dice = Carvana.score(project / "submissions/submission.csv.gz", project / "data/demo-truth/test_masks.csv",
+                         Carvana.native_size)  # fmt: skip
     assert dice >= 0.97, dice
     assert json.loads((project / "submissions/receipt.json").read_text())["submitted"] is False
     assert "Running stage" not in run(["dvc", "repro"], project).stdout

@@ -7,13 +7,12 @@ import shutil
 import pytest
 import torch
 
-from pipeline import rle
-from pipeline.data.images import decode_mask
-from pipeline.download import competition
-from pipeline.evaluation import evaluate, metrics
+from pipeline.evaluation import evaluate
+from pipeline.masks import postprocess, rle
+from pipeline.masks import scoring as metrics
+from pipeline.masks.postprocess import Rule
 from pipeline.prediction.predictor import load_predictor
-from pipeline.submission import postprocess
-from tests.conftest import tiny_folds
+from tests.conftest import open_carvana, tiny_folds
 
 CPU = torch.device("cpu")
 
@@ -26,22 +25,22 @@ def models(tiny_model, tmp_path):
 
 
 def test_each_image_is_scored_as_its_encoded_mask_would_be(tiny_demo, models):
-    comp, table = competition.open_competition(tiny_demo, hq=False), tiny_folds(tiny_demo)
+    comp, table = open_carvana(tiny_demo), tiny_folds(tiny_demo)
     board, fold_of = evaluate.evaluate_folds(comp, table, models, [0], batch_size=1, workers=0, tta=True, device=CPU)
     validation = table.loc[table["fold"] == 0, "img"].tolist()
     assert sorted(board.names) == sorted(validation) and set(fold_of.values()) == {0}
     predictor = load_predictor([models / "fold0" / "best.pt"])
     for name, score in zip(board.names, board.per_image(0.4), strict=True):
-        x, original = predictor.pre.load(comp.train.read(name), name)
+        x, original = predictor.pre.load(comp.read_image(name), name)
         probs = postprocess.to_uint8(predictor(x[None], tta=True)[0])
         runs = postprocess.mask_runs(postprocess.car_probability(probs), original, 0.4)  # what encode writes
         submitted = rle.decode(rle.format_runs(runs), original)
-        truth = decode_mask(comp.read_mask(name), name, 1, expected=original) > 0
+        truth = comp.read_mask(name, expected=original) > 0
         assert score == pytest.approx(metrics.dice(submitted, truth), abs=1e-12)
 
 
 def test_the_sweep_picks_the_best_cut_in_its_range(tiny_demo, models):
-    comp, table = competition.open_competition(tiny_demo, hq=False), tiny_folds(tiny_demo)
+    comp, table = open_carvana(tiny_demo), tiny_folds(tiny_demo)
     board, _ = evaluate.evaluate_folds(comp, table, models, [0], batch_size=4, workers=0, tta=False, device=CPU)
     threshold, dice, table_ = board.sweep(0.3, 0.7)
     assert 0.3 <= threshold <= 0.7 and len(table_) == postprocess.cut(0.7) - postprocess.cut(0.3) + 1
@@ -49,7 +48,8 @@ def test_the_sweep_picks_the_best_cut_in_its_range(tiny_demo, models):
 
 
 def test_pictures_are_full_size_overlays(tiny_demo, models):
-    comp = competition.open_competition(tiny_demo, hq=False)
+    comp = open_carvana(tiny_demo)
     names = tiny_folds(tiny_demo)["img"].tolist()[:2]
-    shown = evaluate.pictures(models / "fold0" / "best.pt", comp, names, 0.5, CPU, scores=dict.fromkeys(names, 0.5))
+    rules = [Rule(0.5)]
+    shown = evaluate.pictures(models / "fold0" / "best.pt", comp, names, rules, CPU, scores=dict.fromkeys(names, 0.5))
     assert [n for n, _ in shown] == names and shown[0][1].width >= 160

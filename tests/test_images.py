@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline.data import images
+from pipeline import images
 
 
 def _jpeg(w=320, h=200) -> bytes:

@@ -8,11 +8,13 @@ import time
 import pytest
 import requests
 
-from pipeline.download import competition, kaggle_api, sources
+from pipeline.competitions import open_competition
+from pipeline.competitions.carvana import Carvana
+from pipeline.download import kaggle_api, sources
 from tests.kaggle_standin import StandIn, kaggle_files
 
 SLUG = "carvana-demo"
-FILES = competition.kaggle_files(hq=False)
+FILES = Carvana.kaggle_files(hq=False)
 
 
 BIG = bytes(range(256)) * 12_000  # 3 MB: the client writes 1 MiB chunks, so a cut leaves a partial file
@@ -37,12 +39,12 @@ def _file_gets(server: StandIn) -> list[dict]:
 def test_download_fetches_every_file_byte_for_byte(standin, tiny_demo, tmp_path):
     dest = tmp_path / "raw"
     kaggle_api.download(SLUG, FILES, dest)
-    sources._extract_csvs(dest)
+    Carvana.unpack(dest)
     for name in FILES:
         src = standin.competitions[SLUG][name]
         want = src if isinstance(src, bytes) else src.read_bytes()
         assert (dest / name).read_bytes() == want, name
-    assert competition.verify(dest, hq=False, competition=SLUG) == {"train": 48, "test": 16}
+    assert open_competition(dest, SLUG).verify() == {"train": 48, "test": 16}
     assert all(r["host"] == "localhost" for r in standin.log)  # proxy form: the client aimed at localhost
     calls = [r["path"].rsplit("/", 1)[-1] for r in standin.log if r["method"] == "POST"]
     assert calls.count("DownloadDataFile") == len(FILES)
@@ -163,7 +165,7 @@ def test_a_served_zip_with_a_bad_crc_fails_the_download_naming_the_member(standi
     import zipfile
 
     from pipeline import params
-    from pipeline.download import archive
+    from pipeline.competitions import archive
     from tests.conftest import ROOT
 
     with zipfile.ZipFile(tiny_demo / "test.zip") as z:

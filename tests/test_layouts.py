@@ -10,10 +10,13 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from pipeline import params, rle
-from pipeline.data import datasets
-from pipeline.download import competition, layouts
-from pipeline.download.archive import ImageArchive
+from pipeline import params
+from pipeline.competitions import open_competition
+from pipeline.competitions.archive import ImageArchive
+from pipeline.competitions.base import read_csv
+from pipeline.competitions.carvana import Carvana
+from pipeline.download import layouts
+from pipeline.masks import rle
 from pipeline.params import LocalParams
 from tests.conftest import ISBI
 
@@ -43,8 +46,8 @@ def _isbi(**changes) -> LocalParams:
 
 @pytest.mark.skipif(not ISBI.is_dir(), reason="the shared ISBI slices are not beside this checkout")
 def test_isbi_slices_import_as_folder_pairs(tmp_path):
-    layouts.import_folder(_isbi(), tmp_path)
-    assert competition.verify(tmp_path, hq=False, competition="isbi") == {"train": 30, "test": 30}
+    layouts.import_folder(_isbi(), tmp_path, Carvana)
+    assert open_competition(tmp_path, "isbi").verify() == {"train": 30, "test": 30}
     masks = ImageArchive(tmp_path / "train_masks.zip")
     label = np.asarray(Image.open(ISBI / "train/label/7.png"))
     imported = np.asarray(Image.open(io.BytesIO(masks.read("7_mask.png"))))
@@ -72,10 +75,12 @@ def _mindspore(root, colours=False):
 def test_mindspore_layout_with_index_masks_is_multiclass(tmp_path):
     _mindspore(tmp_path / "src")
     layouts.import_folder(
-        params.replace(BASE, path=str(tmp_path / "src"), layout="mindspore", mask_values="index"), tmp_path / "raw"
+        params.replace(BASE, path=str(tmp_path / "src"), layout="mindspore", mask_values="index"),
+        tmp_path / "raw",
+        Carvana,
     )
-    assert competition.verify(tmp_path / "raw", hq=False, competition="cells")["train"] == 5
-    assert datasets.class_names(tmp_path / "raw") == ["background", "class_1", "class_2"]
+    assert open_competition(tmp_path / "raw", "cells").verify()["train"] == 5
+    assert open_competition(tmp_path / "raw", "cells").class_names == ["background", "class_1", "class_2"]
 
 
 def test_colour_masks_are_mapped_and_an_unmapped_colour_is_named(tmp_path):
@@ -87,13 +92,13 @@ def test_colour_masks_are_mapped_and_an_unmapped_colour_is_named(tmp_path):
         mask_values="colors",
         colors={1: [128, 0, 0], 2: [0, 128, 0]},
     )
-    layouts.import_folder(local, tmp_path / "raw")
+    layouts.import_folder(local, tmp_path / "raw", Carvana)
     mask = np.asarray(Image.open(io.BytesIO(ImageArchive(tmp_path / "raw/train_masks.zip").read("0000_mask.png"))))
     assert set(np.unique(mask)) == {0, 1, 2}
     with pytest.raises(layouts.LayoutError, match=r"colour \[0, 128, 0\] is not in download.local.colors"):
-        layouts.import_folder(params.replace(local, colors={1: [128, 0, 0]}), tmp_path / "raw2")
+        layouts.import_folder(params.replace(local, colors={1: [128, 0, 0]}), tmp_path / "raw2", Carvana)
     with pytest.raises(layouts.LayoutError, match="RGB mask; set download.local.mask_values to colors"):
-        layouts.import_folder(params.replace(local, mask_values="binary"), tmp_path / "raw3")
+        layouts.import_folder(params.replace(local, mask_values="binary"), tmp_path / "raw3", Carvana)
 
 
 def _stack(path, pages):
@@ -122,13 +127,13 @@ def test_tiff_stacks_of_16_bit_slices(tmp_path):
         masks="train-labels.tif",
         test_images="test-volume.tif",
     )
-    layouts.import_folder(local, tmp_path / "raw")
-    assert competition.verify(tmp_path / "raw", hq=False, competition="em") == {"train": 4, "test": 2}
+    layouts.import_folder(local, tmp_path / "raw", Carvana)
+    assert open_competition(tmp_path / "raw", "em").verify() == {"train": 4, "test": 2}
     page = Image.open(io.BytesIO(ImageArchive(tmp_path / "raw/train.zip").read("train-volume_002.png")))
     assert page.mode in ("I;16", "I") and np.asarray(page).max() > 255  # 16 bits survive
     _stack(src / "short-labels.tif", [Image.fromarray(np.zeros((20, 28), np.uint8))] * 3)
     with pytest.raises(layouts.LayoutError, match="has 4 pages but .*short-labels.tif has 3"):
-        layouts.import_folder(params.replace(local, masks="short-labels.tif"), tmp_path / "raw2")
+        layouts.import_folder(params.replace(local, masks="short-labels.tif"), tmp_path / "raw2", Carvana)
 
 
 def test_missing_masks_and_bad_values_are_named(tmp_path):
@@ -138,13 +143,13 @@ def test_missing_masks_and_bad_values_are_named(tmp_path):
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(src / "imgs/a.jpg")
     local = params.replace(BASE, path=str(src))
     with pytest.raises(layouts.LayoutError, match="masks holds no images"):
-        layouts.import_folder(local, tmp_path / "raw")
+        layouts.import_folder(local, tmp_path / "raw", Carvana)
     Image.fromarray(np.zeros((8, 8), np.uint8)).save(src / "masks/b_mask.png")
     with pytest.raises(layouts.LayoutError, match="a.jpg has no mask a_mask.* in"):
-        layouts.import_folder(local, tmp_path / "raw")
+        layouts.import_folder(local, tmp_path / "raw", Carvana)
     Image.fromarray(np.array([[0, 3], [255, 0]], np.uint8).repeat(4, 0).repeat(4, 1)).save(src / "masks/a_mask.png")
     with pytest.raises(layouts.LayoutError, match=r"holds values \[0, 3, 255\]: not a 0/1 or 0/255 mask"):
-        layouts.import_folder(local, tmp_path / "raw")
+        layouts.import_folder(local, tmp_path / "raw", Carvana)
 
 
 def test_names_with_commas_and_quotes_are_quoted_in_the_csv_files(tmp_path):
@@ -155,7 +160,7 @@ def test_names_with_commas_and_quotes_are_quoted_in_the_csv_files(tmp_path):
         Image.fromarray(np.full((8, 8, 3), 90, np.uint8)).save(src / "imgs" / f"{name}.png")
         Image.fromarray(np.eye(8, dtype=np.uint8)).save(src / "masks" / f"{name}_mask.png")
         Image.fromarray(np.full((8, 8, 3), 90, np.uint8)).save(src / "test" / f"{name}.png")
-    layouts.import_folder(params.replace(BASE, path=str(src), test_images="test"), tmp_path / "raw")
-    assert competition.verify(tmp_path / "raw", hq=False, competition="commas") == {"train": 2, "test": 2}
-    sample = competition.read_csv(tmp_path / "raw/sample_submission.csv", ("img", "rle_mask"))
+    layouts.import_folder(params.replace(BASE, path=str(src), test_images="test"), tmp_path / "raw", Carvana)
+    assert open_competition(tmp_path / "raw", "commas").verify() == {"train": 2, "test": 2}
+    sample = read_csv(tmp_path / "raw/sample_submission.csv", ("img", "rle_mask"))
     assert sorted(sample["img"]) == ["car,one.png", 'the "best" car.png']

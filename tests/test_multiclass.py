@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline import rle
-from pipeline.download import demo
+from pipeline.competitions.carvana import demo
+from pipeline.masks import rle
 from pipeline.submission import encode
 from tests.conftest import carvana, make_project, run, tiny_pipeline
 

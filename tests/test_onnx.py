@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.download import competition
-from pipeline.download.archive import ImageArchive
+from pipeline.competitions.archive import ImageArchive
 from pipeline.models import checkpoint
 from pipeline.prediction import onnx_export, predict, shards
 from pipeline.prediction.inference import probabilities
+from pipeline.prediction.onnx_runtime import OnnxError, OnnxModel
 from pipeline.prediction.predictor import load_predictor
-from tests.conftest import carvana, write_test_images
+from tests.conftest import carvana, open_carvana, write_test_images
 
 CPU = torch.device("cpu")
 
@@ -27,7 +27,7 @@ def exported(tiny_model, tmp_path_factory):
 @pytest.mark.parametrize("shape", [(1, 3, 1280, 1918), (2, 3, 61, 95), (3, 3, 48, 80)])
 def test_onnx_runtime_matches_torch_on_any_batch_and_size(tiny_model, exported, shape):
     torch_model = checkpoint.build_model(checkpoint.load(tiny_model))
-    session = onnx_export.OnnxModel(exported)
+    session = OnnxModel(exported)
     x = torch.randn(*shape)
     expected = probabilities([torch_model], x)
     got = probabilities([session], x)
@@ -36,7 +36,7 @@ def test_onnx_runtime_matches_torch_on_any_batch_and_size(tiny_model, exported, 
 
 
 def test_the_predict_backend_gives_the_same_shards(tiny_demo, tiny_model, exported, tmp_path):
-    names = competition.read_csv(tiny_demo / "sample_submission.csv", ("img", "rle_mask"))["img"].tolist()
+    names = open_carvana(tiny_demo).test_names
     archive = ImageArchive(tiny_demo / "test.zip")
     maps = {}
     for label, path in (("torch", tiny_model), ("onnx", exported)):
@@ -79,8 +79,8 @@ def test_an_onnx_file_from_another_model_is_refused(tmp_path):
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["n", 3, "h", "w"])],
     )
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(plain))
-    with pytest.raises(onnx_export.OnnxError, match="not exported by this pipeline"):
-        onnx_export.OnnxModel(plain)
+    with pytest.raises(OnnxError, match="not exported by this pipeline"):
+        OnnxModel(plain)
     (tmp_path / "junk.onnx").write_bytes(b"not a model")
-    with pytest.raises(onnx_export.OnnxError, match="not a loadable ONNX model"):
-        onnx_export.OnnxModel(tmp_path / "junk.onnx")
+    with pytest.raises(OnnxError, match="not a loadable ONNX model"):
+        OnnxModel(tmp_path / "junk.onnx")

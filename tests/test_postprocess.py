@@ -7,8 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pipeline import rle
-from pipeline.submission import postprocess
+from pipeline.masks import postprocess, rle
 
 
 def _probability_map(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
@@ -103,3 +102,16 @@ def test_the_car_of_a_multiclass_map_is_everything_but_background():
     assert postprocess.car_probability(probs).tolist() == [[0, 255], [155, 225]]
     assert postprocess.car_probability(probs[1:]).tolist() == [[0, 255], [155, 225]]
     assert postprocess.class_maps(probs, (2, 2)).tolist() == [[0, 1], [1, 1]]
+
+
+def test_full_mask_is_the_same_pixels_as_the_runs_and_small_objects_go():
+    rng = np.random.default_rng(3)
+    prob = (rng.random((12, 20)) * 255).astype(np.uint8)
+    size = (96, 160)
+    assert np.array_equal(postprocess.full_mask(prob, size, 0.5), postprocess.binary_mask(prob, size, 0.5))
+    mask = np.zeros((10, 12), bool)
+    mask[1:4, 1:4] = True  # 9 pixels
+    mask[6, 8] = mask[7, 9] = True  # 2 pixels, touching at a corner: one 8-connected object
+    assert postprocess.remove_small(mask, 3).sum() == 9
+    assert postprocess.remove_small(mask, 2).sum() == 11 and postprocess.remove_small(mask, 10).sum() == 0
+    assert postprocess.Rule(0.5, 0).apply(prob, size).sum() == postprocess.full_mask(prob, size, 0.5).sum()

@@ -12,16 +12,15 @@ import pytest
 import torch
 from PIL import Image
 
-from pipeline import rle
+from pipeline.competitions.archive import ImageArchive
 from pipeline.data import datasets
-from pipeline.data.images import ImageError
-from pipeline.download import competition
-from pipeline.download.archive import ImageArchive
+from pipeline.images import ImageError
+from pipeline.masks import rle
 from pipeline.models import checkpoint
 from pipeline.prediction import predict, shards
 from pipeline.prediction.predictor import PredictorError, load_predictor
 from pipeline.submission import encode
-from tests.conftest import train_tiny
+from tests.conftest import encode_carvana, open_carvana, train_tiny
 
 CPU = torch.device("cpu")
 
@@ -46,7 +45,7 @@ def test_normalize_follows_the_formula_for_uint8_and_float_and_leaves_its_input_
 
 
 def _test_names(raw):
-    return competition.read_csv(raw / "sample_submission.csv", ("img", "rle_mask"))["img"].tolist()
+    return open_carvana(raw).test_names
 
 
 def test_shards_hold_every_image_in_order_and_encode_to_a_valid_submission(
@@ -59,14 +58,14 @@ def test_shards_hold_every_image_in_order_and_encode_to_a_valid_submission(
     assert seen == names
     name, size, probs = next(shards.read_shard(tmp_path / "pred" / shards.shard_name(0)))
     assert size == (96, 160) and probs.shape == (1, 48, 80) and probs.dtype == np.uint8
-    stats = encode.write(tmp_path / "pred", names, tmp_path / "sub.csv.gz", 0.5, jobs=2)
+    stats = encode_carvana(tmp_path / "pred", names, tmp_path / "sub.csv.gz", 0.5, jobs=2)
     assert stats["rows"] == 16
     import pandas as pd
 
     table = pd.read_csv(tmp_path / "sub.csv.gz", dtype=str, keep_default_na=False)  # multi-member gzip reads as one
     assert list(table.columns) == ["img", "rle_mask"] and list(table["img"]) == names
     monkeypatch.setattr(encode, "PIECE", 2)  # shards of 5 encoded as pieces of 2, 2 and 1: the same rows
-    encode.write(tmp_path / "pred", names, tmp_path / "pieces.csv.gz", 0.5, jobs=2)
+    encode_carvana(tmp_path / "pred", names, tmp_path / "pieces.csv.gz", 0.5, jobs=2)
     assert gzip.open(tmp_path / "pieces.csv.gz").read() == gzip.open(tmp_path / "sub.csv.gz").read()
 
 
@@ -128,7 +127,7 @@ def test_a_test_image_of_another_size_is_predicted_and_encoded_at_its_own_size(t
     _with_member(tiny_demo / "test.zip", odd, names[0], buf.getvalue())
     assert _run(load_predictor([tiny_model], CPU), ImageArchive(odd), names, tmp_path / "pred") == 4
     assert "1 test image(s) are not 160x96 like the training images" in capsys.readouterr().out
-    stats = encode.write(tmp_path / "pred", names, tmp_path / "sub.csv.gz", 0.5, jobs=1)
+    stats = encode_carvana(tmp_path / "pred", names, tmp_path / "sub.csv.gz", 0.5, jobs=1)
     rows = encode.read(tmp_path / "sub.csv.gz")
     assert stats["rows"] == 16
     rle.validate(rows[names[0]], (108, 192))  # encoded for its own size

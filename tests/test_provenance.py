@@ -12,12 +12,11 @@ from PIL import Image
 from ruamel.yaml import YAML
 
 from pipeline import provenance, training
-from pipeline.data import datasets, split
-from pipeline.download import competition
-from pipeline.download.archive import ImageArchive
+from pipeline.competitions.archive import ImageArchive
+from pipeline.data import split
 from pipeline.prediction import predict
 from pipeline.prediction.predictor import load_predictor
-from tests.conftest import ROOT, tiny_train_params
+from tests.conftest import ROOT, open_carvana, tiny_train_params
 
 
 def _rel(paths) -> list[str]:
@@ -85,13 +84,12 @@ def test_training_on_other_pixels_starts_over_instead_of_resuming(tiny_demo, tmp
     shutil.copytree(tiny_demo, raw)
     p = tiny_train_params(epochs=1)
     masks = pd.read_csv(raw / "train_masks.csv", dtype=str, keep_default_na=False)
-    table = split.make_folds(masks["img"].tolist(), [0.0] * len(masks), folds=3, seed=0, stratify=False, group="car")
+    names = masks["img"].tolist()
+    table = split.make_folds(names, [0.0] * len(names), [n[:12] for n in names], folds=3, seed=0, stratify=False,
+                             label="car")  # fmt: skip
 
     def fit():
-        comp = competition.open_competition(raw, hq=False)
-        training.train_fold(
-            p, training.setup(p), comp, table, 0, datasets.class_names(raw), tmp_path / "m", progress=False
-        )
+        training.train_fold(p, training.setup(p), open_carvana(raw), table, 0, tmp_path / "m", progress=False)
 
     fit()
     fit()

@@ -14,7 +14,7 @@ from tests.conftest import ROOT
 
 def _download(**changes) -> params.DownloadParams:
     p = params.load("download", path=ROOT / "params.yaml")["download"]
-    demo = params.replace(p.demo, train_cars=3, test_cars=1, width=160, height=96)
+    demo = params.replace(p.demo, train=3, test=1, width=160, height=96)
     return params.replace(p, demo=demo, **changes)
 
 
@@ -77,7 +77,7 @@ def test_a_member_with_a_bad_crc_fails_the_download_naming_it(tiny_demo, tmp_pat
     import shutil
     import zipfile
 
-    from pipeline.download import archive
+    from pipeline.competitions import archive
 
     src = tmp_path / "kaggle"
     shutil.copytree(tiny_demo, src)
@@ -97,7 +97,7 @@ def test_a_member_with_a_bad_crc_fails_the_download_naming_it(tiny_demo, tmp_pat
 
 
 def test_a_kaggle_sized_zip_is_checked_in_a_few_tasks_per_worker():
-    from pipeline.download import archive
+    from pipeline.competitions import archive
 
     assert -(-100_064 // archive.crc_chunk(100_064, 2)) == 2 * archive.TASKS_PER_WORKER  # not 501 opens of 100k entries
     assert archive.crc_chunk(64, 2) >= 64  # a small archive: one task, no process pool

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import json
 
-import pandas as pd
 import pytest
 
-from pipeline import rle
+from pipeline.competitions.carvana import Carvana
 from pipeline.download import kaggle_api
-from pipeline.evaluation import metrics
 from pipeline.submission import encode, upload
 from tests.conftest import carvana, copy_project, run
 from tests.kaggle_standin import StandIn
@@ -18,7 +16,7 @@ SLUG = "carvana-demo"
 
 
 def _truth(raw_root):
-    return pd.read_csv(raw_root.parent / "truth" / "test_masks.csv", dtype=str, keep_default_na=False), (96, 160)
+    return raw_root.parent / "truth" / "test_masks.csv", (96, 160)
 
 
 @pytest.fixture
@@ -63,8 +61,7 @@ def test_the_score_is_the_carvana_dice_of_the_file(standin, tiny_demo, tiny_subm
     upload.submit_once(SLUG, tiny_submission, "", {}, tmp_path / "h.jsonl", force=False)
     rows = kaggle_api.submissions(SLUG)
     rows = kaggle_api.submissions(SLUG)  # the stand-in scores on the second look, like a queue
-    truth, shape = _truth(tiny_demo)
-    expected = metrics.submission_dice(encode.read(tiny_submission), dict(truth.values), shape)
+    expected = Carvana.score(tiny_submission, *_truth(tiny_demo))
     assert rows[0]["status"] == "COMPLETE" and float(rows[0]["public_score"]) == pytest.approx(expected, abs=1e-5)
 
 
@@ -91,8 +88,7 @@ def test_the_submit_stage_under_dvc(tiny_project, tmp_path):
     receipt = json.loads((project / "submissions/receipt.json").read_text())
     assert receipt["submitted"] is False and receipt["reason"] == "submit.sha256 is empty: nothing to upload"
     sha = receipt["sha256"][:12]
-    truth = pd.read_csv(project / "data/demo-truth/test_masks.csv", dtype=str, keep_default_na=False)
-    server = StandIn({SLUG: {}}, truth={SLUG: (truth, (96, 160))}).start()
+    server = StandIn({SLUG: {}}, truth={SLUG: (project / "data/demo-truth/test_masks.csv", (96, 160))}).start()
     env = {
         "KAGGLE_API_ENVIRONMENT": "LOCALHOST",
         "HTTP_PROXY": server.proxy,
@@ -132,7 +128,7 @@ def test_the_submit_stage_under_dvc(tiny_project, tmp_path):
     finally:
         server.stop()
     for code in encode.read(project / "submissions/submission.csv.gz").values():
-        rle.validate(code, (96, 160))
+        Carvana.dialect.pairs(code, (96, 160))  # raises on a malformed RLE
 
 
 def test_a_failed_upload_speaks_of_the_upload(standin, tiny_submission, tmp_path):

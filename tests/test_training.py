@@ -6,10 +6,8 @@ import pytest
 import torch
 
 from pipeline import params, training
-from pipeline.data import datasets
-from pipeline.download import competition
 from pipeline.models import checkpoint, losses
-from tests.conftest import make_project, run, tiny_folds, tiny_pipeline, tiny_train_params, train_tiny
+from tests.conftest import make_project, open_carvana, run, tiny_folds, tiny_pipeline, tiny_train_params, train_tiny
 
 
 def _weights(path):
@@ -89,11 +87,10 @@ def test_init_from_another_class_count_skips_the_head(tiny_demo, tiny_multiclass
 
 def test_an_empty_fold_is_refused(tiny_demo, tmp_path):
     p = tiny_train_params()
-    comp, table = competition.open_competition(tiny_demo, hq=False), tiny_folds(tiny_demo)
-    names = datasets.class_names(tiny_demo)
+    comp, table = open_carvana(tiny_demo), tiny_folds(tiny_demo)
     table = table.assign(fold=0)
     with pytest.raises(training.TrainingError, match="leaves 0 training and 48 validation images"):
-        training.train_fold(p, training.setup(p), comp, table, 0, names, tmp_path)
+        training.train_fold(p, training.setup(p), comp, table, 0, tmp_path)
 
 
 def test_unet_plus_plus_with_deep_supervision_trains(tiny_demo, tmp_path):

@@ -9,20 +9,17 @@ the original size.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from pipeline.competitions import Competition
+from pipeline.competitions.archive import ImageArchive
 from pipeline.data import augment as aug
-from pipeline.data.images import Size, decode_image, decode_mask, decode_pixels, resize_mask
-from pipeline.download.archive import ImageArchive
-from pipeline.download.competition import CLASSES_FILE, Competition
 from pipeline.errors import UserError
-from pipeline.models.encoders import IMAGENET
+from pipeline.images import IMAGENET, Size, decode_image, decode_pixels, resize_mask
 from pipeline.params import AugmentParams
 
 MEAN = {3: IMAGENET["mean"], 1: (0.5,)}
@@ -73,34 +70,20 @@ class Preprocess:
         return self.normalize(torch.from_numpy(array).permute(2, 0, 1).contiguous()), original
 
 
-def class_names(root: Path) -> list[str]:
-    """The data's classes: from classes.json when the masks are multi-class, else background and car."""
-    path = root / CLASSES_FILE
-    if path.is_file():
-        return list(json.loads(path.read_text())["names"])
-    return ["background", "car"]
-
-
-def output_channels(names: list[str]) -> int:
-    """One sigmoid channel for two classes, one softmax channel per class otherwise."""
-    return 1 if len(names) == 2 else len(names)
-
-
 class TrainDataset(Dataset):
-    """(image (C, H, W), mask (H, W) uint8) at the model size, augmented when `augment` is given, cut to a
-    random window of `crop` (height, width) when given."""
+    """(image (C, H, W), mask (H, W) uint8: 0/1, class indices or bit masks) at the model size, augmented when
+    `augment` is given, cut to a random window of `crop` (height, width) when given."""
 
     def __init__(
         self,
         comp: Competition,
         names: list[str],
         pre: Preprocess,
-        classes: int,
         augment: AugmentParams | None = None,
         seed: int = 0,
         crop: Size | None = None,
     ):
-        self.comp, self.names, self.pre, self.classes = comp, list(names), pre, classes
+        self.comp, self.names, self.pre = comp, list(names), pre
         self.augment, self.seed, self.epoch, self.crop = augment, seed, 0, crop
 
     def set_epoch(self, epoch: int) -> None:
@@ -112,15 +95,11 @@ class TrainDataset(Dataset):
     def _load(self, index: int, full_mask: bool) -> tuple[torch.Tensor, np.ndarray]:
         """(image (C, H, W) in [0, 1] at the model size, mask at the model size or the original size)."""
         name = self.names[index]
-        array, original = decode_image(self.comp.train.read(name), name, self.pre.channels, self.pre.size)
-        mask = decode_mask(
-            self.comp.read_mask(name),
-            self.comp.mask_of.get(name, name),
-            self.classes,
-            expected=original,
-            size=None if full_mask else self.pre.size,
+        array, original = decode_image(self.comp.read_image(name), name, self.pre.channels, self.pre.size)
+        mask = self.comp.read_mask(name, expected=original)
+        return torch.from_numpy(array).permute(2, 0, 1).contiguous(), mask if full_mask else resize_mask(
+            mask, self.pre.size
         )
-        return torch.from_numpy(array).permute(2, 0, 1).contiguous(), mask
 
     def __getitem__(self, index: int):
         image, mask = self._load(index, full_mask=False)

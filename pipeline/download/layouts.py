@@ -1,4 +1,5 @@
-"""Datasets in other layouts, imported into the competition folder's layout.
+"""Datasets in other layouts, imported as the files of the competition `download.competition` names (Carvana's
+layout for a slug this package does not know, Severstal's zip and CSV files for its slug).
 
 `download.local.layout` picks the reader:
 
@@ -9,17 +10,15 @@
   train-labels.tif), one page per slice.
 
 Images keep their bytes where they already are PNG or JPEG (no recompression); TIFF pages become
-PNGs (16-bit preserved). Masks become class-index PNGs: `mask_values: binary` maps 0/255 (or 0/1) to
-0/1, `index` keeps class ids, `colors` maps RGB colours through the `colors` table. Multi-class data
-gets a classes.json. Names are checked for pairs, sizes and unmapped values before anything is written.
+PNGs (16-bit preserved). Masks become class indices: `mask_values: binary` maps 0/255 (or 0/1) to 0/1, `index`
+keeps class ids, `colors` maps RGB colours through the `colors` table; the competition writes them its way
+(Carvana: class-index PNGs and a classes.json for multi-class data; Severstal: class k as ClassId k). Names are
+checked for pairs before anything is written, and each mask against its image's size as it is read.
 """
 
 from __future__ import annotations
 
-import csv
 import io
-import json
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -28,9 +27,7 @@ import numpy as np
 from PIL import Image, ImageSequence
 from tqdm import tqdm
 
-from pipeline import rle
-from pipeline.download import competition
-from pipeline.download.competition import CLASSES_FILE
+from pipeline.competitions import Competition
 from pipeline.errors import UserError
 from pipeline.params import LocalParams
 
@@ -208,54 +205,28 @@ def to_index(mask: Image.Image, p: LocalParams, source: str) -> np.ndarray:
     return values.astype(np.uint8)
 
 
-def _entry(archive: zipfile.ZipFile, name: str, data: bytes) -> None:
-    info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
-    info.external_attr = 0o644 << 16
-    archive.writestr(info, data)
-
-
-def import_folder(p: LocalParams, out: Path) -> None:
-    """Read the folder with its layout's reader and write the competition layout into `out`."""
+def import_folder(p: LocalParams, out: Path, comp: type[Competition]) -> None:
+    """Read the folder with its layout's reader and write it as the files of the competition `comp` into `out`."""
     train, test = READERS[p.layout](p)
     for items in (train, test):
         names = [i.name for i in items]
         if len(set(names)) != len(names):
             raise LayoutError(f"{p.path}: two images would share a name in the competition folder")
-    rows, top = [], 0
-    out.mkdir(parents=True, exist_ok=True)
-    parts = {n: out / f".{n}.part" for n in ("train.zip", "train_masks.zip", "test.zip")}
-    with zipfile.ZipFile(parts["train.zip"], "w") as z_img, zipfile.ZipFile(parts["train_masks.zip"], "w") as z_mask:
-        for item in tqdm(train, desc="import train", unit="img"):
-            data, size = _image_bytes(item)
-            index = to_index(item.mask(), p, item.mask_source)
-            if index.shape != size:
-                raise LayoutError(
-                    f"{item.source}: its mask is {index.shape[1]}x{index.shape[0]} but the image is {size[1]}x{size[0]}"
-                )
-            top = max(top, int(index.max()))
-            buf = io.BytesIO()
-            Image.fromarray(index).save(buf, format="PNG")
-            _entry(z_img, f"train/{item.name}", data)
-            _entry(z_mask, f"train_masks/{competition.stem(item.name)}_mask.png", buf.getvalue())
-            rows.append((item.name, rle.encode(index > 0)))
-    with zipfile.ZipFile(parts["test.zip"], "w") as z_test:
-        for item in tqdm(test, desc="import test", unit="img"):
-            _entry(z_test, f"test/{item.name}", _image_bytes(item)[0])
-    for name, part in parts.items():
-        part.replace(out / name)
-    _csv(out / competition.TRAIN_MASKS_CSV, rows)
-    _csv(out / competition.SAMPLE_SUBMISSION_CSV, [(i.name, "1 1") for i in test])
-    classes = out / CLASSES_FILE
-    if p.mask_values == "binary":
-        classes.unlink(missing_ok=True)
-    else:
-        count = max(top + 1, max(p.colors, default=0) + 1, 2)
-        classes.write_text(json.dumps({"names": ["background"] + [f"class_{k}" for k in range(1, count)]}) + "\n")
+    comp.write(out, _train(train, p), _test(test), p.mask_values == "binary", max(p.colors, default=0) + 1)
 
 
-def _csv(path: Path, rows) -> None:
-    """img,rle_mask rows; a name with a comma, quote or line break is quoted, as CSV readers expect."""
-    with path.open("w", newline="") as f:
-        writer = csv.writer(f, lineterminator="\n")
-        writer.writerow(("img", "rle_mask"))
-        writer.writerows(rows)
+def _train(items: list[Item], p: LocalParams):
+    """(name, image bytes, class indices) of every train item, its mask checked against its image."""
+    for item in tqdm(items, desc="import train", unit="img"):
+        data, size = _image_bytes(item)
+        index = to_index(item.mask(), p, item.mask_source)
+        if index.shape != size:
+            raise LayoutError(
+                f"{item.source}: its mask is {index.shape[1]}x{index.shape[0]} but the image is {size[1]}x{size[0]}"
+            )
+        yield item.name, data, index
+
+
+def _test(items: list[Item]):
+    for item in tqdm(items, desc="import test", unit="img"):
+        yield item.name, _image_bytes(item)[0]

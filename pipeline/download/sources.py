@@ -16,12 +16,16 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from pipeline.download import competition, demo, kaggle_api
-from pipeline.download.archive import ArchiveError, check_crcs, extract_member
+from pipeline.competitions import Competition, competition_class
+from pipeline.competitions.archive import ArchiveError, check_crcs, extract_member
+from pipeline.competitions.carvana import demo as carvana_demo
+from pipeline.competitions.severstal import demo as severstal_demo
+from pipeline.download import kaggle_api
 from pipeline.errors import UserError
 from pipeline.params import DownloadParams
 
 STAMP = "SOURCE.json"
+DEMOS = {"Carvana": carvana_demo.generate, "Severstal": severstal_demo.generate}  # each competition's miniature
 
 
 class SourceError(UserError):
@@ -32,7 +36,8 @@ def _stamp(p: DownloadParams) -> dict:
     if p.source == "demo":
         return {
             "source": "demo",
-            **{k: getattr(p.demo, k) for k in ("seed", "train_cars", "test_cars", "width", "height", "multiclass")},
+            "competition": competition_class(p.competition).__name__,
+            **{k: getattr(p.demo, k) for k in ("seed", "train", "test", "width", "height", "multiclass")},
         }
     if p.source == "kaggle":
         return {"source": "kaggle", "competition": p.competition, "hq": p.hq}
@@ -113,41 +118,34 @@ def fetch(p: DownloadParams, out: Path, truth_dir: Path) -> dict[str, int]:
 
 
 def _fill(p: DownloadParams, out: Path, truth_dir: Path) -> dict[str, int]:
+    comp = competition_class(p.competition)
     if p.source == "demo":
         d = p.demo
-        demo.generate(
+        height, width = (d.height, d.width) if d.width else comp.native_size
+        DEMOS[comp.__name__](
             out,
             truth_dir,
             seed=d.seed,
-            train_cars=d.train_cars,
-            test_cars=d.test_cars,
-            width=d.width,
-            height=d.height,
+            train=d.train,
+            test=d.test,
+            width=width,
+            height=height,
             multiclass=d.multiclass,
         )
     elif p.source == "kaggle":
-        kaggle_api.download(p.competition, competition.kaggle_files(p.hq), out)
-        _extract_csvs(out)
+        kaggle_api.download(p.competition, comp.kaggle_files(p.hq), out)
+        comp.unpack(out)
     elif p.local.layout == "kaggle":
-        import_kaggle_folder(p, out)
+        import_kaggle_folder(p, out, comp)
     else:
         from pipeline.download import layouts
 
-        layouts.import_folder(p.local, out)
-    slug = p.competition if p.source != "demo" else "demo"
-    counts = competition.verify(out, p.hq, slug)
-    for name in competition.archive_names(p.hq).values():
+        layouts.import_folder(p.local, out, comp)
+    real = p.source != "demo" and p.competition == comp.slug  # the checks of the real data's names and counts
+    counts = comp(out, p.hq, strict=real).verify()
+    for name in comp.layout(p.hq)[0]:
         check_crcs(out / name)
     return counts
-
-
-def _extract_csvs(out: Path) -> None:
-    """Kaggle serves the CSV files zipped; extract each next to its zip, safely."""
-    for name in competition.CSV_FILES:
-        archive = out / f"{name}.zip"
-        target = out / name
-        if archive.is_file() and (not target.is_file() or target.stat().st_mtime < archive.stat().st_mtime):
-            extract_member(archive, name, target)
 
 
 def link_or_copy(src: Path, dst: Path) -> None:
@@ -165,38 +163,45 @@ def link_or_copy(src: Path, dst: Path) -> None:
         tmp.replace(dst)
 
 
-def pack_folder(folder: Path, archive: Path, prefix: str) -> None:
-    """Store an extracted image folder as a zip (no recompression), so later stages read one file."""
-    files = sorted(f for f in folder.iterdir() if f.is_file() and not f.name.startswith("."))
-    if not files:
-        raise SourceError(f"{folder} holds no files; point download.local.path at the folder with the data")
+def pack_folders(folders: list[Path], archive: Path) -> None:
+    """Store extracted image folders as one zip (no recompression, each folder's name kept inside), so later stages
+    read one file."""
     tmp = archive.with_name(archive.name + ".part")
     with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as z:
-        for f in tqdm(files, desc=f"pack {archive.name}", unit="file"):
-            z.write(f, f"{prefix}/{f.name}")
+        for folder in folders:
+            files = sorted(f for f in folder.iterdir() if f.is_file() and not f.name.startswith("."))
+            if not files:
+                raise SourceError(f"{folder} holds no files; point download.local.path at the folder with the data")
+            for f in tqdm(files, desc=f"pack {archive.name}", unit="file"):
+                z.write(f, f"{folder.name}/{f.name}")
     tmp.replace(archive)
 
 
-def import_kaggle_folder(p: DownloadParams, out: Path) -> None:
+def import_kaggle_folder(p: DownloadParams, out: Path, comp: type[Competition]) -> None:
     """A folder with Kaggle's files: zips are hard-linked, extracted folders packed, CSVs copied."""
     src = Path(p.local.path)
     if not src.is_dir():
         raise SourceError(f"download.local.path {src} is not a folder; point it at the folder with Kaggle's files")
-    for archive in competition.archive_names(p.hq).values():
-        folder = src / archive[: -len(".zip")]
+    zips, required, optional = comp.layout(p.hq)
+    for archive, folders in zips.items():
         if (src / archive).is_file():
             link_or_copy(src / archive, out / archive)
-        elif folder.is_dir():
+        elif all((src / f).is_dir() for f in folders):
             if not (out / archive).is_file():
-                pack_folder(folder, out / archive, folder.name)
+                pack_folders([src / f for f in folders], out / archive)
         else:
-            raise SourceError(f"{src} has neither {archive} nor {folder.name}/; it is not the Carvana data folder")
-    for name in competition.CSV_FILES:
+            wanted = " and ".join(f"{f}/" for f in folders)
+            raise SourceError(f"{src} has neither {archive} nor {wanted}; it is not the {comp.title} data folder")
+    for name in required + optional:
         _import_csv(src, name, out)
+    comp.unpack(out)  # the CSV files a whole-competition zip holds
+    missing = [name for name in required if not (out / name).is_file()]
+    if missing:
+        raise SourceError(f"{src} has neither {missing[0]} nor {missing[0]}.zip")
 
 
 def _import_csv(src: Path, name: str, out: Path) -> None:
-    """A CSV file of the folder, as it is or zipped as Kaggle serves it (metadata.csv may be absent)."""
+    """A CSV file of the folder, as it is or zipped as Kaggle serves it, when the folder has it."""
     if (src / name).is_file():
         shutil.copyfile(src / name, out / name)
     elif (src / f"{name}.zip").is_file():
@@ -204,5 +209,3 @@ def _import_csv(src: Path, name: str, out: Path) -> None:
             extract_member(src / f"{name}.zip", name, out / name)
         except ArchiveError as err:
             raise SourceError(str(err)) from None
-    elif name != competition.METADATA_CSV:
-        raise SourceError(f"{src} has neither {name} nor {name}.zip")

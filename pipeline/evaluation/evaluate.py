@@ -1,13 +1,15 @@
 """The evaluate stage's loop: each fold's model on its own validation images, scored at full resolution.
 
-Probabilities at the model size go through exactly the path of the submission (uint8, bilinear
-up-sampling to the original size, then a cut; see postprocess), so the Dice reported here is the Dice
-Kaggle computes for the submission. The per-image scores accumulate in a metrics.Scoreboard.
+Probabilities at the model size go through exactly the path of the submission (uint8, bilinear up-sampling to
+the original size, then the competition's rules; see masks.postprocess), so the score reported here is the score
+Kaggle computes for the submission. The per-image scores accumulate in the competition's scoreboard, which also
+chooses the rules (a threshold, and where the competition rewards it a minimum object area per class).
 """
 
 from __future__ import annotations
 
 import io
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -16,13 +18,12 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
+from pipeline.competitions import Competition
 from pipeline.data.datasets import ValidationDataset, collate_validation
-from pipeline.data.images import decode_mask
-from pipeline.download.competition import Competition
 from pipeline.evaluation import overlay
-from pipeline.evaluation.metrics import Scoreboard
+from pipeline.masks import postprocess
+from pipeline.masks.postprocess import Rule
 from pipeline.prediction.predictor import load_predictor
-from pipeline.submission import postprocess
 
 
 def evaluate_folds(
@@ -35,21 +36,22 @@ def evaluate_folds(
     workers: int,
     tta: bool,
     device: torch.device,
-) -> tuple[Scoreboard, dict[str, int]]:
-    """Score each fold's best model on its own validation images (out-of-fold when every fold is trained)."""
-    board, fold_of = None, {}
+    autocast=nullcontext,
+):
+    """Score each fold's best model on its own validation images (out-of-fold when every fold is trained);
+    (the scoreboard, {image: fold})."""
+    board, fold_of = comp.scoreboard(areas=True), {}
     for fold in folds:
         predictor = load_predictor([models / f"fold{fold}" / "best.pt"], device)
-        board = board or Scoreboard(predictor.classes)
         names = table.loc[table["fold"] == fold, "img"].tolist()
         loader = DataLoader(
-            ValidationDataset(comp, names, predictor.pre, predictor.classes),
+            ValidationDataset(comp, names, predictor.pre),
             batch_size=batch_size,
             num_workers=workers,
             collate_fn=collate_validation,
         )
         for x, _, full, index in loader:
-            probs = predictor(x.to(device), tta).cpu()
+            probs = predictor(x.to(device), tta, autocast).cpu()
             for i, j in enumerate(index.tolist()):
                 board.add(names[j], probs[i], full[i].numpy())
                 fold_of[names[j]] = fold
@@ -60,21 +62,49 @@ def pictures(
     best: Path,
     comp: Competition,
     names: list[str],
-    threshold: float,
+    rules: list[Rule],
     device: torch.device,
     tta: bool = False,
     scores: dict[str, float] | None = None,
 ) -> list[tuple[str, Image.Image]]:
-    """(name, picture) of train images predicted by a model: hits green, misses blue, extra pixels red."""
+    """(name, picture) of train images predicted by a model under `rules`: hits green, misses blue, extra pixels
+    red (every class together)."""
     predictor = load_predictor([best], device)
+    channels = list(range(predictor.classes))
     out = []
     for name in names:
-        data = comp.train.read(name)
+        data = comp.read_image(name)
         x, original = predictor.pre.load(data, name)
         probs = postprocess.to_uint8(predictor(x[None].to(device), tta)[0])
-        truth = decode_mask(comp.read_mask(name), name, predictor.classes, expected=original) > 0
-        pred = postprocess.binary_mask(postprocess.car_probability(probs), original, threshold)
+        truth = comp.read_mask(name, expected=original) > 0
+        pred = np.logical_or.reduce(list(comp.masks(probs, original, rules, channels).values()))
         caption = name if scores is None else f"{name}  Dice {scores[name]:.4f}"
         rgb = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
         out.append((name, overlay.compare(rgb, pred, truth, caption=caption)))
     return out
+
+
+def summarize(board, comp: Competition, fold_of: dict[str, int], low: float, high: float):
+    """The rules to submit with and what they reach: (rules, metrics, threshold sweep, per-image table)."""
+    rules, metrics, sweep = board.choose(low, high)
+    if comp.labels == "multilabel":
+        metrics["classes"] = board.class_report(rules, comp.class_names)
+    elif comp.labels == "multiclass":
+        scores = board.class_scores()
+        metrics.update(
+            mean_iou=float(scores["iou"].mean()),
+            mean_class_dice=float(scores["dice"][1:].mean()),
+            classes={
+                n: {"dice": float(d), "iou": float(i)}
+                for n, d, i in zip(comp.class_names, scores["dice"], scores["iou"], strict=True)
+            },
+        )
+    per_image = pd.DataFrame(
+        {
+            "img": board.names,
+            "fold": [fold_of[n] for n in board.names],
+            "dice": board.per_rule(rules),
+            "mask_area": board.areas,
+        }
+    ).sort_values("dice")
+    return rules, metrics, pd.DataFrame(sweep), per_image

@@ -16,6 +16,7 @@ from torch import nn
 
 from pipeline.errors import UserError
 from pipeline.models.factory import create_model
+from pipeline.models.weights import copy_matching
 
 FORMAT = "carvana-pipeline/1"
 REQUIRED = ("model", "state_dict", "preprocess", "class_names")  # what rebuilds the model and its inputs
@@ -86,22 +87,3 @@ def init_from(model: nn.Module, path: Path) -> list[str]:
     data = load_any(path)
     state = data.get("state_dict", data) if data.get("format") == FORMAT else data
     return copy_matching(model, state, path)
-
-
-def copy_matching(model: nn.Module, state: dict, source) -> list[str]:
-    """Load the tensors of `state` whose names and shapes match the model's; return what was skipped and why."""
-    own = model.state_dict()
-    copied, skipped = {}, []
-    for key, value in state.items():
-        if not isinstance(value, torch.Tensor):
-            continue  # e.g. the seed's 'mask_values' list
-        if key not in own:
-            skipped.append(f"{key} (not in this model)")
-        elif own[key].shape != value.shape:
-            skipped.append(f"{key} (shape {tuple(value.shape)} here {tuple(own[key].shape)})")
-        else:
-            copied[key] = value
-    if not copied:
-        raise CheckpointError(f"{source} shares no layer with this model; is it a checkpoint of this architecture?")
-    model.load_state_dict(copied, strict=False)
-    return skipped

@@ -21,9 +21,10 @@ import torch
 from torch import nn
 
 from pipeline.errors import UserError
+from pipeline.images import IMAGENET
 from pipeline.models.unet import pad_to_multiple
+from pipeline.models.weights import copy_matching
 
-IMAGENET = {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}
 WEIGHT_FILES = (".pth", ".pt", ".safetensors")
 
 
@@ -107,8 +108,6 @@ def preprocessing(encoder: str, weights: str) -> dict:
 def load_weights(model: EncoderModel, encoder: str, weights: str, in_channels: int) -> list[str]:
     """Put `weights` into the model's encoder: smp's published set (downloaded by smp) or a local file holding
     the encoder's or the whole model's state dict. Returns the layers that were skipped and why."""
-    from pipeline.models.checkpoint import copy_matching
-
     key = "train.model.encoder_weights"
     if weights == "none":
         return []

@@ -1,8 +1,8 @@
 """Probabilities from one or several models, with optional horizontal-flip test-time augmentation.
 
-Models return logits; this is where they become probabilities: a sigmoid for one output channel, a
-softmax over classes otherwise. Several models (the fold models) and the flipped pass are averaged in
-probability space.
+Models return logits; this is where they become probabilities: a sigmoid per channel for binary and multi-label
+models (one channel, or one per defect class that may overlap another), a softmax over classes for multi-class
+ones. Several models (the fold models) and the flipped pass are averaged in probability space.
 """
 
 from __future__ import annotations
@@ -14,15 +14,17 @@ import torch
 from torch import nn
 
 
-def to_probs(logits: torch.Tensor) -> torch.Tensor:
-    """(N, C, H, W) logits -> probabilities (sigmoid for C == 1, softmax otherwise), float32."""
+def to_probs(logits: torch.Tensor, labels: str | None = None) -> torch.Tensor:
+    """(N, C, H, W) logits -> float32 probabilities: softmax over C for `multiclass`, else a sigmoid each; without
+    `labels`, a model of several channels is taken for multi-class."""
     logits = logits.float()
-    return torch.sigmoid(logits) if logits.shape[1] == 1 else logits.softmax(dim=1)
+    labels = labels or ("multiclass" if logits.shape[1] > 1 else "binary")
+    return logits.softmax(dim=1) if labels == "multiclass" else torch.sigmoid(logits)
 
 
 @torch.inference_mode()
 def probabilities(
-    models: Sequence[nn.Module], x: torch.Tensor, tta: bool = False, autocast=nullcontext
+    models: Sequence[nn.Module], x: torch.Tensor, tta: bool = False, autocast=nullcontext, labels: str | None = None
 ) -> torch.Tensor:
     """Mean probabilities (N, C, H, W) of `models` on a normalised batch, over flips when `tta`."""
     total = None
@@ -32,7 +34,7 @@ def probabilities(
         for flip in views:
             with autocast():
                 logits = model(x.flip(-1) if flip else x)
-            probs = to_probs(logits)
+            probs = to_probs(logits, labels)
             probs = probs.flip(-1) if flip else probs
             total = probs if total is None else total.add_(probs)  # in place: probs is always a new tensor
             passes += 1

@@ -1,4 +1,4 @@
-"""ONNX export with dynamic batch, height and width, and an ONNX Runtime model that stands in for torch.
+"""ONNX export with dynamic batch, height and width (torch's export-based exporter).
 
 The exported graph returns logits like the torch model; the checkpoint's description (architecture,
 preprocessing, classes) travels in the ONNX metadata, so an .onnx file is as self-contained as a .pt.
@@ -13,18 +13,11 @@ import logging
 import warnings
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from pipeline.errors import UserError
+from pipeline.prediction.onnx_runtime import METADATA_KEY, OnnxModel
 from pipeline.prediction.predictor import load_predictor
 from pipeline.provenance import file_hash
-
-METADATA_KEY = "carvana_pipeline"
-
-
-class OnnxError(UserError):
-    """An ONNX file this pipeline cannot use."""
 
 
 def export(ckpt_path: Path, out: Path, opset: int = 18) -> Path:
@@ -65,37 +58,3 @@ def export(ckpt_path: Path, out: Path, opset: int = 18) -> Path:
 def is_current(onnx_path: Path, ckpt_path: Path) -> bool:
     """True when `onnx_path` exists and was exported from exactly this checkpoint."""
     return onnx_path.is_file() and OnnxModel(onnx_path).meta.get("source_sha256") == file_hash(ckpt_path)
-
-
-class OnnxModel:
-    """An ONNX Runtime session called like the torch model: (N, C, H, W) tensor in, logits tensor out."""
-
-    def __init__(self, path: Path, threads: int = 0):
-        import onnxruntime as ort
-
-        if not Path(path).is_file():
-            raise OnnxError(f"{path} does not exist; write it with `carvana export`")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        try:
-            self.session = ort.InferenceSession(str(path), options, providers=ort.get_available_providers())
-        except Exception as err:  # onnxruntime raises its own Fail/InvalidGraph types
-            raise OnnxError(f"{path} is not a loadable ONNX model ({str(err).splitlines()[0]})") from None
-        meta = self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
-        if meta is None:
-            raise OnnxError(
-                f"{path} was not exported by this pipeline (no {METADATA_KEY} metadata); "
-                f"export a checkpoint with `carvana export`"
-            )
-        self.meta = json.loads(meta)
-        inputs = self.session.get_inputs()
-        if len(inputs) != 1 or inputs[0].shape[1] != self.meta["model"]["in_channels"]:
-            raise OnnxError(f"{path}: its graph does not take (N, {self.meta['model']['in_channels']}, H, W) images")
-        self.path = Path(path)
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        logits = self.session.run(["logits"], {"image": np.ascontiguousarray(x.detach().cpu().numpy(), np.float32)})[0]
-        return torch.from_numpy(logits)
-
-    def eval(self) -> "OnnxModel":
-        return self

@@ -15,13 +15,13 @@ from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
 from pipeline import provenance
+from pipeline.competitions.archive import ImageArchive
 from pipeline.data.datasets import ImageDataset
-from pipeline.data.images import ImageError
-from pipeline.download.archive import ImageArchive
+from pipeline.images import ImageError
+from pipeline.masks import postprocess
 from pipeline.prediction import shards
 from pipeline.prediction.predictor import Predictor
 from pipeline.prediction.shards import PredictionError
-from pipeline.submission import postprocess
 
 
 def prepare(
@@ -39,7 +39,14 @@ def prepare(
         }
     )
     return shards.prepare(
-        out, fingerprint, len(names), shard_size, predictor.classes, predictor.class_names, predictor.pre.size
+        out,
+        fingerprint,
+        len(names),
+        shard_size,
+        predictor.classes,
+        predictor.class_names,
+        predictor.pre.size,
+        predictor.labels,
     )
 
 

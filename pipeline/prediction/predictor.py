@@ -33,15 +33,21 @@ class Predictor:
     class_names: list[str]
     hashes: list[str]  # SHA-256 of each checkpoint (an .onnx is known by the checkpoint it came from)
     description: dict  # architecture, preprocessing and class names: what makes a file rebuild its model alone
+    labels: str = "binary"  # binary | multiclass (softmax) | multilabel (a sigmoid per class)
 
     def __call__(self, x: torch.Tensor, tta: bool = False, autocast=nullcontext) -> torch.Tensor:
         """(N, C, H, W) probabilities of a normalised batch, averaged over the models (and flips with `tta`)."""
-        return probabilities(self.models, x, tta, autocast)
+        return probabilities(self.models, x, tta, autocast, self.labels)
+
+
+def labels_of(ckpt: dict) -> str:
+    """A checkpoint's kind of labels; those written before multi-label models: binary or multi-class by width."""
+    return ckpt.get("labels") or ("binary" if ckpt["model"]["classes"] == 1 else "multiclass")
 
 
 def _load_one(path: Path, device: torch.device, memory_format) -> tuple[object, dict, str]:
     if Path(path).suffix == ".onnx":
-        from pipeline.prediction.onnx_export import OnnxModel
+        from pipeline.prediction.onnx_runtime import OnnxModel
 
         model = OnnxModel(path)
         return model, model.meta, f"onnx:{model.meta['source_sha256']}"
@@ -72,5 +78,7 @@ def load_predictor(
         hashes.append(digest)
     ckpt = first[1]
     description = {k: ckpt[k] for k in ("model", "preprocess", "class_names")}
+    description["labels"] = labels_of(ckpt)
     pre = Preprocess.from_dict(ckpt["preprocess"])
-    return Predictor(models, pre, ckpt["model"]["classes"], ckpt["class_names"], hashes, description)
+    classes = ckpt["model"]["classes"]
+    return Predictor(models, pre, classes, ckpt["class_names"], hashes, description, description["labels"])

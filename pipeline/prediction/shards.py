@@ -37,7 +37,14 @@ def _member(image_name: str) -> str:
 
 
 def prepare(
-    out: Path, fingerprint: str, images: int, shard_size: int, classes: int, class_names: list[str], size
+    out: Path,
+    fingerprint: str,
+    images: int,
+    shard_size: int,
+    classes: int,
+    class_names: list[str],
+    size,
+    labels: str | None = None,
 ) -> dict:
     """Write the manifest, deleting every shard of another fingerprint first. Returns the manifest."""
     manifest = {
@@ -47,6 +54,7 @@ def prepare(
         "shards": -(-images // shard_size),
         "classes": classes,
         "class_names": class_names,
+        "labels": labels or ("binary" if classes == 1 else "multiclass"),
         "size": list(size),
     }
     out.mkdir(parents=True, exist_ok=True)

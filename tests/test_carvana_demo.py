@@ -1,4 +1,4 @@
-"""The demo competition: Kaggle's layout and formats, deterministic bytes, exact masks."""
+"""Carvana's demo competition: Kaggle's layout and formats, deterministic bytes, exact masks."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from pipeline import rle
-from pipeline.download import competition, demo, demo_cars, demo_render
-from pipeline.download.archive import ImageArchive
+from pipeline.competitions import open_competition
+from pipeline.competitions.archive import ImageArchive
+from pipeline.competitions.carvana import demo, demo_cars, demo_render
+from pipeline.masks import rle
 
 
 def test_layout_names_and_formats_match_kaggle(tiny_demo):
@@ -31,11 +32,11 @@ def test_layout_names_and_formats_match_kaggle(tiny_demo):
     assert list(sample.columns) == ["img", "rle_mask"] and len(sample) == 16
     meta = pd.read_csv(tiny_demo / "metadata.csv")
     assert list(meta.columns) == ["id", "year", "make", "model", "trim1", "trim2"] and len(meta) == 4
-    assert competition.verify(tiny_demo, hq=False, competition="demo") == {"train": 48, "test": 16}
+    assert open_competition(tiny_demo, "demo").verify() == {"train": 48, "test": 16}
 
 
 def test_the_same_seed_gives_the_same_bytes(tmp_path, tiny_demo):
-    demo.generate(tmp_path / "raw", tmp_path / "truth", seed=7, train_cars=3, test_cars=1, width=160, height=96, jobs=2)
+    demo.generate(tmp_path / "raw", tmp_path / "truth", seed=7, train=3, test=1, width=160, height=96, jobs=2)
     for name in (
         "train.zip",
         "train_masks.zip",
@@ -45,7 +46,7 @@ def test_the_same_seed_gives_the_same_bytes(tmp_path, tiny_demo):
         "metadata.csv",
     ):
         assert (tmp_path / "raw" / name).read_bytes() == (tiny_demo / name).read_bytes(), name
-    demo.generate(tmp_path / "other", tmp_path / "t2", seed=8, train_cars=3, test_cars=1, width=160, height=96, jobs=1)
+    demo.generate(tmp_path / "other", tmp_path / "t2", seed=8, train=3, test=1, width=160, height=96, jobs=1)
     assert (tmp_path / "other" / "train.zip").read_bytes() != (tiny_demo / "train.zip").read_bytes()
 
 

@@ -3,7 +3,8 @@
 JPEGs are decoded with Pillow's draft mode when the target is smaller: the largest DCT-domain
 down-scaling (1/2, 1/4, 1/8) that still covers the model size skips most of the work, then a resize
 reaches the exact size (none is needed for Carvana at scale 1/8). Masks are class indices (0/1 for
-Carvana's GIFs) resized with nearest neighbour, so no new values appear.
+Carvana's GIFs) or bit masks of classes that may overlap (Severstal), resized with nearest neighbour, so no new
+values appear.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from PIL import Image
 from pipeline.errors import UserError
 
 Size = tuple[int, int]  # (height, width)
+IMAGENET = {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}  # the statistics ImageNet encoders expect
 
 
 class ImageError(UserError):

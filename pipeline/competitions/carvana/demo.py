@@ -9,7 +9,6 @@ goes to a separate folder that no pipeline stage reads.
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import zipfile
@@ -18,12 +17,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from pipeline import rle
-from pipeline.download.demo_cars import MAKES, make_car
-from pipeline.download.demo_render import VIEWS, render
+from pipeline.competitions.archive import write_member
+from pipeline.competitions.base import write_csv
+from pipeline.competitions.carvana.demo_cars import MAKES, make_car
+from pipeline.competitions.carvana.demo_render import VIEWS, render
+from pipeline.masks import rle
 
 CLASSES = ("background", "body", "windows", "wheels", "lights")  # index masks of the multi-class demo
-ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # fixed zip timestamps: the same seed gives the same bytes
+TRUTH = "test_masks.csv"  # the test masks, in train_masks.csv's layout
 
 
 def _jpeg(rgb: np.ndarray) -> bytes:
@@ -53,26 +54,20 @@ def _render_job(seed: int, split: int, car_index: int, view: int, width: int, he
     return name, _jpeg(rgb), _mask_file(index_mask, multiclass), rle.encode(index_mask > 0)
 
 
-def _zip_entry(archive: zipfile.ZipFile, name: str, data: bytes) -> None:
-    info = zipfile.ZipInfo(name, date_time=ZIP_TIME)
-    info.compress_type = zipfile.ZIP_STORED
-    info.external_attr = 0o644 << 16
-    archive.writestr(info, data)
-
-
 def generate(
     out_dir: Path,
     truth_dir: Path,
     *,
     seed: int,
-    train_cars: int,
-    test_cars: int,
+    train: int,
+    test: int,
     width: int,
     height: int,
     multiclass: bool = False,
     jobs: int = -1,
 ) -> dict[str, int]:
-    """Write the demo competition into `out_dir` and its test truth into `truth_dir`.
+    """Write the demo competition (`train` and `test` cars of 16 views each) into `out_dir` and its test truth into
+    `truth_dir`.
 
     Returns the number of train and test images. The same arguments give byte-identical files.
     """
@@ -82,8 +77,8 @@ def generate(
     out_dir.mkdir(parents=True, exist_ok=True)
     truth_dir.mkdir(parents=True, exist_ok=True)
     cars = {
-        0: [make_car(np.random.default_rng([seed, 0, i])) for i in range(train_cars)],
-        1: [make_car(np.random.default_rng([seed, 1, i])) for i in range(test_cars)],
+        0: [make_car(np.random.default_rng([seed, 0, i])) for i in range(train)],
+        1: [make_car(np.random.default_rng([seed, 1, i])) for i in range(test)],
     }
     jobs_list = [(split, i, v) for split in (0, 1) for i in range(len(cars[split])) for v in range(1, VIEWS + 1)]
     mask_ext = "png" if multiclass else "gif"
@@ -101,30 +96,23 @@ def generate(
             zip(jobs_list, results, strict=True), total=len(jobs_list), desc="demo", unit="img"
         ):
             if split == 0:
-                _zip_entry(z_train, f"train/{name}.jpg", jpeg)
-                _zip_entry(z_masks, f"train_masks/{name}_mask.{mask_ext}", mask)
+                write_member(z_train, f"train/{name}.jpg", jpeg)
+                write_member(z_masks, f"train_masks/{name}_mask.{mask_ext}", mask)
                 train_rows.append((f"{name}.jpg", run))
             else:
-                _zip_entry(z_test, f"test/{name}.jpg", jpeg)
+                write_member(z_test, f"test/{name}.jpg", jpeg)
                 test_rows.append((f"{name}.jpg", run))
     for name, path in tmp.items():
         path.replace(out_dir / name)
 
-    _write_csv(out_dir / "train_masks.csv", ("img", "rle_mask"), train_rows)
-    _write_csv(out_dir / "sample_submission.csv", ("img", "rle_mask"), [(n, "1 1") for n, _ in test_rows])
+    write_csv(out_dir / "train_masks.csv", ("img", "rle_mask"), train_rows)
+    write_csv(out_dir / "sample_submission.csv", ("img", "rle_mask"), [(n, "1 1") for n, _ in test_rows])
     meta = [(c.car_id, c.year, *MAKES[c.kind], c.color_name, "") for split in (0, 1) for c in cars[split]]
-    _write_csv(out_dir / "metadata.csv", ("id", "year", "make", "model", "trim1", "trim2"), meta)
-    _write_csv(truth_dir / "test_masks.csv", ("img", "rle_mask"), test_rows)
+    write_csv(out_dir / "metadata.csv", ("id", "year", "make", "model", "trim1", "trim2"), meta)
+    write_csv(truth_dir / TRUTH, ("img", "rle_mask"), test_rows)
     classes = out_dir / "classes.json"
     if multiclass:
         classes.write_text(json.dumps({"names": list(CLASSES)}) + "\n")
     else:
         classes.unlink(missing_ok=True)
     return {"train": len(train_rows), "test": len(test_rows)}
-
-
-def _write_csv(path: Path, header: tuple[str, ...], rows) -> None:
-    with path.open("w", newline="") as f:
-        writer = csv.writer(f, lineterminator="\n")
-        writer.writerow(header)
-        writer.writerows(rows)

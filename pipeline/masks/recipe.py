@@ -1,4 +1,5 @@
-"""How the pipeline uses a set of checkpoints: the threshold and flip TTA that evaluate chose for them.
+"""How the pipeline uses a set of checkpoints: the rules (threshold, minimum object area per output channel) and
+the flip TTA that evaluate chose for them.
 
 Written by the evaluate stage beside its metrics, keyed by the checkpoints' SHA-256, and read by encode and
 `carvana predict`, which so predicts like the pipeline by default. No torch here: encode starts in a moment.
@@ -9,12 +10,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from pipeline.masks.postprocess import Rule
 from pipeline.provenance import file_hash
 
 
-def write(path: Path, checkpoints: list[Path], threshold: float, tta: bool) -> None:
+def write(path: Path, checkpoints: list[Path], rules: list[Rule], tta: bool) -> None:
     """Record how these checkpoints are best used (evaluate's choice), keyed by their hashes."""
-    recipe = {"threshold": threshold, "tta": tta, "checkpoints": {str(p): file_hash(p) for p in checkpoints}}
+    chosen: dict = {"threshold": rules[0].threshold}
+    if len(rules) > 1 or rules[0].min_area:
+        chosen = {"rules": [{"threshold": r.threshold, "min_area": r.min_area} for r in rules]}
+    recipe = {**chosen, "tta": tta, "checkpoints": {str(p): file_hash(p) for p in checkpoints}}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(recipe, indent=2) + "\n")
 
@@ -29,3 +34,10 @@ def read(path: Path, checkpoint_path: Path | None = None) -> dict | None:
         if not Path(checkpoint_path).is_file() or file_hash(checkpoint_path) not in hashes:
             return None
     return recipe
+
+
+def rules(recipe: dict, channels: int) -> list[Rule]:
+    """One rule per output channel: the recorded ones, or the one threshold for every channel."""
+    if "rules" in recipe:
+        return [Rule(r["threshold"], r["min_area"]) for r in recipe["rules"]]
+    return [Rule(recipe["threshold"])] * channels

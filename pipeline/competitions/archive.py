@@ -1,8 +1,8 @@
 """Zip archives as image stores, and extraction that cannot escape its folder.
 
-Kaggle's image zips (train.zip: 5,088 files; test.zip: 100,064 files) are read in place instead of
-extracted, so DVC tracks a few large files and the data is on disk once. Each process opens its own
-handle, which makes an archive safe to share with DataLoader workers.
+Kaggle's image zips (Carvana's train.zip: 5,088 files, test.zip: 100,064; Severstal's one zip of both
+folders) are read in place instead of extracted, so DVC tracks a few large files and the data is on disk once.
+Each process opens its own handle, which makes an archive safe to share with DataLoader workers.
 """
 
 from __future__ import annotations
@@ -46,14 +46,17 @@ def open_zip(path: Path) -> zipfile.ZipFile:
 
 
 class ImageArchive:
-    """The files of a zip, addressed by base name (`00087a6bd4dc_01.jpg`), readable from any process."""
+    """The files of a zip (or of one folder inside it), addressed by base name (`00087a6bd4dc_01.jpg`), readable
+    from any process."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, folder: str | None = None):
         self.path = Path(path)
         with open_zip(self.path) as z:
             infos = [i for i in z.infolist() if not i.is_dir()]
         for info in infos:
             _check_member(self.path, info)
+        if folder is not None:  # e.g. train_images/ of a whole-competition zip
+            infos = [i for i in infos if i.filename.startswith(folder.rstrip("/") + "/")]
         self._members = {posixpath.basename(i.filename): i.filename for i in infos}
         self._crc = {posixpath.basename(i.filename): (i.CRC, i.file_size) for i in infos}
         if len(self._members) != len(infos):
@@ -100,6 +103,15 @@ class ImageArchive:
             raise ArchiveError(
                 f"{self.path}: cannot read {member} ({err}); the zip is damaged, download it again"
             ) from None
+
+
+def write_member(archive: zipfile.ZipFile, name: str, data: bytes, date_time=(1980, 1, 1, 0, 0, 0)) -> None:
+    """Store `data` as `name`, uncompressed (images are compressed already) and with a fixed time, so that the same
+    files make the same bytes."""
+    info = zipfile.ZipInfo(name, date_time=date_time)
+    info.compress_type = zipfile.ZIP_STORED
+    info.external_attr = 0o644 << 16
+    archive.writestr(info, data)
 
 
 TASKS_PER_WORKER = 8  # parallel tasks per process when checking an archive: a moving progress bar, few opens

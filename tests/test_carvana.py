@@ -1,4 +1,5 @@
-"""The competition folder checks: every inconsistency is found and named."""
+"""Carvana's competition module: the folder checks (every inconsistency found and named), reading, the submission's
+rows and the score."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ import zipfile
 import pandas as pd
 import pytest
 
-from pipeline.download import competition
-from pipeline.download.archive import ArchiveError, ImageArchive, extract_member
+from pipeline.competitions import CompetitionError, open_competition
+from pipeline.competitions.archive import ArchiveError, ImageArchive, extract_member
+from pipeline.competitions.carvana import SLUG, Carvana
 
 
 @pytest.fixture
@@ -31,14 +33,14 @@ def _drop_member(archive, predicate):
 
 
 def test_a_consistent_folder_passes(folder):
-    assert competition.verify(folder, hq=False, competition="demo") == {"train": 48, "test": 16}
+    assert open_competition(folder, "demo").verify() == {"train": 48, "test": 16}
 
 
 def test_a_missing_mask_is_named(folder):
     victim = ImageArchive(folder / "train.zip").names()[5]
     _drop_member(folder / "train_masks.zip", lambda n: n.endswith(victim.replace(".jpg", "_mask.gif")))
-    with pytest.raises(competition.CompetitionError, match=f"not in train_masks.zip, e.g. {victim}"):
-        competition.verify(folder, hq=False, competition="demo")
+    with pytest.raises(CompetitionError, match=f"not in train_masks.zip, e.g. {victim}"):
+        open_competition(folder, "demo").verify()
 
 
 def test_rows_missing_from_the_csvs_are_named(folder):
@@ -46,8 +48,8 @@ def test_rows_missing_from_the_csvs_are_named(folder):
     table.iloc[1:].to_csv(folder / "train_masks.csv", index=False)
     sample = pd.read_csv(folder / "sample_submission.csv", dtype=str)
     pd.concat([sample, sample.iloc[:1]]).to_csv(folder / "sample_submission.csv", index=False)
-    with pytest.raises(competition.CompetitionError) as err:
-        competition.verify(folder, hq=False, competition="demo")
+    with pytest.raises(CompetitionError) as err:
+        open_competition(folder, "demo").verify()
     assert f"not in train_masks.csv, e.g. {table['img'].iloc[0]}" in str(err.value)
     assert "lists " + sample["img"].iloc[0] + " twice" in str(err.value)
 
@@ -56,20 +58,20 @@ def test_a_bad_rle_in_train_masks_csv_is_named(folder):
     table = pd.read_csv(folder / "train_masks.csv", dtype=str)
     table.loc[2, "rle_mask"] = "5 3 4 1"
     table.to_csv(folder / "train_masks.csv", index=False)
-    with pytest.raises(competition.CompetitionError, match=f"row {table['img'][2]}: RLE runs are unsorted"):
-        competition.verify(folder, hq=False, competition="demo")
+    with pytest.raises(CompetitionError, match=f"row {table['img'][2]}: RLE runs are unsorted"):
+        open_competition(folder, "demo").verify()
 
 
 def test_carvana_counts_are_enforced_for_the_real_slug(folder):
-    with pytest.raises(competition.CompetitionError, match="holds 48 images; Carvana has 5088"):
-        competition.verify(folder, hq=False, competition=competition.CARVANA_SLUG)
+    with pytest.raises(CompetitionError, match="holds 48 images; Carvana has 5088"):
+        open_competition(folder, SLUG).verify()
 
 
 def test_truncated_zip_says_to_download_again(folder):
     data = (folder / "test.zip").read_bytes()
     (folder / "test.zip").write_bytes(data[: len(data) // 2])
     with pytest.raises(ArchiveError, match="truncated.*dvc repro download"):
-        competition.verify(folder, hq=False, competition="demo")
+        open_competition(folder, "demo").verify()
 
 
 def test_unsafe_member_paths_are_refused(tmp_path):
@@ -84,6 +86,23 @@ def test_unsafe_member_paths_are_refused(tmp_path):
 
 
 def test_a_subset_under_the_carvana_slug_says_how_to_use_it(tiny_demo):
-    with pytest.raises(competition.CompetitionError) as err:
-        competition.verify(tiny_demo, hq=False, competition=competition.CARVANA_SLUG)
+    with pytest.raises(CompetitionError) as err:
+        open_competition(tiny_demo, SLUG).verify()
     assert "Carvana has 5088" in str(err.value) and "set download.competition to another name" in str(err.value)
+
+
+def test_the_score_is_the_mean_per_image_dice(tmp_path):
+    shape = (4, 5)
+    truth, submission = tmp_path / "truth.csv", tmp_path / "sub.csv"
+    truth.write_text("img,rle_mask\na.jpg,1 4\nb.jpg,\nc.jpg,3 2\n")
+    submission.write_text("img,rle_mask\na.jpg,1 2\nb.jpg,\nc.jpg,10 2\n")
+    assert Carvana.score(submission, truth, shape) == pytest.approx((2 * 2 / 6 + 1.0 + 0.0) / 3)
+
+
+def test_the_submission_has_one_row_per_test_image_in_the_sample_s_order(folder):
+    fmt = open_competition(folder, "demo").submission()
+    sample = pd.read_csv(folder / "sample_submission.csv", dtype=str)
+    assert fmt.header == "img,rle_mask\n" and list(fmt.images) == sample["img"].tolist()
+    assert fmt.lines(0, {0: "1 2"}) == [f"{sample['img'][0]},1 2\n"]
+    quoted = Carvana.format_for(["a,b.png"])
+    assert quoted.lines(0, {0: ""}) == ['"a,b.png",\n']

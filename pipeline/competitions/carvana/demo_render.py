@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from pipeline.download.demo_cars import Car, Face, build_parts
+from pipeline.competitions.carvana.demo_cars import Car, Face, build_parts
 
 VIEWS = 16  # Carvana's turntable views, named _01 .. _16; _01 faces the camera
 NOISE = 1  # sensor noise in levels (+-); JPEGs then weigh about what Carvana's train_hq files do

@@ -1,4 +1,5 @@
-"""From model output to a full-size mask, the one way evaluate and encode both use.
+"""From model output to a full-size mask, the one way evaluate and encode both use: up-sampling, the cut,
+and the removal of objects smaller than a minimum area.
 
 Probabilities are stored as uint8 (p * 255, rounded) at the model size. The full-size value of a pixel
 is their bilinear interpolation (pixel centres aligned, edges clamped, as torch's `align_corners=False`)
@@ -12,11 +13,12 @@ the Dice it reports is the Dice the submission gets.
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline import rle
-from pipeline.data.images import Size
+from pipeline.images import Size
+from pipeline.masks import rle
 
 CELL_FACTOR = 16  # output pixels per input pixel from which the cell-by-cell path is the faster one
 
@@ -204,3 +206,45 @@ def mask_runs(prob: np.ndarray, size: Size, threshold: float) -> np.ndarray:
 def binary_mask(prob: np.ndarray, size: Size, threshold: float) -> np.ndarray:
     """Full-size boolean mask, equal to `upsample(prob, size) > cut(threshold)`."""
     return rle.decode(rle.format_runs(mask_runs(prob, size, threshold)), size).astype(bool)
+
+
+def full_mask(prob: np.ndarray, size: Size, threshold: float) -> np.ndarray:
+    """Full-size boolean mask `upsample(prob, size) > cut(threshold)`, computed whole (for the rules that need the
+    mask itself, such as the minimum area; `mask_runs` gives the same pixels as runs)."""
+    if prob.shape == tuple(size):
+        return prob > cut(threshold)
+    return upsample(prob, size) > cut(threshold)
+
+
+EIGHT = np.ones((3, 3), dtype=bool)  # objects are 8-connected, as cv2.connectedComponents counts them
+
+
+def objects(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(label map, pixels per label) of the mask's 8-connected objects; label 0 is the background."""
+    from scipy import ndimage
+
+    labels, _ = ndimage.label(mask, structure=EIGHT)
+    return labels, np.bincount(labels.reshape(-1))
+
+
+def remove_small(mask: np.ndarray, min_area: int) -> np.ndarray:
+    """The boolean mask without its objects of fewer than `min_area` pixels (the Severstal leaders' rule)."""
+    if min_area <= 1 or not mask.any():
+        return mask.astype(bool)
+    labels, sizes = objects(mask)
+    keep = sizes >= min_area
+    keep[0] = False
+    return keep[labels]
+
+
+@dataclass(frozen=True)
+class Rule:
+    """How one output channel becomes a submitted mask: probability above `threshold`, then only the objects of at
+    least `min_area` pixels (0: every object)."""
+
+    threshold: float
+    min_area: int = 0
+
+    def apply(self, prob: np.ndarray, size: Size) -> np.ndarray:
+        """Full-size boolean mask of one uint8 probability map (h, w)."""
+        return remove_small(full_mask(prob, size, self.threshold), self.min_area)

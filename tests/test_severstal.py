@@ -1,0 +1,131 @@
+"""Severstal's competition module and its demo: the files Kaggle serves, both CSV layouts of the competition, labels
+as bit masks of four classes decoded column-major, the submission in the sample's exact rows, Kaggle's metric."""
+
+from __future__ import annotations
+
+import gzip
+import zipfile
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline.competitions import CompetitionError, competition_class, open_competition
+from pipeline.competitions.severstal import SLUG, ZIP, Severstal, demo, read_labels, sample_format
+from pipeline.masks.rle import DIALECTS
+
+SIZE = (64, 400)  # (height, width): a quarter of Severstal's 256x1600
+
+
+@pytest.fixture(scope="module")
+def steel(tmp_path_factory):
+    root = tmp_path_factory.mktemp("severstal")
+    demo.generate(root / "raw", root / "truth", seed=3, train=3, test=1, width=SIZE[1], height=SIZE[0], jobs=1)
+    return root / "raw"
+
+
+def test_the_slug_picks_the_module_and_an_unknown_slug_is_carvana_s_layout():
+    assert competition_class(SLUG) is Severstal and competition_class("my-subset").__name__ == "Carvana"
+
+
+def test_the_demo_serves_kaggle_s_files_and_names(steel):
+    assert sorted(p.name for p in steel.iterdir()) == sorted([ZIP, "train.csv", "sample_submission.csv"])
+    with zipfile.ZipFile(steel / ZIP) as z:
+        names = z.namelist()
+    assert {n.split("/")[0] for n in names} == {"train_images", "test_images", "train.csv", "sample_submission.csv"}
+    comp = open_competition(steel, SLUG)
+    assert comp.verify() == {"train": 48, "test": 16}
+    assert all(len(n) == 13 and n.endswith(".jpg") for n in comp.train_names)  # 9 hex digits, like 0002cc93b.jpg
+    train = pd.read_csv(steel / "train.csv")
+    assert list(train.columns) == ["ImageId", "ClassId", "EncodedPixels"] and set(train["ClassId"]) <= {1, 2, 3, 4}
+    sample = pd.read_csv(steel / "sample_submission.csv")
+    assert list(sample.columns) == ["ImageId", "EncodedPixels", "ClassId"] and len(sample) == 16 * 4
+
+
+def test_some_strips_hold_no_defect_some_two_kinds_and_about_half_the_pairs_are_empty(tmp_path):
+    demo.generate(tmp_path / "raw", tmp_path / "truth", seed=5, train=6, test=1, width=400, height=64, jobs=1)
+    labels = read_labels(tmp_path / "raw/train.csv")
+    comp = open_competition(tmp_path / "raw", SLUG)
+    kinds = [len(labels.get(n, {})) for n in comp.train_names]
+    assert 0 in kinds and 2 in kinds and max(kinds) <= 3
+    empty = 1 - sum(kinds) / (4 * len(kinds))
+    assert 0.4 < empty < 0.6, empty  # so that an all-empty submission scores about 0.5
+
+
+def test_the_same_seed_gives_the_same_bytes(steel, tmp_path):
+    demo.generate(tmp_path / "raw", tmp_path / "truth", seed=3, train=3, test=1, width=SIZE[1], height=SIZE[0], jobs=2)
+    for name in (ZIP, "train.csv", "sample_submission.csv"):
+        assert (tmp_path / "raw" / name).read_bytes() == (steel / name).read_bytes(), name
+
+
+def test_masks_are_bits_of_the_four_classes_decoded_column_major(steel):
+    comp = open_competition(steel, SLUG)
+    labels = read_labels(steel / "train.csv")
+    name = next(n for n in comp.train_names if len(labels.get(n, {})) >= 2)
+    mask = comp.read_mask(name)
+    assert mask.shape == SIZE and mask.dtype == np.uint8 and comp.labels == "multilabel" and comp.channels == 4
+    for c, code in labels[name].items():
+        assert np.array_equal((mask >> (c - 1)) & 1, DIALECTS["severstal"].decode(code, SIZE))
+    assert comp.mask_areas([name])[0] > 0
+
+
+def test_the_old_layout_of_the_competition_reads_the_same(steel, tmp_path):
+    new = pd.read_csv(steel / "train.csv", dtype=str)
+    rows = {(n, int(c)): p for n, c, p in new.values}
+    images = sorted({n for n, _ in rows})
+    old = pd.DataFrame(
+        [(f"{n}_{c}", rows.get((n, c), "")) for n in images for c in range(1, 5)],
+        columns=["ImageId_ClassId", "EncodedPixels"],
+    )
+    old.to_csv(tmp_path / "train.csv", index=False)
+    assert read_labels(tmp_path / "train.csv") == read_labels(steel / "train.csv")
+    sample = pd.read_csv(steel / "sample_submission.csv", dtype=str)
+    first = sample[["ImageId", "ClassId"]].apply(lambda r: f"{r.ImageId}_{r.ClassId}", axis=1)
+    pd.DataFrame({"ImageId_ClassId": first, "EncodedPixels": "1 1"}).to_csv(tmp_path / "old.csv", index=False)
+    old_format, new_format = sample_format(tmp_path / "old.csv"), sample_format(steel / "sample_submission.csv")
+    assert old_format.images == new_format.images and old_format.header == "ImageId_ClassId,EncodedPixels\n"
+    assert old_format.lines(0, {0: "1 2", 1: "", 2: "", 3: ""})[0] == f"{old_format.images[0]}_1,1 2\n"
+    assert new_format.lines(0, {0: "1 2", 1: "", 2: "", 3: ""})[0] == f"{new_format.images[0]},1 2,1\n"
+
+
+def test_bad_files_are_named(steel, tmp_path):
+    (tmp_path / "bad").mkdir()
+    for name in (ZIP, "train.csv", "sample_submission.csv"):
+        (tmp_path / "bad" / name).write_bytes((steel / name).read_bytes())
+    train = pd.read_csv(steel / "train.csv", dtype=str)
+    broken = train.copy()
+    broken.loc[0, "EncodedPixels"] = "5 3 4 1"
+    broken.to_csv(tmp_path / "bad/train.csv", index=False)
+    with pytest.raises(
+        CompetitionError, match=f"train.csv, row {train['ImageId'][0]} class {train['ClassId'][0]}: RLE"
+    ):
+        open_competition(tmp_path / "bad", SLUG).verify()
+    broken = train.copy()
+    broken.loc[0, "ClassId"] = "7"
+    broken.to_csv(tmp_path / "bad/train.csv", index=False)
+    with pytest.raises(CompetitionError, match="class '7' is not one of 1..4"):
+        open_competition(tmp_path / "bad", SLUG).verify()
+    train.to_csv(tmp_path / "bad/train.csv", index=False)
+    sample = pd.read_csv(steel / "sample_submission.csv", dtype=str)
+    split = pd.concat([sample.drop(index=1), sample.iloc[[1]]])  # the first image's class 2 moved to the end
+    split.to_csv(tmp_path / "bad/sample_submission.csv", index=False)
+    with pytest.raises(CompetitionError, match="lists .* in two places; the rows of an image must be together"):
+        open_competition(tmp_path / "bad", SLUG).verify()
+
+
+def test_kaggle_s_metric_averages_every_image_and_class_pair(tmp_path):
+    truth = tmp_path / "truth.csv"
+    truth.write_text("ImageId,ClassId,EncodedPixels\na.jpg,1,1 4\na.jpg,3,5 2\n")
+    sub = tmp_path / "sub.csv.gz"
+    rows = ["ImageId,EncodedPixels,ClassId"] + [f"{n},{p},{c}" for n, c, p in [
+        ("a.jpg", 1, "1 2"), ("a.jpg", 2, ""), ("a.jpg", 3, ""), ("a.jpg", 4, ""),
+        ("b.jpg", 1, ""), ("b.jpg", 2, "1 1"), ("b.jpg", 3, ""), ("b.jpg", 4, ""),
+    ]]  # fmt: skip
+    sub.write_bytes(gzip.compress(("\n".join(rows) + "\n").encode()))
+    expected = (2 * 2 / 6 + 1 + 0 + 1 + 1 + 0 + 1 + 1) / 8  # a1 partial, a3 missed, b2 extra; the rest empty both
+    assert Severstal.score(sub, truth, (4, 5)) == pytest.approx(expected)
+
+
+def test_a_folder_of_another_competition_is_named(steel, tiny_demo):
+    with pytest.raises(CompetitionError, match=f"{ZIP} is missing; run `dvc repro download`"):
+        open_competition(tiny_demo, SLUG)
