@@ -1,4 +1,5 @@
-"""Carvana Image Masking Challenge pipeline, grouped as it runs: download -> data -> models -> training ->
-evaluation -> prediction -> submission, with rle, runtime, params and provenance shared between them."""
+"""A Kaggle segmentation pipeline (Carvana, Severstal, ...), grouped as it runs: download -> data -> models ->
+training -> evaluation -> prediction -> submission, over the competitions (one module each) and the masks layer
+(run-length dialects, post-processing, metrics), with images, runtime, params and provenance shared by all."""
 
 __version__ = "0.1.0"

@@ -19,12 +19,13 @@ from pathlib import Path
 
 from pipeline.errors import run_stage
 
-CARVANA = "carvana-image-masking-challenge"
-
 
 def _submissions(args: argparse.Namespace) -> None:
+    from pipeline import params
     from pipeline.download import kaggle_api
 
+    if args.competition is None:  # the competition of this project
+        args.competition = params.load("download", path=args.params)["download"].competition
     rows = kaggle_api.submissions(args.competition)
     while args.wait and any(r["status"] == "PENDING" for r in rows):
         print("waiting for Kaggle to score the pending submission ...")
@@ -240,7 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="percent of the data (whole cars) used as validation (default: 1 fold of split.folds)",
     )
     t.add_argument("--amp", action="store_true", help="use mixed precision (on CUDA)")
-    t.add_argument("--classes", "-c", type=int, help="output classes; must match the data (1 for Carvana)")
+    t.add_argument("--classes", "-c", type=int, help="output channels; must match the data (Carvana 1, Severstal 4)")
     t.add_argument("--data", type=Path, default=Path("data/raw"), help="competition folder (default %(default)s)")
     t.add_argument("--out", type=Path, default=Path("checkpoints"), help="checkpoint folder (default %(default)s)")
     t.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file (default %(default)s)")
@@ -263,7 +264,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="minimum probability for a mask pixel (default: the threshold evaluate chose for this model, else 0.5)",
     )
     pr.add_argument("--scale", "-s", type=float, help="scale factor for the input images (default: the model's)")
-    pr.add_argument("--rle", action="store_true", help="print img,rle_mask lines (Carvana's run-length encoding)")
+    pr.add_argument(
+        "--rle", action="store_true", help="print run-length lines: img,runs (row-major), or img_<class>,runs per class"
+    )
     pr.add_argument(
         "--tta",
         action=argparse.BooleanOptionalAction,
@@ -290,7 +293,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.set_defaults(func=_masks)
 
     s = sub.add_parser("submissions", help="list your Kaggle submissions and their scores")
-    s.add_argument("-c", "--competition", default=CARVANA, help="competition slug (default: %(default)s)")
+    s.add_argument("-c", "--competition", help="competition slug (default: download.competition of --params)")
+    s.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file (default %(default)s)")
     s.add_argument("--wait", action="store_true", help="poll until no submission is pending")
     s.add_argument("--poll", type=float, default=30.0, help="seconds between polls with --wait")
     s.set_defaults(func=_submissions)

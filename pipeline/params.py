@@ -118,6 +118,14 @@ class SplitParams(_Section):
 # train
 
 
+WEIGHT_FILES = (".pth", ".pt", ".safetensors")  # what makes train.model.encoder_weights a local file
+
+
+def is_weights_file(weights: str) -> bool:
+    """encoder_weights names a local file (rather than imagenet, another published set, or none)."""
+    return Path(weights).suffix in WEIGHT_FILES
+
+
 SEED_ARCHS = ("unet", "unetplusplus")  # built here without an encoder (the seed's U-Net and a UNet++)
 Arch = Literal[
     "unet", "unetplusplus", "fpn", "linknet", "deeplabv3", "deeplabv3plus", "manet", "pspnet", "pan", "upernet",

@@ -258,7 +258,7 @@ def run_fingerprint(p: P.TrainParams, rt: Runtime, comp: Competition, table: pd.
             "init": provenance.file_hash(Path(p.init_from)) if p.init_from else "",
             "encoder_weights": (
                 provenance.file_hash(Path(p.model.encoder_weights))
-                if encoders.is_weights_file(p.model.encoder_weights)
+                if P.is_weights_file(p.model.encoder_weights)
                 else ""
             ),
         }

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -45,6 +46,12 @@ def _is_loopback(address) -> bool:
         host = address[0]
         return host in ("localhost", "::1") or str(host).startswith("127.")
     return True  # unix sockets
+
+
+@pytest.fixture(autouse=True)
+def own_store(monkeypatch, tmp_path):
+    """Kaggle downloads go to this test's own store (pipeline/download/store.py), never the checkout's."""
+    monkeypatch.setenv("COMPETITIONS_STORE", str(tmp_path / "competitions-store"))
 
 
 @pytest.fixture(autouse=True)
@@ -90,6 +97,12 @@ def run(cmd: list[str], cwd: Path, env: dict | None = None, check: bool = True) 
     if check:
         assert proc.returncode == 0, f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
     return proc
+
+
+def stages_run(out: str) -> list[str]:
+    """The stages a `dvc repro` / `dvc exp run` ran, from its output. `inputs` runs every time (it fingerprints the
+    files params name, in a few stats), so a run that does no work runs only `inputs`."""
+    return re.findall(r"^Running stage '([^']+)':", out, flags=re.M)
 
 
 def experiment_dice(shown: list) -> dict[str, float]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import shutil
+import time
 import zipfile
 
 import pandas as pd
@@ -14,7 +15,7 @@ from PIL import Image
 from pipeline import params
 from pipeline.competitions import open_competition
 from pipeline.download import sources
-from tests.conftest import ROOT, make_project, run, small_demo, tiny_pipeline
+from tests.conftest import ROOT, make_project, run, small_demo, stages_run, tiny_pipeline
 from tests.kaggle_standin import StandIn, kaggle_files
 
 pytestmark = pytest.mark.slow  # runs dvc in a subprocess
@@ -29,7 +30,7 @@ def test_repro_split_runs_once_and_exp_run_changes_folds(tmp_path):
     assert table.groupby("group")["fold"].nunique().max() == 1 and table["group"].nunique() == 6  # by car (auto)
     assert (project / "data/demo-truth/test_masks.csv").is_file()
     again = run(["dvc", "repro", "split"], project).stdout
-    assert "Running stage" not in again
+    assert stages_run(again) == ["inputs"]
     run(["dvc", "exp", "run", "-S", "split.folds=4", "split"], project)
     assert sorted(pd.read_csv(project / "data/split.csv")["fold"].unique()) == [0, 1, 2, 3]
 
@@ -70,18 +71,62 @@ def test_kaggle_source_downloads_from_the_standin_through_dvc_exp_run(tmp_path, 
     assert "k-7f3a9c" not in proc.stdout + proc.stderr
 
 
-def test_switching_away_from_a_kaggle_download_is_refused(tmp_path, tiny_demo):
+def test_queued_experiments_reuse_the_downloaded_competition_without_a_request_or_a_copy(tmp_path, tiny_demo):
+    server = StandIn({"carvana-demo": kaggle_files(tiny_demo)}).start()
+    env = {
+        "KAGGLE_API_ENVIRONMENT": "LOCALHOST",
+        "HTTP_PROXY": server.proxy,
+        "NO_PROXY": "",
+        "KAGGLE_USERNAME": "tester",
+        "KAGGLE_KEY": "secret-key",
+        "COMPETITIONS_STORE": "",  # the default: the store of the main project, which queued runs find by DVC_ROOT
+    }
+
+    def kaggle(d):
+        small_demo(d)
+        d["download"].update(source="kaggle", competition="carvana-demo")
+
+    project = make_project(tmp_path / "p", kaggle)
+    try:
+        run(["dvc", "repro", "split"], project, env)
+        downloaded = len(server.log)
+        stored = project / ".competitions/carvana-demo/test.zip"
+        assert stored.stat().st_ino == (project / "data/raw/test.zip").stat().st_ino  # one copy on disk
+        for seed in (1, 2):
+            run(
+                ["dvc", "exp", "run", "--queue", "-n", f"seed-{seed}", "-S", f"split.seed={seed}", "split"],
+                project,
+                env,
+            )
+        run(["dvc", "queue", "start", "-j", "1"], project, env)
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            status = run(["dvc", "queue", "status"], project, env).stdout
+            if "Queued" not in status and "Running" not in status:
+                break
+            time.sleep(1)
+        assert status.count("Success") == 2, status
+        logs = [run(["dvc", "queue", "logs", f"seed-{seed}"], project, env).stdout for seed in (1, 2)]
+    finally:
+        server.stop()
+    assert len(server.log) == downloaded  # not one request from the queued workspaces, listing included
+    for log in logs:
+        assert "files of carvana-demo are there, checked: nothing to download" in log and "copying" not in log, log
+
+
+def test_switching_away_from_a_kaggle_download_keeps_it_in_the_store(tmp_path, tiny_demo):
     project = make_project(tmp_path / "p", small_demo)
     raw = project / "data/raw"
     raw.mkdir(parents=True)
     (raw / "SOURCE.json").write_text(
         json.dumps({"source": "kaggle", "competition": "carvana-image-masking-challenge", "hq": False})
     )
-    (raw / "train.zip").write_bytes(b"25 GB of somebody's download")
-    proc = run(["dvc", "repro", "download"], project, check=False)
-    assert proc.returncode != 0
-    assert "would discard it" in proc.stderr and "Traceback" not in proc.stderr
-    assert (raw / "train.zip").read_bytes() == b"25 GB of somebody's download"
+    (raw / "train.zip").write_bytes(b"25 GB of somebody's download")  # made before the store existed
+    run(["dvc", "repro", "download"], project, {"COMPETITIONS_STORE": ""})  # the demo: the default params
+    kept = project / ".competitions/carvana-image-masking-challenge/train.zip"  # beside .dvc, ignored by git
+    assert kept.read_bytes() == b"25 GB of somebody's download"
+    assert json.loads((raw / "SOURCE.json").read_text())["source"] == "demo"
+    assert ".competitions" not in run(["git", "status", "--porcelain"], project).stdout
 
 
 def test_local_folder_of_kaggle_zips_is_linked_not_copied(tmp_path, tiny_demo):
@@ -140,8 +185,8 @@ def test_other_pixels_under_the_same_names_retrain_and_repredict(tmp_path, tiny_
                 buf = io.BytesIO()
                 Image.eval(img, lambda v: v // 2).save(buf, "JPEG", quality=90)
                 out.writestr(info.filename, buf.getvalue())
-    run(["dvc", "repro", "-f", "-s", "download"], project)  # the folder is not a DVC dep: fetch it again
-    out = run(["dvc", "repro"], project).stdout
+    out = run(["dvc", "repro"], project).stdout  # the folder's files are a dependency (data/inputs/download.json)
+    assert stages_run(out)[:2] == ["inputs", "download"], out
     assert "comes from other params, data or code; training from scratch" in out
     assert "models or settings changed; the old shards were deleted" in out
     assert (project / "submissions/submission.csv.gz").read_bytes() != before

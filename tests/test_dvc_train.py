@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import torch
 
-from tests.conftest import copy_project, edit_yaml, experiment_dice, make_project, run, tiny_pipeline
+from tests.conftest import copy_project, edit_yaml, experiment_dice, make_project, run, stages_run, tiny_pipeline
 
 pytestmark = pytest.mark.slow  # runs dvc in a subprocess
 
@@ -25,7 +25,7 @@ def test_evaluate_metrics_plots_and_experiments(tiny_project, tmp_path):
     sweep = pd.read_csv(project / "reports/evaluate/threshold_sweep.csv")
     assert abs(sweep["dice"].max() - metrics["dice"]) < 1e-9
     assert len(list((project / "reports/evaluate/worst").glob("*.jpg"))) == 1  # tiny_pipeline: evaluate.worst 1
-    assert "Running stage" not in run(["dvc", "repro", "evaluate"], project).stdout
+    assert stages_run(run(["dvc", "repro", "evaluate"], project).stdout) == ["inputs"]
 
     plots = json.loads(run(["dvc", "plots", "show", "--json"], project).stdout)["data"]
     assert "dvclive/train/plots/metrics/fold0/val_dice.tsv" in plots
@@ -108,6 +108,22 @@ def test_params_edited_while_a_stage_runs_are_never_locked(tiny_project, tmp_pat
     assert "params.yaml changed while this stage ran (train.lr: 0.003 then 0.002)" in err and "Traceback" not in err
     assert _locked_train(project) == locked  # nothing locked: train is still due
     assert "train" in run(["dvc", "status", "train"], project).stdout
+
+
+def test_replacing_the_file_behind_train_init_from_reruns_training(tiny_project, tmp_path):
+    from pipeline.models import checkpoint
+
+    project = copy_project(tiny_project, tmp_path / "p")
+    start = project / "start.pt"  # outside DVC: a checkpoint of an earlier experiment, say
+    shutil.copyfile(project / "models/fold0/best.pt", start)
+    out = run(["dvc", "exp", "run", "-S", "train.init_from=start.pt", "train"], project).stdout
+    assert "train" in stages_run(out) and "initialised from start.pt" in out
+    assert stages_run(run(["dvc", "repro", "train"], project).stdout) == ["inputs"]
+    other = checkpoint.load(start)
+    other["state_dict"] = {k: v * 0.5 if v.is_floating_point() else v for k, v in other["state_dict"].items()}
+    checkpoint.save(start, other)  # the same name, other weights
+    out = run(["dvc", "repro", "train"], project).stdout
+    assert stages_run(out) == ["inputs", "train"] and "the files read by train changed" in out, out
 
 
 def test_a_killed_exp_run_resumes_training_and_prediction_to_the_same_results(tmp_path):

@@ -129,3 +129,59 @@ def test_kaggle_s_metric_averages_every_image_and_class_pair(tmp_path):
 def test_a_folder_of_another_competition_is_named(steel, tiny_demo):
     with pytest.raises(CompetitionError, match=f"{ZIP} is missing; run `dvc repro download`"):
         open_competition(tiny_demo, SLUG)
+
+
+def test_the_kaggle_source_fetches_the_competition_s_one_zip_from_the_standin(steel, tmp_path, monkeypatch):
+    from pipeline import params
+    from pipeline.download import sources
+    from tests.conftest import ROOT
+    from tests.kaggle_standin import StandIn, bundle_files
+
+    server = StandIn({SLUG: bundle_files(steel / ZIP)}, bundles={SLUG: steel / ZIP}).start()
+    monkeypatch.setenv("HTTP_PROXY", server.proxy)
+    monkeypatch.setenv("KAGGLE_USERNAME", "tester")
+    monkeypatch.setenv("KAGGLE_KEY", "secret-key")
+    p = params.load("download", path=ROOT / "params.yaml")["download"]
+    p = params.replace(p, source="kaggle", competition=SLUG)
+    try:
+        assert sources.fetch(p, tmp_path / "raw", tmp_path / "truth") == {"train": 48, "test": 16}
+        calls = [r["path"].rsplit("/", 1)[-1] for r in server.log if r["method"] == "POST"]
+        assert calls.count("DownloadDataFiles") == 1 and "DownloadDataFile" not in calls  # one zip, not 64 files
+        assert (tmp_path / "raw" / ZIP).read_bytes() == (steel / ZIP).read_bytes()
+        assert (tmp_path / "raw/train.csv").read_bytes() == (steel / "train.csv").read_bytes()  # unpacked beside
+        server.log.clear()
+        sources.fetch(p, tmp_path / "raw", tmp_path / "truth")  # complete: nothing fetched again
+        assert not [r for r in server.log if r["path"].endswith(("DownloadDataFiles", "DownloadDataFile"))]
+    finally:
+        server.stop()
+
+
+@pytest.mark.slow
+def test_the_whole_pipeline_on_the_severstal_demo_under_dvc(tiny_project, tmp_path):
+    import json
+
+    from pipeline.submission import encode
+    from tests.conftest import copy_project, run
+
+    project = copy_project(tiny_project, tmp_path / "p")
+    changes = {
+        "download.competition": SLUG,
+        "download.demo.width": SIZE[1],
+        "download.demo.height": SIZE[0],
+        "train.epochs": 2,
+        "train.model.base_channels": 4,
+    }
+    out = run(["dvc", "exp", "run", "-n", "steel", *[a for k, v in changes.items() for a in ("-S", f"{k}={v}")]],
+              project).stdout  # fmt: skip
+    assert "64 images of 64 images in 2 folds" in out  # grouped by image: Severstal's names say nothing more
+    header, rows = encode.read_rows(project / "submissions/submission.csv.gz")
+    sample = pd.read_csv(project / "data/raw/sample_submission.csv", dtype=str, keep_default_na=False)
+    keys = list(zip(sample["ImageId"], sample["ClassId"], strict=True))
+    assert header == list(sample.columns) and [(r[0], r[2]) for r in rows] == keys
+    metrics = json.loads((project / "reports/evaluate/metrics.json").read_text())
+    assert set(metrics["classes"]) == {"class_1", "class_2", "class_3", "class_4"} and 0.3 < metrics["all_empty"] < 0.7
+    assert metrics["dice"] >= metrics["dice_without_area_rule"]
+    score = Severstal.score(project / "submissions/submission.csv.gz", project / "data/demo-truth/test.csv", SIZE)
+    assert 0.0 < score <= 1.0
+    shown = json.loads(run(["dvc", "exp", "show", "--json"], project).stdout)
+    assert '"all_empty"' in json.dumps(shown)

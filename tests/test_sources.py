@@ -1,4 +1,5 @@
-"""Filling data/raw never deletes what the user brought: refusals before anything is touched, imports aside."""
+"""Filling data/raw never deletes what the user brought: refusals before anything is touched, imports aside,
+Kaggle downloads kept in the store."""
 
 from __future__ import annotations
 
@@ -47,16 +48,18 @@ def test_files_the_pipeline_did_not_put_there_are_never_deleted(tmp_path):
 
 
 def test_an_unfinished_kaggle_download_survives_switching_to_the_demo(tmp_path):
+    from pipeline.download import store
+
     raw = tmp_path / "raw"
     raw.mkdir()
     stamp = {"source": "kaggle", "competition": "carvana-image-masking-challenge", "hq": False, "complete": False}
     (raw / sources.STAMP).write_text(json.dumps(stamp))
     (raw / "train.zip").write_bytes(b"finished part of the download")
     (raw / "test.zip.kaggle-partial").write_bytes(b"resume marker")
-    before = _snapshot(raw)
-    with pytest.raises(sources.SourceError, match="holds the Kaggle unfinished download of carvana"):
-        sources.fetch(_download(), raw, tmp_path / "truth")
-    assert _snapshot(raw) == before
+    before = {k: v for k, v in _snapshot(raw).items() if k != sources.STAMP}
+    sources.fetch(_download(), raw, tmp_path / "truth")  # the demo replaces it in data/raw ...
+    assert json.loads((raw / sources.STAMP).read_text())["source"] == "demo"
+    assert _snapshot(store.store_dir("carvana-image-masking-challenge")) == before  # ... the download is kept
 
 
 def test_a_failed_import_leaves_the_previous_data_as_it_was(tmp_path):

@@ -1,9 +1,10 @@
 """Fill the competition folder from one of three sources: the demo, Kaggle, or a local folder.
 
-The folder persists between runs (a DVC `persist: true` out) so that an interrupted 25 GB download
-resumes instead of starting over. A stamp file records which source filled it and whether it finished;
-switching sources never discards a Kaggle download, finished or not, nor files the pipeline did not put
-there, and an import that fails leaves the previous data as it was.
+Kaggle downloads live in the store (pipeline.download.store), outside every workspace, where an interrupted
+25 GB download resumes and a queued experiment finds it; the folder holds hard links to them. A stamp file
+records which source filled the folder and whether it finished; switching sources never discards a Kaggle
+download, finished or not (it stays in the store), nor files the pipeline did not put there, and an import that
+fails leaves the previous data as it was.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pipeline.competitions import Competition, competition_class
 from pipeline.competitions.archive import ArchiveError, check_crcs, extract_member
 from pipeline.competitions.carvana import demo as carvana_demo
 from pipeline.competitions.severstal import demo as severstal_demo
-from pipeline.download import kaggle_api
+from pipeline.download import kaggle_api, store
 from pipeline.errors import UserError
 from pipeline.params import DownloadParams
 
@@ -64,23 +65,23 @@ def _same(old: dict | None, stamp: dict) -> bool:
     return old is not None and {k: v for k, v in old.items() if k != "complete"} == stamp
 
 
-def _refuse_discarding(out: Path, old: dict | None, stamp: dict) -> None:
-    """A Kaggle download, finished or not, is hours of work: never replace it with another source."""
+def _keep_downloads(out: Path, old: dict | None) -> None:
+    """A Kaggle download made before the store existed (files in data/raw itself) goes to the store first: switching
+    source or competition then discards nothing."""
     if old is None or old.get("source") != "kaggle":
         return
-    if stamp["source"] != "kaggle" or stamp.get("competition") != old.get("competition"):
-        state = "download" if old.get("complete", True) else "unfinished download"
-        raise SourceError(
-            f"{out} holds the Kaggle {state} of {old.get('competition')}; switching download.source/competition "
-            f"would discard it. Move it away first (e.g. `mv {out} {out}-{old.get('competition')}`), then run again"
-        )
+    files = [f for f in out.iterdir() if f.is_file() and f.name != STAMP] if out.is_dir() else []
+    kept = store.keep(files, old.get("competition", ""))
+    if kept:
+        print(f"{out}: the Kaggle files of {old.get('competition')} went to {store.store_dir(old['competition'])}")
 
 
 def fetch(p: DownloadParams, out: Path, truth_dir: Path) -> dict[str, int]:
     """Put the competition named by the params into `out`, verify it, and return its counts.
 
-    A Kaggle download fills `out` in place, so that an interruption resumes. Another source fills a sibling
-    folder that replaces `out` only once verified: a failed import leaves the previous data as it was.
+    A Kaggle download goes to the store (pipeline.download.store), where an interruption resumes and where every
+    workspace finds it; `out` holds hard links to it. Every source fills a sibling folder that replaces `out` only
+    once verified: a failed import leaves the previous data as it was.
     """
     stamp = _stamp(p)
     if p.source == "local":
@@ -91,13 +92,11 @@ def fetch(p: DownloadParams, out: Path, truth_dir: Path) -> dict[str, int]:
                 f"files it reads. Move your files elsewhere (e.g. `mv {out} {out}-mine`) and point the param there"
             )
     old = _previous(out)
-    _refuse_discarding(out, old, stamp)
-    in_place = p.source == "kaggle" or _same(old, stamp)
+    _keep_downloads(out, old)
+    in_place = _same(old, stamp)
     target = out if in_place else out.with_name(out.name + ".incoming")
     if not in_place:
         shutil.rmtree(target, ignore_errors=True)
-    elif old is not None and old.get("source") != "kaggle":  # the demo or an import (links) makes way for Kaggle
-        shutil.rmtree(out)
     target.mkdir(parents=True, exist_ok=True)
     (target / STAMP).write_text(json.dumps({**stamp, "complete": False}, indent=2) + "\n")
     try:
@@ -119,6 +118,7 @@ def fetch(p: DownloadParams, out: Path, truth_dir: Path) -> dict[str, int]:
 
 def _fill(p: DownloadParams, out: Path, truth_dir: Path) -> dict[str, int]:
     comp = competition_class(p.competition)
+    checked = False
     if p.source == "demo":
         d = p.demo
         height, width = (d.height, d.width) if d.width else comp.native_size
@@ -133,8 +133,7 @@ def _fill(p: DownloadParams, out: Path, truth_dir: Path) -> dict[str, int]:
             multiclass=d.multiclass,
         )
     elif p.source == "kaggle":
-        kaggle_api.download(p.competition, comp.kaggle_files(p.hq), out)
-        comp.unpack(out)
+        checked = _link_download(p, comp, out)
     elif p.local.layout == "kaggle":
         import_kaggle_folder(p, out, comp)
     else:
@@ -143,9 +142,27 @@ def _fill(p: DownloadParams, out: Path, truth_dir: Path) -> dict[str, int]:
         layouts.import_folder(p.local, out, comp)
     real = p.source != "demo" and p.competition == comp.slug  # the checks of the real data's names and counts
     counts = comp(out, p.hq, strict=real).verify()
-    for name in comp.layout(p.hq)[0]:
-        check_crcs(out / name)
+    if not checked:
+        for name in comp.layout(p.hq)[0]:
+            check_crcs(out / name)
+    if p.source == "kaggle":
+        store.mark_checked(store.store_dir(p.competition), comp.kaggle_files(p.hq))
     return counts
+
+
+def _link_download(p: DownloadParams, comp: type[Competition], out: Path) -> bool:
+    """Link the competition's Kaggle files from the store into `out`, downloading what the store lacks; True when
+    the store held them all, unchanged since they were checked (no request to Kaggle, no CRC check again)."""
+    names, where = comp.kaggle_files(p.hq), store.store_dir(p.competition)
+    checked = store.is_checked(where, names)
+    if checked:
+        print(f"{where}: the {len(names)} files of {p.competition} are there, checked: nothing to download")
+    else:
+        kaggle_api.download(p.competition, names, where)
+    for name in names:
+        link_or_copy(where / name, out / name)
+    comp.unpack(out)
+    return checked
 
 
 def link_or_copy(src: Path, dst: Path) -> None:

@@ -24,13 +24,7 @@ from pipeline.errors import UserError
 from pipeline.images import IMAGENET
 from pipeline.models.unet import pad_to_multiple
 from pipeline.models.weights import copy_matching
-
-WEIGHT_FILES = (".pth", ".pt", ".safetensors")
-
-
-def is_weights_file(weights: str) -> bool:
-    """encoder_weights names a local file (rather than imagenet, another published set, or none)."""
-    return Path(weights).suffix in WEIGHT_FILES
+from pipeline.params import is_weights_file
 
 
 class EncoderError(UserError):
