@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import shutil
-import time
 import zipfile
 
 import pandas as pd
@@ -69,49 +68,6 @@ def test_kaggle_source_downloads_from_the_standin_through_dvc_exp_run(tmp_path, 
     for path in [project / "dvc.lock", project / "params.yaml", project / "data/raw/SOURCE.json"]:
         assert "k-7f3a9c" not in path.read_text(), path
     assert "k-7f3a9c" not in proc.stdout + proc.stderr
-
-
-def test_queued_experiments_reuse_the_downloaded_competition_without_a_request_or_a_copy(tmp_path, tiny_demo):
-    server = StandIn({"carvana-demo": kaggle_files(tiny_demo)}).start()
-    env = {
-        "KAGGLE_API_ENVIRONMENT": "LOCALHOST",
-        "HTTP_PROXY": server.proxy,
-        "NO_PROXY": "",
-        "KAGGLE_USERNAME": "tester",
-        "KAGGLE_KEY": "secret-key",
-        "COMPETITIONS_STORE": "",  # the default: the store of the main project, which queued runs find by DVC_ROOT
-    }
-
-    def kaggle(d):
-        small_demo(d)
-        d["download"].update(source="kaggle", competition="carvana-demo")
-
-    project = make_project(tmp_path / "p", kaggle)
-    try:
-        run(["dvc", "repro", "split"], project, env)
-        downloaded = len(server.log)
-        stored = project / ".competitions/carvana-demo/test.zip"
-        assert stored.stat().st_ino == (project / "data/raw/test.zip").stat().st_ino  # one copy on disk
-        for seed in (1, 2):
-            run(
-                ["dvc", "exp", "run", "--queue", "-n", f"seed-{seed}", "-S", f"split.seed={seed}", "split"],
-                project,
-                env,
-            )
-        run(["dvc", "queue", "start", "-j", "1"], project, env)
-        deadline = time.monotonic() + 600
-        while time.monotonic() < deadline:
-            status = run(["dvc", "queue", "status"], project, env).stdout
-            if "Queued" not in status and "Running" not in status:
-                break
-            time.sleep(1)
-        assert status.count("Success") == 2, status
-        logs = [run(["dvc", "queue", "logs", f"seed-{seed}"], project, env).stdout for seed in (1, 2)]
-    finally:
-        server.stop()
-    assert len(server.log) == downloaded  # not one request from the queued workspaces, listing included
-    for log in logs:
-        assert "files of carvana-demo are there, checked: nothing to download" in log and "copying" not in log, log
 
 
 def test_switching_away_from_a_kaggle_download_keeps_it_in_the_store(tmp_path, tiny_demo):

@@ -13,11 +13,20 @@ from tests.conftest import copy_project, run
 pytestmark = pytest.mark.slow  # runs dvc in a subprocess
 
 
-def test_a_forced_rerun_keeps_shards_and_a_new_threshold_reuses_them(tiny_project, tmp_path):
+def _maps(folder):
+    return {name: probs for shard in sorted(folder.glob("shard-*.zip")) for name, _, probs in shards.read_shard(shard)}
+
+
+def test_shards_shared_by_two_processes_kept_on_a_forced_rerun_reused_by_a_new_threshold_and_onnx(
+    tiny_project, tmp_path
+):
     project = copy_project(tiny_project, tmp_path / "p")
-    out = run(["dvc", "exp", "run", "-S", "predict.shard_size=5", "encode"], project).stdout
+    torch_maps = _maps(project / "data/predictions")
+    out = run(["dvc", "exp", "run", "-S", "predict.nproc=2", "-S", "predict.shard_size=4", "encode"], project).stdout
     assert "Running stage 'train'" not in out and "Running stage 'predict'" in out
-    assert len(list((project / "data/predictions").glob("shard-*.zip"))) == 4  # 16 test images, 5 per shard
+    assert len(list((project / "data/predictions").glob("shard-*.zip"))) == 4  # 16 test images, 4 per shard
+    assert all(np.array_equal(torch_maps[k], v) for k, v in _maps(project / "data/predictions").items())
+
     files = sorted((project / "checkpoints/predict").glob("shard-*.zip"))  # where the stage makes them
     stamps = {p.name: p.stat().st_mtime_ns for p in files}
     out = run(["dvc", "repro", "-f", "-s", "predict"], project).stdout
@@ -28,17 +37,6 @@ def test_a_forced_rerun_keeps_shards_and_a_new_threshold_reuses_them(tiny_projec
     assert "Running stage 'predict'" not in out and "Running stage 'encode'" in out
     assert gzip.open(project / "submissions/submission.csv.gz").read() != before
 
-
-def _maps(folder):
-    return {name: probs for shard in sorted(folder.glob("shard-*.zip")) for name, _, probs in shards.read_shard(shard)}
-
-
-def test_two_processes_share_the_shards_and_onnx_runtime_is_a_backend(tiny_project, tmp_path):
-    project = copy_project(tiny_project, tmp_path / "p")
-    torch_maps = _maps(project / "data/predictions")
-    run(["dvc", "exp", "run", "-S", "predict.nproc=2", "-S", "predict.shard_size=4", "predict"], project)
-    assert len(list((project / "data/predictions").glob("shard-*.zip"))) == 4
-    assert all(np.array_equal(torch_maps[k], v) for k, v in _maps(project / "data/predictions").items())
     run(["dvc", "exp", "run", "-S", "predict.backend=onnxruntime", "encode"], project)
     assert (project / "checkpoints/predict/onnx/fold0.onnx").is_file()
     onnx_maps = _maps(project / "data/predictions")

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import torch
 
-from tests.conftest import copy_project, edit_yaml, experiment_dice, make_project, run, stages_run, tiny_pipeline
+from tests.conftest import copy_project, edit_yaml, experiment_dice, run, stages_run
 
 pytestmark = pytest.mark.slow  # runs dvc in a subprocess
 
@@ -32,14 +32,20 @@ def test_evaluate_metrics_plots_and_experiments(tiny_project, tmp_path):
     assert "reports/evaluate/threshold_sweep.csv" in plots
     assert any(k.startswith("dvclive/train/plots/images/fold0/") for k in plots)
 
-    for name, lr in (("slow", "3e-4"), ("fast", "0.01")):
-        run(["dvc", "exp", "run", "-n", name, "-S", f"train.lr={lr}", "evaluate"], project)
+    run(["dvc", "exp", "run", "-n", "slow", "-S", "train.lr=3e-4", "evaluate"], project)
+    run(["dvc", "exp", "run", "-n", "folds", "-S", "split.fold=all", "evaluate"], project)  # a model per fold
+    assert sorted(p.name for p in (project / "models").iterdir()) == ["fold0", "fold1"]
+    metrics = json.loads((project / "reports/evaluate/metrics.json").read_text())
+    per_image = pd.read_csv(project / "reports/evaluate/per_image.csv")  # out-of-fold: every image, by its fold
+    assert metrics["images"] == 64 and metrics["folds"] == [0, 1] and sorted(per_image["fold"].unique()) == [0, 1]
+    live = json.loads((project / "dvclive/train/metrics.json").read_text())
+    assert {"fold0", "fold1", "best_val_dice"} <= set(live)
     shown = json.loads(run(["dvc", "exp", "show", "--json"], project).stdout)
     text = json.dumps(shown)
     assert "best_val_dice" in text and '"lr": 0.0003' in text
     dice = experiment_dice(shown)  # each experiment keeps its own metrics, not only the workspace
-    assert set(dice) == {"slow", "fast"} and dice["slow"] != dice["fast"] and all(0 < d <= 1 for d in dice.values())
-    diff = json.loads(run(["dvc", "plots", "diff", "slow", "fast", "--json"], project).stdout)
+    assert set(dice) == {"slow", "folds"} and dice["slow"] != dice["folds"] and all(0 < d <= 1 for d in dice.values())
+    diff = json.loads(run(["dvc", "plots", "diff", "slow", "folds", "--json"], project).stdout)
     assert "reports/evaluate/threshold_sweep.csv" in json.dumps(diff)
 
     # a bad value of a stage that would not run: the experiment fails at once, naming the key
@@ -48,17 +54,6 @@ def test_evaluate_metrics_plots_and_experiments(tiny_project, tmp_path):
     assert "Running stage 'evaluate'" not in proc.stdout and "bad" not in experiment_dice(
         json.loads(run(["dvc", "exp", "show", "--json"], project).stdout)
     )
-
-
-def test_every_fold_trains_and_evaluate_reports_out_of_fold_dice(tiny_project, tmp_path):
-    project = copy_project(tiny_project, tmp_path / "p")
-    run(["dvc", "exp", "run", "-S", "split.fold=all", "-S", "train.epochs=1", "evaluate"], project)
-    assert sorted(p.name for p in (project / "models").iterdir()) == ["fold0", "fold1"]
-    metrics = json.loads((project / "reports/evaluate/metrics.json").read_text())
-    per_image = pd.read_csv(project / "reports/evaluate/per_image.csv")
-    assert metrics["images"] == 64 and metrics["folds"] == [0, 1] and sorted(per_image["fold"].unique()) == [0, 1]
-    live = json.loads((project / "dvclive/train/metrics.json").read_text())
-    assert {"fold0", "fold1", "best_val_dice"} <= set(live)
 
 
 def _kill_when(ready, proc, timeout: float = 300) -> None:
@@ -126,16 +121,21 @@ def test_replacing_the_file_behind_train_init_from_reruns_training(tiny_project,
     assert stages_run(out) == ["inputs", "train"] and "the files read by train changed" in out, out
 
 
-def test_a_killed_exp_run_resumes_training_and_prediction_to_the_same_results(tmp_path):
+def test_a_killed_exp_run_resumes_training_and_prediction_to_the_same_results(tiny_project, tmp_path):
     from pipeline.models import checkpoint
 
-    def edit(d):
-        tiny_pipeline(d, epochs=4)
-        d["predict"].update(shard_size=1, batch_size=1)  # 16 shards: time to interrupt between two
+    def copy(name):  # the finished tiny project, to train 4 epochs and predict 16 shards: time to interrupt
+        project = copy_project(tiny_project, tmp_path / name)
+        shutil.rmtree(project / "checkpoints")
+        edit_yaml(
+            project / "params.yaml",
+            lambda d: (d["train"].update(epochs=4), d["predict"].update(shard_size=1, batch_size=1)),
+        )
+        return project  # fmt: skip
 
-    whole = make_project(tmp_path / "whole", edit)
+    whole = copy("whole")
     run(["dvc", "exp", "run", "encode"], whole)
-    cut = make_project(tmp_path / "cut", edit)
+    cut = copy("cut")
     command = ["dvc", "exp", "run", "encode"]
     env = {**os.environ, "PYTHONPATH": str(cut)}
 

@@ -88,7 +88,8 @@ def test_the_submit_stage_under_dvc(tiny_project, tmp_path):
     receipt = json.loads((project / "submissions/receipt.json").read_text())
     assert receipt["submitted"] is False and receipt["reason"] == "submit.sha256 is empty: nothing to upload"
     sha = receipt["sha256"][:12]
-    server = StandIn({SLUG: {}}, truth={SLUG: (project / "data/demo-truth/test_masks.csv", (96, 160))}).start()
+    slug = "carvana-image-masking-challenge"  # the project's own: nothing reruns before submit
+    server = StandIn({slug: {}}, truth={slug: (project / "data/demo-truth/test_masks.csv", (96, 160))}).start()
     env = {
         "KAGGLE_API_ENVIRONMENT": "LOCALHOST",
         "HTTP_PROXY": server.proxy,
@@ -98,17 +99,7 @@ def test_the_submit_stage_under_dvc(tiny_project, tmp_path):
     }
     try:
         run(
-            [
-                "dvc",
-                "exp",
-                "run",
-                "-S",
-                f"submit.sha256={sha}",
-                "-S",
-                f"download.competition={SLUG}",
-                "-S",
-                "submit.message=first try",
-            ],
+            ["dvc", "exp", "run", "-S", f"submit.sha256={sha}", "-S", "submit.message=first try"],
             project,
             env,
         )

@@ -7,7 +7,7 @@ import torch
 
 from pipeline import params, training
 from pipeline.models import checkpoint, losses
-from tests.conftest import make_project, open_carvana, run, tiny_folds, tiny_pipeline, tiny_train_params, train_tiny
+from tests.conftest import copy_project, open_carvana, run, tiny_folds, tiny_train_params, train_tiny
 
 
 def _weights(path):
@@ -101,8 +101,9 @@ def test_unet_plus_plus_with_deep_supervision_trains(tiny_demo, tmp_path):
     assert result.history[0]["val_dice"] >= 0.0
 
 
-def test_ddp_with_two_gloo_processes(tmp_path):
-    project = make_project(tmp_path / "p", tiny_pipeline)
+@pytest.mark.slow
+def test_ddp_with_two_gloo_processes(tiny_project, tmp_path):
+    project = copy_project(tiny_project, tmp_path / "p")
     out = run(["dvc", "exp", "run", "-S", "train.nproc=2", "train"], project).stdout
     assert out.count("fold 0 epoch 1/1") == 1  # only rank 0 logs
     best = checkpoint.load(project / "models/fold0/best.pt")

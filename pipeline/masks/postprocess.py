@@ -69,16 +69,11 @@ def _rows(prob: np.ndarray, size: Size):
 def upsample(prob: np.ndarray, size: Size) -> np.ndarray:
     """Bilinear resize of a uint8 (h, w) map to float32 (height, width) values in [0, 255].
 
-    The horizontal pass runs in torch (multithreaded) with the same float32 operations, in the same
-    order, as `binary_mask` uses on single pixels, so the two agree bit for bit.
+    The same float32 operations, in the same order, as `binary_mask` uses on single pixels, so the two agree bit
+    for bit (and with torch's `interpolate`, tested); numpy alone, so that encode and its workers never import torch.
     """
-    import torch  # here, not at the top: encode workers never call this and start without torch
-
     rows, (j0, j1, a, t) = _rows(prob, size)
-    r = torch.from_numpy(rows)
-    left = torch.index_select(r, 1, torch.from_numpy(j0)) * torch.from_numpy(a)
-    right = torch.index_select(r, 1, torch.from_numpy(j1)) * torch.from_numpy(t)
-    return (left + right).numpy()
+    return np.take(rows, j0, axis=1) * a + np.take(rows, j1, axis=1) * t
 
 
 def levels(prob: np.ndarray, size: Size) -> np.ndarray:
