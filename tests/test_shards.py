@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import zipfile
 
 import numpy as np
 import pytest
@@ -19,6 +20,24 @@ def test_what_is_written_reads_back_in_order(tmp_path):
     assert all(np.array_equal(a, b) for (_, _, a), (_, _, b) in zip(read, written, strict=True))
     middle = list(shards.read_shard(tmp_path / shards.shard_name(1), 1, 2))
     assert [n for n, _, _ in middle] == ["car_03.jpg"]
+
+
+def test_png_members_hold_every_channel_bit_for_bit_in_order(tmp_path):
+    """Four channels stacked in one grey PNG, more members than are ever compressed at once."""
+    rng = np.random.default_rng(1)
+    count = shards.PENDING * 3 + 1
+    maps = [rng.integers(0, 256, (4, 5, 7), dtype=np.uint8) for _ in range(count)]
+    shards.prepare(tmp_path, "a", count, count, 4, ["1", "2", "3", "4"], (5, 7), "multilabel")
+    writer = shards.ShardWriter(tmp_path, 0)
+    for i, m in enumerate(maps):
+        writer.add(f"{i:04d}.jpg", m, [10, 14])
+    writer.close()
+    with zipfile.ZipFile(tmp_path / shards.shard_name(0)) as z:
+        assert z.namelist() == [f"{i:04d}.png" for i in range(count)] + ["index.json"]
+        assert z.read("0000.png")[:8] == b"\x89PNG\r\n\x1a\n"
+    read = list(shards.read_shard(tmp_path / shards.shard_name(0)))
+    assert [n for n, _, _ in read] == [f"{i:04d}.jpg" for i in range(count)]
+    assert all(np.array_equal(a, b) for (_, _, a), b in zip(read, maps, strict=True))
 
 
 def test_an_unfinished_shard_is_invisible_and_named_as_missing(tmp_path):
