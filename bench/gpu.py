@@ -42,6 +42,7 @@ from pipeline.competitions import open_competition
 from pipeline.competitions.archive import ImageArchive, write_member
 from pipeline.competitions.carvana import SLUG, Carvana, demo
 from pipeline.data import datasets, split
+from pipeline.evaluation import evaluate
 from pipeline.masks import postprocess
 from pipeline.masks.postprocess import Rule
 from pipeline.models import checkpoint
@@ -269,13 +270,15 @@ def _max_diff(a: dict, b: dict) -> float:
 
 
 def check_prediction(report: Report, raw: Path, model_path: Path | None, device: torch.device, s: Sizes) -> None:
-    """Probabilities under bf16 autocast with flip TTA against float32, as full-size masks at 0.5."""
+    """Probabilities under bf16 autocast with flip TTA against float32, as full-size masks at 0.5; and the rules
+    evaluate chooses under predict's Runtime (bf16) against float32."""
     if model_path is None or not model_path.is_file():
         report.check("AMP prediction vs float32", False, "no bf16 model was trained")
         return
     comp = open_competition(raw, SLUG)
     predictor = load_predictor([model_path], device)
-    names = folds_of(raw).query("fold == 0")["img"].tolist()
+    table = folds_of(raw)
+    names = table.query("fold == 0")["img"].tolist()
     agree = total = 0
     for start in range(0, len(names), 8):
         batch = [predictor.pre.load(comp.read_image(n), n) for n in names[start : start + 8]]
@@ -292,6 +295,21 @@ def check_prediction(report: Report, raw: Path, model_path: Path | None, device:
         "AMP (bf16) prediction with flip TTA vs float32",
         fraction >= 0.999,
         f"{100 * fraction:.4f} % of {total:,} full-size mask pixels agree over {len(names)} images (target 99.9 %)",
+    )
+    models = model_path.parent / "evaluate"
+    (models / "fold0").mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(model_path, models / "fold0" / "best.pt")
+    chosen = []
+    for amp_on in (True, False):
+        rt = runtime.for_inference(amp_on)
+        board, fold_of = evaluate.evaluate_folds(comp, table, models, [0], batch_size=8, workers=0, tta=True, rt=rt)
+        rules, metrics, _, _ = evaluate.summarize(board, comp, fold_of, 0.2, 0.8)
+        chosen.append((str(rt.dtype or "float32").replace("torch.", ""), rules[0].threshold, metrics["dice"]))
+    report.check(
+        "evaluate under predict's precision vs float32",
+        abs(chosen[0][2] - chosen[1][2]) <= 1e-3,
+        ", ".join(f"{k}: threshold {t:.3f}, Dice {d:.5f}" for k, t, d in chosen)
+        + " (evaluate and predict share this Runtime, so the first is the submission's; target: Dice within 0.001)",
     )
 
 
@@ -489,9 +507,8 @@ def predict_throughput(report: Report, raw: Path, work: Path, s: Sizes, device: 
     workers = os.cpu_count() or 1
     names = kaggle_like_test_zip(raw, work / "test.zip", s.predict_images)
     archive = ImageArchive(work / "test.zip")
-    dtype = runtime.amp_dtype(device, True)
-    autocast = runtime.autocast(device, dtype)
-    fmt = torch.channels_last if device.type == "cuda" else torch.contiguous_format
+    rt = runtime.for_inference(amp=True)  # predict's own
+    dtype, autocast, fmt = rt.dtype, rt.autocast, rt.memory_format
     predictor = load_predictor([work / "train" / "recipe" / "best.pt"], device, fmt)
     pre = predictor.pre
     out = work / "predictions"

@@ -5,6 +5,7 @@ carvana predict -m MODEL -i a.jpg b.jpg [-o a.png b.png] [--viz] [--no-save] [-t
 carvana export [-m MODEL] [-o OUT.onnx]   ONNX with dynamic batch, height and width
 carvana masks [-p data/predictions] [-o DIR] [-t 0.5]   index and colour PNGs of the predictions
 carvana submissions [-c SLUG] [--wait]   list your Kaggle submissions and their scores
+carvana budget [-S key=value ...]   what train and predict will cost with these params, timed on this device
 """
 
 from __future__ import annotations
@@ -18,6 +19,12 @@ import time
 from pathlib import Path
 
 from pipeline.errors import run_stage
+
+
+def _budget(args: argparse.Namespace) -> None:
+    from pipeline import budget, params
+
+    print(budget.for_params(params.load(path=args.params, overrides=args.set), args.data))
 
 
 def _submissions(args: argparse.Namespace) -> None:
@@ -107,7 +114,7 @@ def _check_paths(inputs: list[str], outputs: list[str], saving: bool) -> None:
 def _predict(args: argparse.Namespace) -> None:
     """Masks for any images with a trained model, one image at a time, like the seed's predict.py.
 
-    By default it predicts as the pipeline does: with flip TTA and the threshold evaluate chose for this
+    By default it predicts as the pipeline does: with flip TTA, precision and the threshold evaluate chose for this
     very checkpoint (reports/evaluate/predictor.json), else 0.5. Paths and the model are checked before the
     first image is predicted.
     """
@@ -130,9 +137,9 @@ def _predict(args: argparse.Namespace) -> None:
     if args.mask_threshold is not None and not 0 < args.mask_threshold < 1:
         raise UserError(f"--mask-threshold must be in (0, 1), got {args.mask_threshold}")
     _check_paths(args.input, outputs, saving=not args.no_save or args.viz)
-    device = runtime.device()
-    predictor = load_predictor([Path(args.model)], device)
     recipe = recipes.read(args.recipe, Path(args.model)) or {}
+    rt = runtime.for_inference(recipe.get("amp", True))  # evaluate's precision: its threshold fits these numbers
+    predictor = load_predictor([Path(args.model)], rt.device, rt.memory_format)
     channels = predictor.classes if predictor.labels == "multilabel" else 1
     if args.mask_threshold is not None:
         rules = [Rule(args.mask_threshold)] * channels
@@ -150,7 +157,8 @@ def _predict(args: argparse.Namespace) -> None:
         original = image_size(data, str(path))
         sized = Preprocess.for_data(original, scale, pre.channels)
         x, _ = dataclasses.replace(pre, size=sized.size).load(data, str(path))
-        probs = postprocess.to_uint8(predictor(x[None].to(device), tta)[0])
+        x = x[None].to(rt.device).contiguous(memory_format=rt.memory_format)
+        probs = postprocess.to_uint8(predictor(x, tta, rt.autocast)[0])
         mask, lines = _masks_of(predictor.labels, probs, original, rules, path.name)
         if args.rle:
             print("\n".join(lines))
@@ -298,6 +306,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--wait", action="store_true", help="poll until no submission is pending")
     s.add_argument("--poll", type=float, default=30.0, help="seconds between polls with --wait")
     s.set_defaults(func=_submissions)
+
+    b = sub.add_parser(
+        "budget",
+        help="what train and predict will cost (images, passes, time, disk), timed on this device; runs nothing",
+    )
+    b.add_argument("-S", "--set", action="append", default=[], metavar="KEY=VALUE", help="as `dvc exp run -S`")
+    b.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file (default %(default)s)")
+    b.add_argument("--data", type=Path, default=Path("data/raw"), help="competition folder (default %(default)s)")
+    b.set_defaults(func=_budget)
     return parser
 
 

@@ -8,6 +8,7 @@ Types are strict (YAML's `true` is not an integer, "3" is not a number) and floa
 
 from __future__ import annotations
 
+import re
 import types
 import typing
 from pathlib import Path
@@ -206,9 +207,17 @@ class TrainParams(_Section):
     workers: int = Field(ge=0, le=256)
     init_from: str
     nproc: int = Field(ge=1, le=1024)
+    nnodes: int = Field(ge=1, le=1024)
+    rdzv_endpoint: str
 
     @model_validator(mode="after")
     def _consistent(self):
+        _require(
+            self.nnodes == 1 or re.fullmatch(r"[\w.\-\[\]:]+:\d+", self.rdzv_endpoint) is not None,
+            "rdzv_endpoint",
+            f"must be host:port (node 0's address, reachable from every node) when train.nnodes > 1, "
+            f"got {self.rdzv_endpoint!r}",
+        )
         crop = self.crop if isinstance(self.crop, list) else [self.crop]
         _require(
             crop == [0] or (len(crop) in (1, 2) and min(crop) >= 1),
@@ -431,11 +440,12 @@ def replace(section: M, **changes) -> M:
     return _validate(type(section), {**section.model_dump(), **changes}, KEYS[type(section)])
 
 
-def load(*sections: str, path: str | Path = "params.yaml") -> dict[str, Any]:
+def load(*sections: str, path: str | Path = "params.yaml", overrides: list[str] = ()) -> dict[str, Any]:
     """Load params.yaml, validate every section, and return the named ones (all when none is named).
 
     Every section is checked whichever stage runs first, so a typo in predict.* stops `dvc repro` before
-    hours of training rather than after.
+    hours of training rather than after. `overrides` are `dvc exp run -S` strings (`train.scale=0.5`, the value
+    read as YAML), applied before the check.
     """
     from ruamel.yaml import YAML
     from ruamel.yaml.error import YAMLError
@@ -454,8 +464,30 @@ def load(*sections: str, path: str | Path = "params.yaml") -> dict[str, Any]:
     if not isinstance(data, dict):
         names = ", ".join(Params.model_fields)
         raise ParamError(f"{path} must be a mapping of sections ({names}), got {type(data).__name__}")
+    for item in overrides:
+        _override(data, item)
     checked = _validate(Params, data)
     return {name: getattr(checked, name) for name in sections or Params.model_fields}
+
+
+def _override(data: dict, item: str) -> None:
+    """Set `key.path=value` in the loaded params, as `dvc exp run -S` does."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import YAMLError
+
+    key, sep, raw = item.partition("=")
+    if not sep or not key:
+        raise ParamError(f"-S {item!r} is not key=value (e.g. -S train.scale=0.5)")
+    *parents, last = key.split(".")
+    node = data
+    for part in parents:
+        node = node.get(part) if isinstance(node, dict) else None
+        if not isinstance(node, dict):
+            raise ParamError(f"-S {item!r}: params.yaml has no section {key.rsplit('.', 1)[0]}")
+    try:
+        node[last] = YAML(typ="safe", pure=True).load(raw) if raw else ""
+    except YAMLError:
+        raise ParamError(f"-S {item!r}: the value is not valid YAML") from None
 
 
 def _flat(data: Any, prefix: str = "") -> dict[str, Any]:

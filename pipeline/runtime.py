@@ -1,8 +1,10 @@
-"""Where and how code runs, decided in one place: device, mixed precision, and the multi-process plumbing
-(torchrun relaunch, process group, rank).
+"""Where and how code runs, decided in one place: the Runtime (device, rank, mixed precision, memory format)
+that train, evaluate, predict, `carvana predict` and the benches use, and the multi-process plumbing (torchrun
+relaunch, process group, rank).
 
 A stage asked for N processes relaunches itself under `torch.distributed.run` (one process per GPU,
-or gloo processes on a CPU); each process then finds its rank here.
+or gloo processes on a CPU); each process then finds its rank here. Evaluate and predict run under the same
+`for_inference` Runtime, so that the threshold evaluate chooses is chosen on the numbers predict submits.
 """
 
 from __future__ import annotations
@@ -11,19 +13,33 @@ import os
 import subprocess
 import sys
 from contextlib import nullcontext
+from dataclasses import dataclass
 from functools import partial
 from typing import Callable
 
 import torch
 import torch.distributed as dist
 
+from pipeline.errors import UserError
 
-def relaunch(script: str, nproc: int) -> int | None:
-    """Run `script` under torchrun with `nproc` processes and return its exit status; None when not needed."""
-    if nproc <= 1 or "WORLD_SIZE" in os.environ:
+
+def relaunch(script: str, nproc: int, nnodes: int = 1, endpoint: str = "") -> int | None:
+    """Run `script` under torchrun with `nproc` processes on each of `nnodes` machines and return its exit status;
+    None when not needed. Across machines every node runs the same command with its own NODE_RANK (0, the node
+    whose stage DVC runs, by default) and they meet at `endpoint`, host:port of node 0: global rank 0, which writes
+    the checkpoints, dvclive and the outs, is always on node 0."""
+    if nproc * nnodes <= 1 or "WORLD_SIZE" in os.environ:
         return None
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", script]
-    return subprocess.call(cmd)
+    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}"]
+    if nnodes == 1:
+        cmd.append("--standalone")
+    else:
+        node = os.environ.get("NODE_RANK", "0")
+        if not node.isdigit() or int(node) >= nnodes:
+            raise UserError(f"NODE_RANK must be a number in 0..{nnodes - 1} (train.nnodes {nnodes}), got {node!r}")
+        host, port = endpoint.rsplit(":", 1)
+        cmd += [f"--nnodes={nnodes}", f"--node_rank={node}", f"--master_addr={host}", f"--master_port={port}"]
+    return subprocess.call([*cmd, script])
 
 
 def init() -> tuple[int, int, int]:
@@ -59,3 +75,50 @@ def amp_dtype(device: torch.device, enabled: bool) -> torch.dtype | None:
 def autocast(device: torch.device, dtype: torch.dtype | None) -> Callable:
     """A context factory: autocast to `dtype` on `device`, or nothing when dtype is None."""
     return partial(torch.autocast, device.type, dtype=dtype) if dtype is not None else nullcontext
+
+
+@dataclass
+class Runtime:
+    """Where and how a process runs, decided once."""
+
+    device: torch.device
+    rank: int
+    world: int
+    local_rank: int
+    dtype: torch.dtype | None  # mixed precision; None is float32
+    autocast: Callable
+    scaler: torch.amp.GradScaler
+    memory_format: torch.memory_format
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def for_training(amp: bool, channels_last: bool, dtype: torch.dtype | None = None) -> Runtime:
+    """Device, DDP process group, mixed precision (and its GradScaler for fp16) and memory format for training.
+
+    `dtype` overrides the choice of `amp` (the GPU check runs fp16 with its GradScaler on a card that has bf16,
+    and bf16 on a CPU)."""
+    rank, world, local_rank = init()
+    dev = device(local_rank)
+    if dev.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    else:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    dtype = dtype or amp_dtype(dev, amp)
+    scaler = torch.amp.GradScaler(dev.type, enabled=dtype == torch.float16)
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    return Runtime(dev, rank, world, local_rank, dtype, autocast(dev, dtype), scaler, memory_format)
+
+
+def for_inference(amp: bool) -> Runtime:
+    """The Runtime of evaluate, predict and `carvana predict`: predict.amp's precision; channels_last on a GPU
+    only (on a CPU it made the demo model 1.5x faster, but its oneDNN buffers broke bench.memory's flat memory)."""
+    rank, world, local_rank = init()
+    dev = device(local_rank)
+    dtype = amp_dtype(dev, amp)
+    memory_format = torch.channels_last if dev.type == "cuda" else torch.contiguous_format
+    scaler = torch.amp.GradScaler(dev.type, enabled=False)
+    return Runtime(dev, rank, world, local_rank, dtype, autocast(dev, dtype), scaler, memory_format)

@@ -15,7 +15,6 @@ import time
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Callable
 
 import pandas as pd
 import torch
@@ -33,47 +32,16 @@ from pipeline.models import checkpoint, encoders
 from pipeline.models.factory import create_model
 from pipeline.models.losses import SegmentationLoss
 from pipeline.prediction.inference import to_probs
+from pipeline.runtime import Runtime
 
 
 class TrainingError(UserError):
     """Training cannot go on (empty fold, NaN loss); what is already trained is kept."""
 
 
-@dataclass
-class Runtime:
-    """Where and how the training runs, decided once."""
-
-    device: torch.device
-    rank: int
-    world: int
-    local_rank: int
-    dtype: torch.dtype | None  # mixed precision; None is float32
-    autocast: Callable
-    scaler: torch.amp.GradScaler
-    memory_format: torch.memory_format
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
 def setup(p: P.TrainParams, dtype: torch.dtype | None = None) -> Runtime:
-    """Device, DDP process group, mixed precision and memory format.
-
-    `dtype` overrides the mixed-precision choice of train.amp (the GPU check runs fp16 with its GradScaler on
-    a card that has bf16, and bf16 on a CPU).
-    """
-    rank, world, local_rank = runtime.init()
-    device = runtime.device(local_rank)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-    else:
-        torch.use_deterministic_algorithms(True, warn_only=True)
-    dtype = dtype or runtime.amp_dtype(device, p.amp)
-    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
-    memory_format = torch.channels_last if p.channels_last else torch.contiguous_format
-    return Runtime(device, rank, world, local_rank, dtype, runtime.autocast(device, dtype), scaler, memory_format)
+    """The training Runtime of these params (see runtime.for_training)."""
+    return runtime.for_training(p.amp, p.channels_last, dtype)
 
 
 def warmup_cosine(step: int, warmup: int, total: int) -> float:
@@ -267,11 +235,14 @@ def run_fingerprint(p: P.TrainParams, rt: Runtime, comp: Competition, table: pd.
 
 def resume(last: Path, run_id: str, model, optimizer, scheduler, rt: Runtime) -> tuple[int, float, int, list]:
     """(epochs done, best score, its epoch, history), restoring every state from `last` when it was made by this
-    very run (`run_id`); (0, -1, 0, []) otherwise."""
-    if not last.is_file():
-        return 0, -1.0, 0, []
-    state = checkpoint.load(last)
-    if state.get("fingerprint") != run_id:
+    very run (`run_id`); (0, -1, 0, []) otherwise. Under DDP rank 0 reads it and sends it to every process: across
+    machines only the first node has it (checkpoints are written once, by rank 0)."""
+    state = checkpoint.load(last) if rt.main and last.is_file() else None
+    if rt.world > 1:
+        shared = [state]
+        dist.broadcast_object_list(shared, src=0)
+        state = shared[0]
+    if state is None or state.get("fingerprint") != run_id:
         return 0, -1.0, 0, []
     model.load_state_dict(state["state_dict"])
     optimizer.load_state_dict(state["optimizer"])

@@ -10,9 +10,7 @@ processes share the shards (one GPU each).
 
 from pathlib import Path
 
-import torch
-
-from pipeline import params, runtime
+from pipeline import budget, params, runtime
 from pipeline.competitions import open_competition
 from pipeline.errors import run_stage
 from pipeline.prediction import onnx_export, predict, shards
@@ -27,12 +25,8 @@ def main() -> None:
     status = runtime.relaunch(__file__, pr.nproc)
     if status is not None:
         raise SystemExit(status)
-    rank, world, local_rank = runtime.init()
-    device = runtime.device(local_rank)
-    dtype = runtime.amp_dtype(device, pr.amp)
-    autocast = runtime.autocast(device, dtype)
-    # not on CPU: there it made the demo model 1.5x faster but its oneDNN buffers broke bench.memory's flat-memory bar
-    memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
+    rt = runtime.for_inference(pr.amp)
+    rank, world = rt.rank, rt.world
 
     comp = open_competition(RAW, p["download"].competition, p["download"].hq)
     names = comp.test_names
@@ -44,10 +38,16 @@ def main() -> None:
                 onnx_export.export(ckpt_path, onnx_path)
         runtime.barrier(world)
         models = exported
-    predictor = load_predictor(models, device, memory_format)
-    settings = {"tta": pr.tta, "precision": str(dtype), "backend": pr.backend}
+    predictor = load_predictor(models, rt.device, rt.memory_format)
+    settings = {"tta": pr.tta, "precision": str(rt.dtype), "backend": pr.backend}
     if rank == 0:
-        predict.prepare(WORK, names, pr.shard_size, predictor, settings, comp.test)
+        manifest = predict.prepare(WORK, names, pr.shard_size, predictor, settings, comp.test)
+        batch = (min(pr.batch_size, 2), predictor.pre.channels, *predictor.pre.size)
+        per_image = budget.forward_seconds(lambda x: predictor(x, pr.tta, rt.autocast), rt, batch)
+        cost = budget.predict_cost(budget.competition_data(comp), predictor.pre, len(models), pr, per_image, rt)
+        print(cost)
+        todo = sum(min(pr.shard_size, len(names) - k * pr.shard_size) for k in predict.missing(WORK, manifest))
+        budget.ensure_room(WORK, cost.disk * todo // max(1, len(names)), "the predictions")
     runtime.barrier(world)
     manifest = shards.check_manifest(WORK)
     done = predict.predict_shards(
@@ -59,11 +59,11 @@ def main() -> None:
         batch_size=pr.batch_size,
         workers=pr.workers,
         tta=pr.tta,
-        device=device,
-        autocast=autocast,
+        device=rt.device,
+        autocast=rt.autocast,
         rank=rank,
         world=world,
-        memory_format=memory_format,
+        memory_format=rt.memory_format,
     )
     runtime.barrier(world)
     if rank == 0:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline import params, runtime, training
+from pipeline import budget, params, runtime, training
 from pipeline.competitions import open_competition
 from pipeline.errors import run_stage
 from pipeline.evaluation import evaluate
@@ -25,12 +25,15 @@ STATE = Path("checkpoints/train")  # last.pt and best.pt while training: DVC nev
 def main() -> None:
     p = params.load("download", "split", "train")
     t, folds = p["train"], p["split"].validation_folds()
-    status = runtime.relaunch(__file__, t.nproc)
+    status = runtime.relaunch(__file__, t.nproc, t.nnodes, t.rdzv_endpoint)
     if status is not None:
         raise SystemExit(status)
     rt = training.setup(t)
     comp = open_competition(RAW, p["download"].competition, p["download"].hq)
     table = pd.read_csv(SPLIT)
+    if rt.main:
+        data = budget.competition_data(comp)
+        print(budget.report([budget.train_cost(p, data, rt)], data, rt))
     from dvclive import Live
 
     live = Live(str(LIVE), dvcyaml=None, save_dvc_exp=False, report=None) if rt.main else None
@@ -48,7 +51,7 @@ def main() -> None:
             }
             val = table.loc[table["fold"] == r.fold, "img"].tolist()[:3]
             rules = [Rule(0.5)] * comp.channels
-            for name, picture in evaluate.pictures(MODELS / f"fold{r.fold}" / "best.pt", comp, val, rules, rt.device):
+            for name, picture in evaluate.pictures(MODELS / f"fold{r.fold}" / "best.pt", comp, val, rules, rt):
                 live.log_image(f"fold{r.fold}/{name.rsplit('.', 1)[0]}.jpg", picture)
         live.summary["best_val_dice"] = sum(r.best_dice for r in results) / len(results)
         live.make_summary()

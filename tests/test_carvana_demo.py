@@ -11,7 +11,7 @@ from PIL import Image
 
 from pipeline.competitions import open_competition
 from pipeline.competitions.archive import ImageArchive
-from pipeline.competitions.carvana import demo, demo_cars, demo_render
+from pipeline.competitions.carvana import DEMO_PARTS, demo, demo_cars, demo_render
 from pipeline.masks import rle
 
 
@@ -64,7 +64,7 @@ def test_views_turn_the_car_and_the_mask_covers_exactly_the_car():
 def test_multiclass_masks_hold_body_windows_wheels_and_lights():
     car = demo_cars.make_car(np.random.default_rng(5))
     _, mask = demo_render.render(car, 3, 480, 320, np.random.default_rng(0))
-    assert set(np.unique(mask)) == set(range(len(demo.CLASSES)))
+    assert set(np.unique(mask)) == set(range(len(DEMO_PARTS)))
 
 
 def test_truth_is_written_apart_and_matches_the_test_images(tiny_demo):

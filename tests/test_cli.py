@@ -138,7 +138,7 @@ def test_predict_uses_what_evaluate_chose_for_this_very_checkpoint(tiny_demo, ti
     from pipeline.submission import encode
 
     images = write_test_images(tiny_demo, tmp_path, 3)
-    recipe.write(tmp_path / "predictor.json", [tiny_model], [Rule(0.5)], False)  # how tiny_submission was made
+    recipe.write(tmp_path / "predictor.json", [tiny_model], [Rule(0.5)], False, True)  # how tiny_submission was made
     proc = carvana(
         "predict", "-m", tiny_model, "-i", *images, "--no-save", "--rle", "--recipe", tmp_path / "predictor.json"
     )
@@ -148,14 +148,14 @@ def test_predict_uses_what_evaluate_chose_for_this_very_checkpoint(tiny_demo, ti
         name, code = line.split(",", 1)
         assert dice(rle.decode(code, (96, 160)), rle.decode(submitted[name], (96, 160))) > 0.999
 
-    recipe.write(tmp_path / "other.json", [tiny_model], [Rule(0.3)], True)
+    recipe.write(tmp_path / "other.json", [tiny_model], [Rule(0.3)], True, True)
     proc = carvana("predict", "-m", tiny_model, "-i", images[0], "--no-save", "--recipe", tmp_path / "other.json")
     assert "threshold 0.300 (evaluate), flip TTA on" in proc.stderr
     proc = carvana("predict", "-m", tiny_model, "-i", images[0], "--no-save", "--recipe", tmp_path / "other.json",
                    "-t", "0.6", "--no-tta")  # fmt: skip
     assert "threshold 0.600 (given), flip TTA off" in proc.stderr
     (tmp_path / "other.pt").write_bytes(b"another model")
-    recipe.write(tmp_path / "stale.json", [tmp_path / "other.pt"], [Rule(0.3)], False)
+    recipe.write(tmp_path / "stale.json", [tmp_path / "other.pt"], [Rule(0.3)], False, True)
     proc = carvana("predict", "-m", tiny_model, "-i", images[0], "--no-save", "--recipe", tmp_path / "stale.json")
     assert "threshold 0.500 (default), flip TTA on" in proc.stderr  # chosen for other bytes: not used
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import shutil
 
 import pytest
-import torch
 
+from pipeline import runtime
 from pipeline.evaluation import evaluate
 from pipeline.masks import postprocess, rle
 from pipeline.masks import scoring as metrics
@@ -14,7 +14,7 @@ from pipeline.masks.postprocess import Rule
 from pipeline.prediction.predictor import load_predictor
 from tests.conftest import open_carvana, tiny_folds
 
-CPU = torch.device("cpu")
+CPU = runtime.for_inference(amp=True)  # a CPU: float32 whatever amp says
 
 
 @pytest.fixture()
@@ -26,7 +26,7 @@ def models(tiny_model, tmp_path):
 
 def test_each_image_is_scored_as_its_encoded_mask_would_be(tiny_demo, models):
     comp, table = open_carvana(tiny_demo), tiny_folds(tiny_demo)
-    board, fold_of = evaluate.evaluate_folds(comp, table, models, [0], batch_size=1, workers=0, tta=True, device=CPU)
+    board, fold_of = evaluate.evaluate_folds(comp, table, models, [0], batch_size=1, workers=0, tta=True, rt=CPU)
     validation = table.loc[table["fold"] == 0, "img"].tolist()
     assert sorted(board.names) == sorted(validation) and set(fold_of.values()) == {0}
     predictor = load_predictor([models / "fold0" / "best.pt"])
@@ -41,7 +41,7 @@ def test_each_image_is_scored_as_its_encoded_mask_would_be(tiny_demo, models):
 
 def test_the_sweep_picks_the_best_cut_in_its_range(tiny_demo, models):
     comp, table = open_carvana(tiny_demo), tiny_folds(tiny_demo)
-    board, _ = evaluate.evaluate_folds(comp, table, models, [0], batch_size=4, workers=0, tta=False, device=CPU)
+    board, _ = evaluate.evaluate_folds(comp, table, models, [0], batch_size=4, workers=0, tta=False, rt=CPU)
     threshold, dice, table_ = board.sweep(0.3, 0.7)
     assert 0.3 <= threshold <= 0.7 and len(table_) == postprocess.cut(0.7) - postprocess.cut(0.3) + 1
     assert dice == pytest.approx(board.dice(threshold)) and dice >= board.dice(0.5)

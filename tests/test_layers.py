@@ -14,7 +14,7 @@ LAYERS = [  # bottom first; a package may import only from the layers below it, 
     ["pipeline.competitions"],  # each competition's files, labels, submission and metric: every stage reads them
     ["pipeline.download", "pipeline.data", "pipeline.models"],
     ["pipeline.prediction"],
-    ["pipeline.evaluation", "pipeline.training", "pipeline.submission"],
+    ["pipeline.evaluation", "pipeline.training", "pipeline.submission", "pipeline.budget"],
     ["pipeline.cli"],
 ]
 

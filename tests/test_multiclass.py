@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline.competitions.carvana import demo
+from pipeline.competitions.carvana import DEMO_PARTS
 from pipeline.masks import rle
 from pipeline.submission import encode
 from tests.conftest import carvana, make_project, run, tiny_pipeline
@@ -21,12 +21,12 @@ def test_multiclass_demo_end_to_end(tmp_path):
     project = make_project(tmp_path / "p", lambda d: (tiny_pipeline(d), d["download"]["demo"].update(multiclass=True)))
     run(["dvc", "repro"], project)
     metrics = json.loads((project / "reports/evaluate/metrics.json").read_text())
-    assert set(metrics["classes"]) == set(demo.CLASSES)
+    assert set(metrics["classes"]) == set(DEMO_PARTS)
     classes = list(metrics["classes"].values())
     assert metrics["mean_iou"] == pytest.approx(np.mean([c["iou"] for c in classes]))
     assert metrics["mean_class_dice"] == pytest.approx(np.mean([c["dice"] for c in classes[1:]]))  # background aside
     manifest = json.loads((project / "data/predictions/manifest.json").read_text())
-    assert manifest["classes"] == 5 and manifest["class_names"] == list(demo.CLASSES)
+    assert manifest["classes"] == 5 and manifest["class_names"] == list(DEMO_PARTS)
     rows = encode.read(project / "submissions/submission.csv.gz")
     areas = [rle.decode(code, (96, 160)).sum() for code in rows.values()]  # raises on a malformed RLE
     assert len(rows) == 16 and sum(areas) > 0

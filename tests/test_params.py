@@ -91,3 +91,17 @@ def test_types_are_strict(tmp_path):
         params.load(path=_write(tmp_path, lambda d: d["train"].update(epochs=True)))
     with pytest.raises(params.ParamError, match="train.lr must be a number, got '0.1'"):
         params.load(path=_write(tmp_path, lambda d: d["train"].update(lr="0.1")))
+
+
+def test_overrides_read_like_dvc_exp_run_set():
+    p = params.load(
+        path=ROOT / "params.yaml", overrides=["train.scale=0.5", "split.fold=all", "train.model.encoder=resnet34"]
+    )
+    assert p["train"].scale == 0.5 and p["split"].validation_folds() == [0, 1, 2, 3, 4]
+    assert p["train"].model.encoder == "resnet34"
+    with pytest.raises(params.ParamError, match="'train.scale' is not key=value"):
+        params.load(path=ROOT / "params.yaml", overrides=["train.scale"])
+    with pytest.raises(params.ParamError, match="params.yaml has no section trian"):
+        params.load(path=ROOT / "params.yaml", overrides=["trian.lr=0.1"])
+    with pytest.raises(params.ParamError, match="train.sacle"):
+        params.load(path=ROOT / "params.yaml", overrides=["train.sacle=0.5"])

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import socket
+import subprocess
+import sys
+
 import pytest
 import torch
 
 from pipeline import params, training
 from pipeline.models import checkpoint, losses
-from tests.conftest import copy_project, open_carvana, run, tiny_folds, tiny_train_params, train_tiny
+from tests.conftest import copy_project, edit_yaml, open_carvana, run, tiny_folds, tiny_train_params, train_tiny
 
 
 def _weights(path):
@@ -99,6 +105,47 @@ def test_unet_plus_plus_with_deep_supervision_trains(tiny_demo, tmp_path):
     result = train_tiny(tiny_demo, tmp_path / "upp", epochs=1, model=model)
     assert checkpoint.load(tmp_path / "upp/best.pt")["model"]["deep_supervision"] is True
     assert result.history[0]["val_dice"] >= 0.0
+
+
+@pytest.mark.slow
+def test_two_localhost_nodes_train_one_model_and_resume_together(tiny_project, tmp_path):
+    """Two copies of the project stand for two machines: each runs the train stage with train.nnodes=2 (and its
+    NODE_RANK) and meets the other at node 0's endpoint; node 0 alone writes checkpoints and outs, and a second run
+    resumes on both."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    nodes = [copy_project(tiny_project, tmp_path / f"node{k}") for k in range(2)]
+    for node in nodes:
+        shutil.rmtree(node / "checkpoints" / "train", ignore_errors=True)
+        shutil.rmtree(node / "models")
+        edit_yaml(node / "params.yaml", lambda d: d["train"].update(nnodes=2, rdzv_endpoint=f"127.0.0.1:{port}"))
+
+    def both() -> list[str]:
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "stages/train.py"],
+                cwd=n,
+                env={**os.environ, "PYTHONPATH": str(n), "NODE_RANK": str(k)},
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+            for k, n in enumerate(nodes)
+        ]
+        outs = [p.communicate(timeout=300)[0] for p in procs]
+        assert [p.returncode for p in procs] == [0, 0], "\n".join(outs)
+        return outs
+
+    outs = both()
+    assert "fold 0 epoch 1/1" in outs[0] and "epoch" not in outs[1]  # global rank 0 is on node 0
+    assert checkpoint.load(nodes[0] / "models/fold0/best.pt")["epoch"] == 1
+    assert (nodes[0] / "dvclive/train/metrics.json").is_file()
+    assert not (nodes[1] / "models").exists() and not (nodes[1] / "checkpoints/train/fold0/last.pt").exists()
+
+    again = both()  # node 1, without last.pt, learns from rank 0 that the fold is done: no hang, no new epoch
+    assert "resuming from" in again[0] and "after epoch 1 of 1" in again[0]
+    assert not any("epoch 1/1" in o for o in again)
 
 
 @pytest.mark.slow

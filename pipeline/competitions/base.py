@@ -114,6 +114,8 @@ class Competition:
     slug: ClassVar[str] = ""
     title: ClassVar[str] = ""
     native_size: ClassVar[Size] = (0, 0)  # (height, width) of the real images: the demo's default size
+    kaggle_counts: ClassVar[tuple[int, int]] = (0, 0)  # the real competition's train and test images (budget)
+    kaggle_outputs: ClassVar[int] = 1  # a model's outputs for the real competition (budget)
     group: ClassVar[str] = "image"  # what split.group auto means
     dialect: ClassVar[Dialect]
     labels: str = "binary"  # binary (one sigmoid) | multiclass (softmax over classes) | multilabel (one sigmoid each)

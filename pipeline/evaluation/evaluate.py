@@ -9,12 +9,10 @@ chooses the rules (a threshold, and where the competition rewards it a minimum o
 from __future__ import annotations
 
 import io
-from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
@@ -24,6 +22,7 @@ from pipeline.evaluation import overlay
 from pipeline.masks import postprocess
 from pipeline.masks.postprocess import Rule
 from pipeline.prediction.predictor import load_predictor
+from pipeline.runtime import Runtime
 
 
 def evaluate_folds(
@@ -35,14 +34,13 @@ def evaluate_folds(
     batch_size: int,
     workers: int,
     tta: bool,
-    device: torch.device,
-    autocast=nullcontext,
+    rt: Runtime,
 ):
-    """Score each fold's best model on its own validation images (out-of-fold when every fold is trained);
-    (the scoreboard, {image: fold})."""
+    """Score each fold's best model on its own validation images (out-of-fold when every fold is trained), under
+    `rt`'s precision and memory format; (the scoreboard, {image: fold})."""
     board, fold_of = comp.scoreboard(areas=True), {}
     for fold in folds:
-        predictor = load_predictor([models / f"fold{fold}" / "best.pt"], device)
+        predictor = load_predictor([models / f"fold{fold}" / "best.pt"], rt.device, rt.memory_format)
         names = table.loc[table["fold"] == fold, "img"].tolist()
         loader = DataLoader(
             ValidationDataset(comp, names, predictor.pre),
@@ -51,7 +49,8 @@ def evaluate_folds(
             collate_fn=collate_validation,
         )
         for x, _, full, index in loader:
-            probs = predictor(x.to(device), tta, autocast).cpu()
+            x = x.to(rt.device).contiguous(memory_format=rt.memory_format)
+            probs = predictor(x, tta, rt.autocast).cpu()
             for i, j in enumerate(index.tolist()):
                 board.add(names[j], probs[i], full[i].numpy())
                 fold_of[names[j]] = fold
@@ -63,19 +62,20 @@ def pictures(
     comp: Competition,
     names: list[str],
     rules: list[Rule],
-    device: torch.device,
+    rt: Runtime,
     tta: bool = False,
     scores: dict[str, float] | None = None,
 ) -> list[tuple[str, Image.Image]]:
     """(name, picture) of train images predicted by a model under `rules`: hits green, misses blue, extra pixels
     red (every class together)."""
-    predictor = load_predictor([best], device)
+    predictor = load_predictor([best], rt.device, rt.memory_format)
     channels = list(range(predictor.classes))
     out = []
     for name in names:
         data = comp.read_image(name)
         x, original = predictor.pre.load(data, name)
-        probs = postprocess.to_uint8(predictor(x[None].to(device), tta)[0])
+        x = x[None].to(rt.device).contiguous(memory_format=rt.memory_format)
+        probs = postprocess.to_uint8(predictor(x, tta, rt.autocast)[0])
         truth = comp.read_mask(name, expected=original) > 0
         pred = np.logical_or.reduce(list(comp.masks(probs, original, rules, channels).values()))
         caption = name if scores is None else f"{name}  Dice {scores[name]:.4f}"

@@ -1,5 +1,5 @@
 """How the pipeline uses a set of checkpoints: the rules (threshold, minimum object area per output channel) and
-the flip TTA that evaluate chose for them.
+the flip TTA and mixed precision under which evaluate chose them.
 
 Written by the evaluate stage beside its metrics, keyed by the checkpoints' SHA-256, and read by encode and
 `carvana predict`, which so predicts like the pipeline by default. No torch here: encode starts in a moment.
@@ -14,12 +14,12 @@ from pipeline.masks.postprocess import Rule
 from pipeline.provenance import file_hash
 
 
-def write(path: Path, checkpoints: list[Path], rules: list[Rule], tta: bool) -> None:
+def write(path: Path, checkpoints: list[Path], rules: list[Rule], tta: bool, amp: bool) -> None:
     """Record how these checkpoints are best used (evaluate's choice), keyed by their hashes."""
     chosen: dict = {"threshold": rules[0].threshold}
     if len(rules) > 1 or rules[0].min_area:
         chosen = {"rules": [{"threshold": r.threshold, "min_area": r.min_area} for r in rules]}
-    recipe = {**chosen, "tta": tta, "checkpoints": {str(p): file_hash(p) for p in checkpoints}}
+    recipe = {**chosen, "tta": tta, "amp": amp, "checkpoints": {str(p): file_hash(p) for p in checkpoints}}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(recipe, indent=2) + "\n")
 

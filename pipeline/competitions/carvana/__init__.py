@@ -47,6 +47,7 @@ SAMPLE_SUBMISSION_CSV = "sample_submission.csv"
 METADATA_CSV = "metadata.csv"
 CSV_FILES = (TRAIN_MASKS_CSV, SAMPLE_SUBMISSION_CSV, METADATA_CSV)
 COLUMNS = ("img", "rle_mask")
+DEMO_PARTS = ("background", "body", "windows", "wheels", "lights")  # index masks of the multi-class demo
 CLASSES_FILE = "classes.json"  # written beside multi-class data: {"names": ["background", ...]}
 
 
@@ -71,6 +72,7 @@ class Carvana(Competition):
     slug = SLUG
     title = "Carvana Image Masking Challenge"
     native_size = (1280, 1918)
+    kaggle_counts = (5088, 100_064)
     group = "car"
     dialect = DIALECTS["carvana"]
 

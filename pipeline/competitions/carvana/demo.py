@@ -19,11 +19,11 @@ from PIL import Image
 
 from pipeline.competitions.archive import write_member
 from pipeline.competitions.base import write_csv
+from pipeline.competitions.carvana import DEMO_PARTS
 from pipeline.competitions.carvana.demo_cars import MAKES, make_car
 from pipeline.competitions.carvana.demo_render import VIEWS, render
 from pipeline.masks import rle
 
-CLASSES = ("background", "body", "windows", "wheels", "lights")  # index masks of the multi-class demo
 TRUTH = "test_masks.csv"  # the test masks, in train_masks.csv's layout
 
 
@@ -112,7 +112,7 @@ def generate(
     write_csv(truth_dir / TRUTH, ("img", "rle_mask"), test_rows)
     classes = out_dir / "classes.json"
     if multiclass:
-        classes.write_text(json.dumps({"names": list(CLASSES)}) + "\n")
+        classes.write_text(json.dumps({"names": list(DEMO_PARTS)}) + "\n")
     else:
         classes.unlink(missing_ok=True)
     return {"train": len(train_rows), "test": len(test_rows)}

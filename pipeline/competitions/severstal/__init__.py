@@ -101,6 +101,8 @@ class Severstal(Competition):
     slug = SLUG
     title = "Severstal: Steel Defect Detection"
     native_size = (256, 1600)
+    kaggle_counts = (12_568, 5_506)  # the test set of the competition's second stage
+    kaggle_outputs = 4
     group = "image"
     dialect = DIALECTS["severstal"]
     labels = "multilabel"

@@ -1,0 +1,294 @@
+"""What a run will cost, before it runs: images x passes, the time from a short timed warm-up on this device, and
+the disk its outs take.
+
+Train and predict print it before their long work (predict refuses to start when its shards cannot fit);
+`carvana budget` prints it for any params without running anything. The counts are data/raw's when it holds the
+competition, else the demo's (download.source demo) or the real competition's. The times are per-image figures
+measured here (a few training steps and forward passes of the configured model at its input size, and the
+decoding of a few images) multiplied out: on a GPU, decoding overlaps the model (the slower of the two counts);
+on a CPU they share the cores (the two add up).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from pipeline import params as P
+from pipeline import runtime
+from pipeline.competitions import Competition, CompetitionError, competition_class, open_competition
+from pipeline.competitions.carvana import DEMO_PARTS, Carvana
+from pipeline.data.datasets import Preprocess
+from pipeline.errors import UserError
+from pipeline.images import Size, channels_of, decode_image
+from pipeline.models import checkpoint
+from pipeline.models.factory import count_parameters, create_model
+from pipeline.prediction import shards
+from pipeline.runtime import Runtime
+
+CPU_PIXELS = 256 * 256  # on a CPU, larger inputs are timed at this many pixels and scaled by their pixel count
+CHECKPOINT_COPIES = 5  # per fold: best.pt in models/ and in checkpoints/, last.pt with AdamW's two moments (3x)
+
+
+class DiskError(UserError):
+    """Not enough free disk for a stage's outs; nothing was started."""
+
+
+@dataclass(frozen=True)
+class Data:
+    """What the run reads: image counts, the images' size, and where the figures come from."""
+
+    train: int
+    test: int
+    size: Size  # (height, width)
+    channels: int
+    outputs: int  # model output channels
+    source: str
+    sample: bytes | None  # one real image to time decoding on, when there is one
+
+
+@dataclass(frozen=True)
+class Cost:
+    stage: str
+    work: str  # images x passes, in words
+    seconds: float
+    disk: int  # bytes of the stage's outs
+    how: str  # the per-image figures the estimate multiplies
+
+    def __str__(self) -> str:
+        return f"{self.stage}: {self.work}: ~{duration(self.seconds)}, outs ~{size_of(self.disk)} ({self.how})"
+
+
+def duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 2 * 3600:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 2 * 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
+def size_of(n: float) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n:.0f} B"
+
+
+def data_of(raw: Path, download: P.DownloadParams) -> Data:
+    """The counts and image size of data/raw when it holds this competition, else of what download will make."""
+    try:
+        return competition_data(open_competition(raw, download.competition, download.hq), str(raw))
+    except (CompetitionError, OSError, IndexError):
+        pass
+    cls = competition_class(download.competition)
+    if download.source == "demo":
+        d = download.demo
+        size = (d.height, d.width) if d.width else cls.native_size
+        outputs = len(DEMO_PARTS) if d.multiclass and cls is Carvana else cls.kaggle_outputs
+        return Data(d.train * 16, d.test * 16, size, 3, outputs, "the demo, not rendered yet", None)
+    train, test = cls.kaggle_counts
+    return Data(train, test, cls.native_size, 3, cls.kaggle_outputs, f"Kaggle's {cls.title}", None)
+
+
+def competition_data(comp: Competition, source: str = "data/raw") -> Data:
+    """What the run reads from an opened competition folder."""
+    first = comp.train_names[0]
+    sample = comp.read_image(first)
+    channels = channels_of(sample, first)
+    _, size = decode_image(sample, first, channels, (8, 8))
+    outputs = 1 if comp.labels == "binary" else len(comp.class_names)
+    return Data(len(comp.train_names), len(comp.test_names), size, channels, outputs, source, sample)
+
+
+def _jpeg(size: Size) -> bytes:
+    """A stand-in photo of `size` for timing the decoding when there is no real image yet: smooth shapes and
+    noise, about as costly to decode as a photo."""
+    h, w = size
+    yy, xx = np.mgrid[0:h, 0:w]
+    rng = np.random.default_rng(0)
+    base = (127 + 100 * np.sin(xx / 37.0) * np.cos(yy / 53.0))[..., None] + rng.normal(0, 12, (h, w, 3))
+    buf = io.BytesIO()
+    Image.fromarray(np.clip(base, 0, 255).astype(np.uint8)).save(buf, "JPEG", quality=90)
+    return buf.getvalue()
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _timed(fn, device: torch.device, warmup: int, repeat: int) -> float:
+    for _ in range(warmup):
+        fn()
+    _sync(device)
+    started = time.perf_counter()
+    for _ in range(repeat):
+        fn()
+    _sync(device)
+    return (time.perf_counter() - started) / repeat
+
+
+def decoding_seconds(data: Data, size: Size) -> float:
+    """Seconds to decode one image and resize it to `size` (the model's input)."""
+    sample = data.sample or _jpeg(data.size)
+    return _timed(lambda: decode_image(sample, "sample", data.channels, size), torch.device("cpu"), 1, 4)
+
+
+def _model(p: P.TrainParams, data: Data, rt: Runtime) -> torch.nn.Module:
+    config = checkpoint.model_config(p.model.arch, data.channels, data.outputs, p.model.kwargs())
+    return create_model(**config).to(rt.device, memory_format=rt.memory_format)  # timing only: random weights
+
+
+def _batch(rt: Runtime, wanted: int) -> int:
+    return wanted if rt.device.type == "cuda" else min(wanted, 2)  # a CPU's time per image hardly depends on it
+
+
+def _timing_shape(shape: tuple[int, int, int, int], rt: Runtime) -> tuple[tuple[int, int, int, int], float]:
+    """(the shape to time, the factor to multiply its time by): on a CPU, an input of more than CPU_PIXELS is timed
+    at about CPU_PIXELS (multiples of 32, the same aspect) and scaled by the pixel count, as a convolution's cost
+    is; a GPU times the real size (its memory and occupancy are part of the answer)."""
+    n, c, h, w = shape
+    if rt.device.type == "cuda" or h * w <= CPU_PIXELS:
+        return shape, 1.0
+    f = (CPU_PIXELS / (h * w)) ** 0.5
+    small = (max(32, round(h * f / 32) * 32), max(32, round(w * f / 32) * 32))
+    return (n, c, *small), h * w / (small[0] * small[1])
+
+
+def step_seconds(model: torch.nn.Module, rt: Runtime, shape: tuple[int, int, int, int]) -> float:
+    """Seconds per image of a training step (forward, loss, backward, AdamW) on a batch of `shape`."""
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    shape, factor = _timing_shape(shape, rt)
+    x = torch.randn(*shape, device=rt.device).contiguous(memory_format=rt.memory_format)
+
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        with rt.autocast():
+            out = model(x)
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(out.float(), torch.zeros_like(out.float()))
+        rt.scaler.scale(loss).backward()
+        rt.scaler.step(optimizer)
+        rt.scaler.update()
+
+    warmup = 2 if rt.device.type == "cuda" else 1
+    return _timed(step, rt.device, warmup, 3) / shape[0] * factor
+
+
+@torch.no_grad()
+def forward_seconds(forward, rt: Runtime, shape: tuple[int, int, int, int]) -> float:
+    """Seconds per image of `forward` (a model, or a predictor with its folds and TTA) on a batch of `shape`, under
+    the Runtime's precision."""
+    shape, factor = _timing_shape(shape, rt)
+    x = torch.randn(*shape, device=rt.device).contiguous(memory_format=rt.memory_format)
+
+    def run():
+        with rt.autocast():
+            forward(x)
+
+    return _timed(run, rt.device, 1, 2 if rt.device.type == "cpu" else 5) / shape[0] * factor
+
+
+def _per_image(model_s: float, decode_s: float, rt: Runtime, workers: int) -> float:
+    """A DataLoader's workers decode beside the model: on a GPU the slower of the two, on a CPU their sum."""
+    decode = decode_s / max(1, workers)
+    return max(model_s, decode) if rt.device.type == "cuda" else model_s + decode
+
+
+def _folds(split: P.SplitParams) -> int:
+    return len(split.validation_folds())
+
+
+def train_cost(p: dict, data: Data, rt: Runtime) -> Cost:
+    """What the train stage will do with params `p` (train, split) on `data`."""
+    t, split = p["train"], p["split"]
+    pre = Preprocess.for_data(data.size, t.scale, data.channels)
+    crop = t.crop_size or pre.size
+    folds = len(split.validation_folds())
+    n_val = round(data.train / split.folds)
+    n_train = data.train - n_val
+    model = _model(t, data, rt)
+    batch = _batch(rt, t.batch_size)
+    step = step_seconds(model, rt, (batch, data.channels, *crop))
+    forward = forward_seconds(model.eval(), rt, (batch, data.channels, *pre.size))
+    decode = decoding_seconds(data, pre.size)
+    epoch = n_train * _per_image(step, decode, rt, t.workers) + n_val * _per_image(forward, decode, rt, t.workers)
+    return Cost(
+        "train",
+        f"{folds} fold(s) x {t.epochs} epochs x {n_train:,} images (+ {n_val:,} validation) at {crop[1]}x{crop[0]}",
+        folds * t.epochs * epoch / rt.world,
+        folds * CHECKPOINT_COPIES * 4 * count_parameters(model),
+        f"a step {step * 1e3:.0f} ms/image, a validation pass {forward * 1e3:.0f} ms/image, decoding "
+        f"{decode * 1e3:.0f} ms/image on {t.workers} worker(s)",
+    )
+
+
+def predict_cost(data: Data, pre: Preprocess, folds: int, pr: P.PredictParams, per_image: float, rt: Runtime) -> Cost:
+    """What the predict stage will do: `per_image` is the seconds of every pass an image gets (folds x TTA)."""
+    passes = folds * (2 if pr.tta else 1)
+    decode = decoding_seconds(data, pre.size)
+    each = shards.expected_bytes(data.outputs, pre.size)
+    return Cost(
+        "predict",
+        f"{data.test:,} images x {passes} passes ({folds} fold(s){' x flip TTA' if pr.tta else ''}) at "
+        f"{pre.size[1]}x{pre.size[0]}",
+        data.test * _per_image(per_image, decode, rt, pr.workers) / rt.world,
+        data.test * each,
+        f"a pass {per_image / passes * 1e3:.0f} ms/image, decoding {decode * 1e3:.0f} ms/image on {pr.workers} "
+        f"worker(s); PNG shards ~{size_of(each)}/image",
+    )
+
+
+def describe(data: Data, rt: Runtime) -> str:
+    where = torch.cuda.get_device_name(rt.device) if rt.device.type == "cuda" else f"CPU ({os.cpu_count()} cores)"
+    dtype = str(rt.dtype).replace("torch.", "") if rt.dtype else "float32"
+    return (
+        f"budget on {where}, {dtype}: {data.train:,} train and {data.test:,} test images of "
+        f"{data.size[1]}x{data.size[0]} ({data.source})"
+    )
+
+
+def ensure_room(folder: Path, need: int, what: str) -> None:
+    """Refuse, in one line, to start work whose outs cannot fit on `folder`'s disk."""
+    folder.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(folder).free
+    if need > free:
+        raise DiskError(
+            f"not enough disk for {what} in {folder}: needs ~{size_of(need)}, {size_of(free)} free; free space, "
+            f"or lower train.scale"
+        )
+
+
+def report(costs: list[Cost], data: Data, rt: Runtime) -> str:
+    lines = [describe(data, rt), *map(str, costs)]
+    if any(c.stage == "predict" for c in costs):
+        lines.append(
+            "  (DVC keeps as much again in .dvc/cache when it commits data/predictions, unless its cache.type "
+            "links: `dvc config cache.type hardlink`)"
+        )
+    return "\n".join(lines)
+
+
+def for_params(p: dict, raw: Path) -> str:
+    """The train and predict costs of params `p` (every section), each timed under its stage's Runtime; runs
+    nothing else."""
+    data = data_of(raw, p["download"])
+    t, pr = p["train"], p["predict"]
+    train = train_cost(p, data, runtime.for_training(t.amp, t.channels_last))
+    rt = runtime.for_inference(pr.amp)
+    pre = Preprocess.for_data(data.size, t.scale, data.channels)
+    folds = len(p["split"].validation_folds())
+    model = _model(t, data, rt).eval()
+    one_pass = forward_seconds(model, rt, (_batch(rt, pr.batch_size), data.channels, *pre.size))
+    predict = predict_cost(data, pre, folds, pr, folds * (2 if pr.tta else 1) * one_pass, rt)
+    return report([train, predict], data, rt)

@@ -1,0 +1,66 @@
+"""What a run will cost, before it runs: `carvana budget`, and predict's refusal when the disk is too small."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from pipeline import budget
+from tests.conftest import ROOT, carvana
+
+
+def readme_recipe() -> list[str]:
+    """The `-S` settings of the README's recipe for the real competition, as the README gives them."""
+    text = (ROOT / "README.md").read_text()
+    block = text.split("**The recipe for the real competition on one GPU**", 1)[1].split("```bash", 1)[1]
+    return re.findall(r"-S (\S+)", block.split("```", 1)[0])
+
+
+def figures(line: str) -> tuple[str, str]:
+    """(time, disk) of one stage's line, both present and positive."""
+    found = re.search(r": ~([\d.]+ (?:s|min|h|days)), outs ~([\d.]+ (?:B|kB|MB|GB)) \(", line)
+    assert found, line
+    assert float(found[1].split()[0]) > 0 and float(found[2].split()[0]) > 0, line
+    return found[1], found[2]
+
+
+def test_budget_of_the_demo_and_of_the_real_recipe_runs_nothing(tmp_path):
+    nothing = tmp_path / "raw"  # no data yet: the demo's counts, then Kaggle's
+    demo = carvana("budget", "--params", ROOT / "params.yaml", "--data", nothing).stdout.splitlines()
+    assert "192 train and 64 test images of 1918x1280 (the demo, not rendered yet)" in demo[0]
+    assert demo[1].startswith("train: 1 fold(s) x 8 epochs x 154 images (+ 38 validation) at 240x160: ~")
+    assert demo[2].startswith("predict: 64 images x 2 passes (1 fold(s) x flip TTA) at 240x160: ~")
+    figures(demo[1]), figures(demo[2])
+
+    recipe = readme_recipe()
+    assert "train.scale=1.0" in recipe and "download.source=kaggle" in recipe
+    real = carvana("budget", "--params", ROOT / "params.yaml", "--data", nothing, *[f"-S{s}" for s in recipe])
+    lines = real.stdout.splitlines()
+    assert "5,088 train and 100,064 test images of 1918x1280 (Kaggle's Carvana Image Masking Challenge)" in lines[0]
+    assert lines[1].startswith("train: 5 fold(s) x 40 epochs x 4,070 images (+ 1,018 validation) at 1024x1024: ~")
+    assert lines[2].startswith("predict: 100,064 images x 10 passes (5 fold(s) x flip TTA) at 1918x1280: ~")
+    _, disk = figures(lines[2])
+    assert disk.endswith("GB")  # full-resolution maps of the whole test set
+    assert not list(tmp_path.iterdir())  # nothing was written
+
+
+def test_budget_counts_the_competition_folder_when_there_is_one(tiny_demo):
+    lines = carvana("budget", "--params", ROOT / "params.yaml", "--data", tiny_demo).stdout.splitlines()
+    assert f"48 train and 16 test images of 160x96 ({tiny_demo})" in lines[0]
+    assert "x 8 epochs x 38 images (+ 10 validation) at 20x12" in lines[1]
+
+
+def test_a_bad_override_is_one_line(tmp_path):
+    bad = carvana("budget", "--params", ROOT / "params.yaml", "-S", "train.scale=0", check=False)
+    assert bad.returncode != 0 and "train.scale must be in [0.01, 1], got 0" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_too_little_disk_refuses_in_one_line_before_any_work(tmp_path):
+    with pytest.raises(budget.DiskError) as refused:
+        budget.ensure_room(tmp_path / "predictions", 10**18, "the predictions")
+    message = str(refused.value)
+    assert "\n" not in message
+    assert re.match(r"not enough disk for the predictions in .*: needs ~1000000000\.0 GB, [\d.]+ \w+ free; ", message)
+    budget.ensure_room(tmp_path / "predictions", 1, "the predictions")  # a byte fits
