@@ -1,5 +1,6 @@
 """The predict stage's shard format on real maps: bytes per image and the time to write and read each, for the
-grey PNG the shards hold against the former deflated `.npy` (level 1) and other zlib levels, in one run.
+bzip2 the shards hold against the former deflated `.npy` (level 1), other deflate levels and grey PNGs (the
+C channels stacked), in one run.
 
     python -m bench.shards [data/predictions] [--images 24]
 
@@ -10,12 +11,14 @@ demo) to see what 100,064 test images will take on disk; every variant is checke
 from __future__ import annotations
 
 import argparse
+import bz2
 import io
 import time
 import zlib
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from pipeline.prediction import shards
 
@@ -28,17 +31,28 @@ def npy_deflate(probs: np.ndarray, level: int = 1) -> bytes:
     return zlib.compress(buf.getvalue(), level)
 
 
-def npy_inflate(data: bytes, channels: int) -> np.ndarray:
+def npy_inflate(data: bytes, shape) -> np.ndarray:
     return np.load(io.BytesIO(zlib.decompress(data)))
+
+
+def png(probs: np.ndarray, level: int) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(probs.reshape(-1, probs.shape[-1]))).save(buf, "PNG", compress_level=level)
+    return buf.getvalue()
+
+
+def unpng(data: bytes, shape) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(data))).reshape(shape)
 
 
 def variants() -> dict:
     return {
         "npy + deflate 1 (former)": (npy_deflate, npy_inflate),
         "npy + deflate 6": (lambda p: npy_deflate(p, 6), npy_inflate),
-        "PNG level 1": (lambda p: shards.encode_png(p, 1), shards.decode_png),
-        f"PNG level {shards.PNG_LEVEL} (shards)": (shards.encode_png, shards.decode_png),
-        "PNG level 6": (lambda p: shards.encode_png(p, 6), shards.decode_png),
+        "PNG level 3": (lambda p: png(p, 3), unpng),
+        "PNG level 6": (lambda p: png(p, 6), unpng),
+        f"bzip2 {shards.LEVEL} (shards)": (shards.compress, shards.decompress),
+        "bzip2 9": (lambda p: bz2.compress(p.tobytes(), 9), shards.decompress),
     }
 
 
@@ -60,7 +74,7 @@ def main() -> None:
         blobs = [write(m) for m in maps]
         wrote = (time.perf_counter() - started) / len(maps)
         started = time.perf_counter()
-        back = [read(b, c) for b in blobs]
+        back = [read(b, m.shape) for b, m in zip(blobs, maps, strict=True)]
         took = (time.perf_counter() - started) / len(maps)
         assert all(np.array_equal(a, b) for a, b in zip(maps, back, strict=True)), name
         size = np.mean([len(b) for b in blobs])

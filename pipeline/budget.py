@@ -245,7 +245,7 @@ def predict_cost(data: Data, pre: Preprocess, folds: int, pr: P.PredictParams, p
         data.test * _per_image(per_image, decode, rt, pr.workers) / rt.world,
         data.test * each,
         f"a pass {per_image / passes * 1e3:.0f} ms/image, decoding {decode * 1e3:.0f} ms/image on {pr.workers} "
-        f"worker(s); PNG shards ~{size_of(each)}/image",
+        f"worker(s); shards ~{size_of(each)}/image",
     )
 
 
