@@ -31,11 +31,11 @@ from pipeline.errors import UserError
 from pipeline.images import Size, channels_of, decode_image
 from pipeline.models import checkpoint
 from pipeline.models.factory import count_parameters, create_model
-from pipeline.prediction import shards
 from pipeline.runtime import Runtime
 
 CPU_PIXELS = 256 * 256  # on a CPU, larger inputs are timed at this many pixels and scaled by their pixel count
 CHECKPOINT_COPIES = 5  # per fold: best.pt in models/ and in checkpoints/, last.pt with AdamW's two moments (3x)
+SHARD_RATIO = 0.055  # bytes of a shard member per map byte: bzip2, a scale-1.0 demo model's maps (bench.shards)
 
 
 class DiskError(UserError):
@@ -237,7 +237,7 @@ def predict_cost(data: Data, pre: Preprocess, folds: int, pr: P.PredictParams, p
     """What the predict stage will do: `per_image` is the seconds of every pass an image gets (folds x TTA)."""
     passes = folds * (2 if pr.tta else 1)
     decode = decoding_seconds(data, pre.size)
-    each = shards.expected_bytes(data.outputs, pre.size)
+    each = round(data.outputs * pre.size[0] * pre.size[1] * SHARD_RATIO)
     return Cost(
         "predict",
         f"{data.test:,} images x {passes} passes ({folds} fold(s){' x flip TTA' if pr.tta else ''}) at "

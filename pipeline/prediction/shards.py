@@ -3,8 +3,8 @@
 `manifest.json` and `shard-NNNNN.zip` files of `shard_size` images each, in sample-submission order: per image
 its uint8 probabilities (C, h, w) at the model size, bzip2-compressed, plus `index.json` (names, shapes and
 original sizes). bzip2, because on a scale-1.0 model's 1918x1280 maps it is the smallest lossless choice at the
-same writing time (bench.shards: 124 kB an image against 165 for deflate level 6, 196 for PNG and 253 for the
-former deflate level 1), which is what lets a full run's shards fit a disk; reading takes 17 ms instead of 5.
+same writing time (bench.shards: 127 kB an image against 167 for deflate level 6, 201 for PNG and 244 for the
+former deflate level 1), which is what lets a full run's shards fit a disk; reading is 2.6x slower than deflate's.
 The members are compressed on threads, beside the model. A shard appears under its
 final name only once complete, so an interrupted run redoes at most one shard per process. The manifest carries
 a fingerprint of everything that made the numbers; when it changes, the old shards are deleted before any new
@@ -30,7 +30,6 @@ from pipeline.errors import UserError
 MANIFEST = "manifest.json"
 FORMAT = "bz2"
 LEVEL = 1  # bzip2 block size in 100 kB: 9 is 3 % smaller and 18 % slower to read (bench.shards)
-RATIO = 0.051  # compressed / raw bytes, a scale-1.0 demo model's 1918x1280 maps (bench.shards)
 PENDING = 4  # members waiting beyond one per thread, at most: a bounded memory whatever the shard size
 
 
@@ -52,11 +51,6 @@ def compress(probs: np.ndarray, level: int = LEVEL) -> bytes:
 
 def decompress(data: bytes, shape) -> np.ndarray:
     return np.frombuffer(bz2.decompress(data), np.uint8).reshape(shape)
-
-
-def expected_bytes(channels: int, size) -> int:
-    """Bytes a shard member of (channels, *size) takes, from the ratio bench.shards measured on real maps."""
-    return round(channels * size[0] * size[1] * RATIO)
 
 
 def prepare(
