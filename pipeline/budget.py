@@ -29,13 +29,16 @@ from pipeline.competitions.carvana import DEMO_PARTS, Carvana
 from pipeline.data.datasets import Preprocess
 from pipeline.errors import UserError
 from pipeline.images import Size, channels_of, decode_image
+from pipeline.masks.scoring import Scoreboard
 from pipeline.models import checkpoint
 from pipeline.models.factory import count_parameters, create_model
 from pipeline.runtime import Runtime
 
 CPU_PIXELS = 256 * 256  # on a CPU, larger inputs are timed at this many pixels and scaled by their pixel count
 CHECKPOINT_COPIES = 5  # per fold: best.pt in models/ and in checkpoints/, last.pt with AdamW's two moments (3x)
-SHARD_RATIO = 0.055  # bytes of a shard member per map byte: bzip2, a scale-1.0 demo model's maps (bench.shards)
+# bytes of a shard member per map byte, by map pixels: the demo's shards at scale 1/8 and 1.0 (bzip2, bench.shards);
+# small maps hold fewer flat runs, so they compress less
+SHARD_RATIOS = ((240 * 160, 0.175), (1918 * 1280, 0.055))
 
 
 class DiskError(UserError):
@@ -199,6 +202,15 @@ def forward_seconds(forward, rt: Runtime, shape: tuple[int, int, int, int]) -> f
     return _timed(run, rt.device, 1, 2 if rt.device.type == "cpu" else 5) / shape[0] * factor
 
 
+def scoring_seconds(data: Data, small: Size) -> float:
+    """Seconds per image of validation's scoring: the model-size map up-sampled to the image's size and scored at
+    every cut, as training's validation does after each forward pass."""
+    board = Scoreboard(data.outputs)
+    probs = torch.rand(data.outputs, *small)
+    full = np.zeros(data.size, np.uint8)
+    return _timed(lambda: board.add("timing", probs, full), torch.device("cpu"), 1, 2)
+
+
 def _per_image(model_s: float, decode_s: float, rt: Runtime, workers: int) -> float:
     """A DataLoader's workers decode beside the model: on a GPU the slower of the two, on a CPU their sum."""
     decode = decode_s / max(1, workers)
@@ -222,22 +234,30 @@ def train_cost(p: dict, data: Data, rt: Runtime) -> Cost:
     step = step_seconds(model, rt, (batch, data.channels, *crop))
     forward = forward_seconds(model.eval(), rt, (batch, data.channels, *pre.size))
     decode = decoding_seconds(data, pre.size)
+    forward += scoring_seconds(data, pre.size)
     epoch = n_train * _per_image(step, decode, rt, t.workers) + n_val * _per_image(forward, decode, rt, t.workers)
     return Cost(
         "train",
         f"{folds} fold(s) x {t.epochs} epochs x {n_train:,} images (+ {n_val:,} validation) at {crop[1]}x{crop[0]}",
         folds * t.epochs * epoch / rt.world,
         folds * CHECKPOINT_COPIES * 4 * count_parameters(model),
-        f"a step {step * 1e3:.0f} ms/image, a validation pass {forward * 1e3:.0f} ms/image, decoding "
+        f"a step {step * 1e3:.0f} ms/image, a validation pass and its scoring {forward * 1e3:.0f} ms/image, decoding "
         f"{decode * 1e3:.0f} ms/image on {t.workers} worker(s)",
     )
+
+
+def shard_ratio(pixels: int) -> float:
+    """Compressed over raw bytes of a map of this many pixels: log-log between the measured points, flat beyond."""
+    (p0, r0), (p1, r1) = SHARD_RATIOS
+    x = min(max(np.log(pixels / p0) / np.log(p1 / p0), 0.0), 1.0)
+    return float(r0 * (r1 / r0) ** x)
 
 
 def predict_cost(data: Data, pre: Preprocess, folds: int, pr: P.PredictParams, per_image: float, rt: Runtime) -> Cost:
     """What the predict stage will do: `per_image` is the seconds of every pass an image gets (folds x TTA)."""
     passes = folds * (2 if pr.tta else 1)
     decode = decoding_seconds(data, pre.size)
-    each = round(data.outputs * pre.size[0] * pre.size[1] * SHARD_RATIO)
+    each = round(data.outputs * pre.size[0] * pre.size[1] * shard_ratio(pre.size[0] * pre.size[1]))
     return Cost(
         "predict",
         f"{data.test:,} images x {passes} passes ({folds} fold(s){' x flip TTA' if pr.tta else ''}) at "

@@ -41,7 +41,7 @@ def test_budget_of_the_demo_and_of_the_real_recipe_runs_nothing(tmp_path):
     assert lines[1].startswith("train: 5 fold(s) x 40 epochs x 4,070 images (+ 1,018 validation) at 1024x1024: ~")
     assert lines[2].startswith("predict: 100,064 images x 10 passes (5 fold(s) x flip TTA) at 1918x1280: ~")
     _, disk = figures(lines[2])
-    assert disk.endswith("GB")  # full-resolution maps of the whole test set
+    assert disk.endswith("GB") and 10 < float(disk.split()[0]) <= 15  # full-size maps of the test set, <= 150 kB each
     assert not list(tmp_path.iterdir())  # nothing was written
 
 
