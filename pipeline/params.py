@@ -198,6 +198,7 @@ class TrainParams(_Section):
     weight_decay: float = Field(ge=0.0, le=1.0)
     warmup_epochs: float = Field(ge=0.0)
     grad_clip: float = Field(ge=0.0, le=1e6)  # 0 turns clipping off
+    ema: float = Field(ge=0.0, lt=1.0)  # 0 turns it off
     bce_weight: float = Field(ge=0.0)
     dice_weight: float = Field(ge=0.0)
     augment: AugmentParams

@@ -5,7 +5,8 @@ One call of `train_fold` trains the model that holds out one fold. It writes `la
 needed to resume) after every epoch and `best.pt` whenever the full-resolution validation Dice improves.
 A killed run resumes from `last.pt` and ends with the same weights as an uninterrupted one: shuffling
 and augmentation are seeded per epoch and per sample, and `last.pt` holds the optimiser, scheduler,
-scaler and RNG states. A `last.pt` from other params, data or code is never resumed.
+scaler and RNG states (and the moving average of the weights, with `train.ema`). A `last.pt` from other
+params, data or code is never resumed.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import pandas as pd
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, DistributedSampler
 
 from pipeline import params as P
@@ -60,10 +62,20 @@ def _all_finite(loss: torch.Tensor, rt: Runtime) -> bool:
 
 
 def train_one_epoch(
-    model, loader, loss_fn, optimizer, scheduler, rt: Runtime, grad_clip: float, epoch: int, report_memory=False
+    model,
+    loader,
+    loss_fn,
+    optimizer,
+    scheduler,
+    rt: Runtime,
+    grad_clip: float,
+    epoch: int,
+    report_memory=False,
+    ema: AveragedModel | None = None,
 ) -> tuple[float, int]:
     """One pass over the training data; returns (mean loss, images seen by this process). With `report_memory`
-    (CUDA) it prints the peak memory after the first step, so that a batch size too large shows at once."""
+    (CUDA) it prints the peak memory after the first step, so that a batch size too large shows at once; `ema`
+    is updated after every step."""
     model.train()
     total, seen = 0.0, 0
     for step, (x, y) in enumerate(loader):
@@ -85,6 +97,8 @@ def train_one_epoch(
         rt.scaler.step(optimizer)
         rt.scaler.update()
         scheduler.step()
+        if ema is not None:
+            ema.update_parameters(model)
         if report_memory and step == 0:
             peak, card = torch.cuda.max_memory_allocated(rt.device), torch.cuda.get_device_properties(rt.device)
             print(
@@ -233,7 +247,9 @@ def run_fingerprint(p: P.TrainParams, rt: Runtime, comp: Competition, table: pd.
     )
 
 
-def resume(last: Path, run_id: str, model, optimizer, scheduler, rt: Runtime) -> tuple[int, float, int, list]:
+def resume(
+    last: Path, run_id: str, model, optimizer, scheduler, rt: Runtime, ema: AveragedModel | None = None
+) -> tuple[int, float, int, list]:
     """(epochs done, best score, its epoch, history), restoring every state from `last` when it was made by this
     very run (`run_id`); (0, -1, 0, []) otherwise. Under DDP rank 0 reads it and sends it to every process: across
     machines only the first node has it (checkpoints are written once, by rank 0)."""
@@ -248,6 +264,8 @@ def resume(last: Path, run_id: str, model, optimizer, scheduler, rt: Runtime) ->
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     rt.scaler.load_state_dict(state["scaler"])
+    if ema is not None:
+        ema.load_state_dict(state["ema"])
     torch.set_rng_state(state["rng"])
     return state["epoch"], state["best_dice"], state["best_epoch"], state["history"]
 
@@ -280,6 +298,9 @@ def train_fold(
     data = fold_data(p, rt, comp, table, fold)
     model, config = build_model(p, rt, data, fold, comp.channels)
     optimizer, scheduler = optimiser(p, model, len(data.loader))
+    # the moving average of the weights is what gets validated and saved as best.pt (the leaders' EMA)
+    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(p.ema), use_buffers=True) if p.ema else None
+    scored = ema.module if ema is not None else model
     loss_fn = SegmentationLoss(comp.channels, p.bce_weight, p.dice_weight, multilabel=comp.labels == "multilabel")
     run_id = run_fingerprint(p, rt, comp, table, fold, data.pre)
     meta = {"model": config, "preprocess": data.pre.to_dict(), "class_names": comp.class_names, "fold": fold}
@@ -287,7 +308,7 @@ def train_fold(
 
     # ---- resume: only a last.pt of the same params, data, split and code
     last = out_dir / "last.pt"
-    start, best, best_epoch, history = resume(last, run_id, model, optimizer, scheduler, rt)
+    start, best, best_epoch, history = resume(last, run_id, model, optimizer, scheduler, rt, ema)
     if rt.main and start:
         print(f"fold {fold}: resuming from {last} after epoch {start} of {p.epochs}")
     elif rt.main and last.is_file():
@@ -308,7 +329,7 @@ def train_fold(
         started = time.perf_counter()
         memory = rt.main and rt.device.type == "cuda" and epoch == start
         train_loss, seen = train_one_epoch(
-            net, data.loader, loss_fn, optimizer, scheduler, rt, p.grad_clip, epoch, memory
+            net, data.loader, loss_fn, optimizer, scheduler, rt, p.grad_clip, epoch, memory, ema
         )
         seconds = time.perf_counter() - started
         record = {
@@ -319,14 +340,14 @@ def train_fold(
             "seconds": seconds,
         }
         if rt.main:
-            scores, _ = validate(model, data.val_loader, loss_fn, rt, comp, data.val_names)
+            scores, _ = validate(scored, data.val_loader, loss_fn, rt, comp, data.val_names)
             record.update(scores)
             history.append(record)
             score = record.get("val_class_dice", record["val_dice"])
             if score > best:
                 best, best_epoch = score, epoch + 1
                 checkpoint.save(
-                    out_dir / "best.pt", {**meta, "state_dict": model.state_dict(), "epoch": epoch + 1, "dice": best}
+                    out_dir / "best.pt", {**meta, "state_dict": scored.state_dict(), "epoch": epoch + 1, "dice": best}
                 )
             checkpoint.save(
                 last,
@@ -336,6 +357,7 @@ def train_fold(
                     "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict(),
                     "scaler": rt.scaler.state_dict(),
+                    **({"ema": ema.state_dict()} if ema is not None else {}),
                     "rng": torch.get_rng_state(),
                     "epoch": epoch + 1,
                     "best_dice": best,

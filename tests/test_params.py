@@ -37,6 +37,7 @@ def test_the_project_params_load():
         (lambda d: d["split"].update(group="imgae"), r"split.group must be one of 'auto' \| 'car' \| 'image', got"),
         (lambda d: d["train"].update(grad_clip=float("inf")), "train.grad_clip must be a finite number, got inf"),
         (lambda d: d["train"].update(lr=float("nan")), "train.lr must be a finite number"),
+        (lambda d: d["train"].update(ema=1.0), r"train.ema must be"),
         (lambda d: d["train"].update(batch_size=1_000_000_000), "train.batch_size must be in 1..4096"),
         (lambda d: d["predict"].update(batch_sise=8), "unknown key predict.batch_sise"),
         (lambda d: d["predict"].update(batch_size=0), r"predict.batch_size must be in 1..4096, got 0"),

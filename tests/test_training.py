@@ -24,6 +24,11 @@ def _same(a, b):
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+def _average(last: dict) -> dict:
+    """The moving average's weights in a last.pt, under the model's own keys."""
+    return {k.removeprefix("module."): v for k, v in last["ema"].items() if k.startswith("module.")}
+
+
 def test_checkpoints_are_written_and_the_same_params_give_the_same_weights(tiny_demo, tmp_path):
     result = train_tiny(tiny_demo, tmp_path / "a")
     train_tiny(tiny_demo, tmp_path / "b")
@@ -36,8 +41,10 @@ def test_checkpoints_are_written_and_the_same_params_give_the_same_weights(tiny_
     assert model(torch.zeros(1, 3, 48, 80)).shape == (1, 1, 48, 80)
 
 
-def test_an_interrupted_training_resumes_to_the_same_weights(tiny_demo, tmp_path, monkeypatch):
-    train_tiny(tiny_demo, tmp_path / "whole", epochs=3)
+@pytest.mark.parametrize("ema", [0.0, 0.9])
+def test_an_interrupted_training_resumes_to_the_same_weights(tiny_demo, tmp_path, monkeypatch, ema):
+    """With train.ema, the moving average is resumed too, and it is what validation scores and best.pt holds."""
+    whole = train_tiny(tiny_demo, tmp_path / "whole", epochs=3, ema=ema)
     calls = {"n": 0}
     original = losses.SegmentationLoss.forward
 
@@ -49,12 +56,24 @@ def test_an_interrupted_training_resumes_to_the_same_weights(tiny_demo, tmp_path
 
     monkeypatch.setattr(losses.SegmentationLoss, "forward", dies_in_epoch_two)
     with pytest.raises(KeyboardInterrupt):
-        train_tiny(tiny_demo, tmp_path / "cut", epochs=3)
-    assert checkpoint.load(tmp_path / "cut/last.pt")["epoch"] == 1
+        train_tiny(tiny_demo, tmp_path / "cut", epochs=3, ema=ema)
+    after_one = checkpoint.load(tmp_path / "cut/last.pt")
+    assert after_one["epoch"] == 1
     monkeypatch.setattr(losses.SegmentationLoss, "forward", original)
-    resumed = train_tiny(tiny_demo, tmp_path / "cut", epochs=3)
+    resumed = train_tiny(tiny_demo, tmp_path / "cut", epochs=3, ema=ema)
     assert [r["epoch"] for r in resumed.history] == [1, 2, 3]
     assert _same(_weights(tmp_path / "whole/last.pt"), _weights(tmp_path / "cut/last.pt"))
+    last = checkpoint.load(tmp_path / "whole/last.pt")
+    if ema:
+        average = _average(last)
+        assert _same(average, _average(checkpoint.load(tmp_path / "cut/last.pt")))
+        assert not _same(average, last["state_dict"])  # an average, not the last step's weights
+        assert whole.best_epoch in (1, 3)  # the tiny model's Dice: flat or rising
+        best_average = _average(after_one) if whole.best_epoch == 1 else average
+        assert _same(_weights(tmp_path / "whole/best.pt"), best_average)  # best.pt holds the average it scored
+    else:
+        assert "ema" not in last
+    checkpoint.build_model(checkpoint.load(tmp_path / "whole/best.pt"))  # evaluate and predict load it as any model
 
 
 def test_other_params_never_resume_a_stale_checkpoint(tiny_demo, tmp_path, capsys):
