@@ -21,7 +21,7 @@ import pandas as pd
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import DataLoader, DistributedSampler
 
 from pipeline import params as P
@@ -52,6 +52,23 @@ def warmup_cosine(step: int, warmup: int, total: int) -> float:
         return (step + 1) / warmup
     progress = (step - warmup) / max(1, total - warmup)
     return 0.01 + 0.99 * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def ema_update(decay: float):
+    """AveragedModel's update with a warm-up of the decay, min(decay, (1 + n) / (10 + n)) after n updates (as
+    TensorFlow's ExponentialMovingAverage with num_updates): a fixed decay would keep the random start in the
+    average for thousands of steps, and weights that far apart do not average into a working network."""
+
+    @torch.no_grad()
+    def update(averaged: list[torch.Tensor], current: list[torch.Tensor], n: torch.Tensor) -> None:
+        d = min(decay, (1 + int(n)) / (10 + int(n)))
+        if torch.is_floating_point(averaged[0]):
+            torch._foreach_lerp_(averaged, current, 1 - d)
+        else:  # BatchNorm's step counters
+            for a, c in zip(averaged, current, strict=True):
+                a.copy_(a * d + c * (1 - d))
+
+    return update
 
 
 def _all_finite(loss: torch.Tensor, rt: Runtime) -> bool:
@@ -299,7 +316,7 @@ def train_fold(
     model, config = build_model(p, rt, data, fold, comp.channels)
     optimizer, scheduler = optimiser(p, model, len(data.loader))
     # the moving average of the weights is what gets validated and saved as best.pt (the leaders' EMA)
-    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(p.ema), use_buffers=True) if p.ema else None
+    ema = AveragedModel(model, multi_avg_fn=ema_update(p.ema), use_buffers=True) if p.ema else None
     scored = ema.module if ema is not None else model
     loss_fn = SegmentationLoss(comp.channels, p.bce_weight, p.dice_weight, multilabel=comp.labels == "multilabel")
     run_id = run_fingerprint(p, rt, comp, table, fold, data.pre)

@@ -76,6 +76,18 @@ def test_an_interrupted_training_resumes_to_the_same_weights(tiny_demo, tmp_path
     checkpoint.build_model(checkpoint.load(tmp_path / "whole/best.pt"))  # evaluate and predict load it as any model
 
 
+def test_the_moving_average_warms_up_its_decay():
+    update = training.ema_update(0.99)
+    # the new value's weight, 1 - min(0.99, (1 + n) / (10 + n)): 0.9, then 0.09, then the decay's 0.01
+    for n, expected in ((0, 0.9), (90, 0.09), (10_000, 0.01)):
+        averaged = [torch.zeros(3)]
+        update(averaged, [torch.ones(3)], torch.tensor(n))
+        assert torch.allclose(averaged[0], torch.full((3,), expected))
+    counter = [torch.zeros(1, dtype=torch.long)]  # BatchNorm's num_batches_tracked
+    update(counter, [torch.full((1,), 100)], torch.tensor(0))
+    assert counter[0].dtype == torch.long and counter[0].item() == 90
+
+
 def test_other_params_never_resume_a_stale_checkpoint(tiny_demo, tmp_path, capsys):
     train_tiny(tiny_demo, tmp_path / "m", epochs=1)
     train_tiny(tiny_demo, tmp_path / "m", epochs=1, lr=0.01)
