@@ -133,11 +133,6 @@ class Report:
         (self.out / "report.md").write_text("\n".join(lines) + "\n")
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def describe_device() -> dict:
     cuda = torch.cuda.is_available()
     return {
@@ -415,10 +410,10 @@ def training_throughput(
             training.train_one_epoch(model, [(x, y)] * 2, loss_fn, optimizer, scheduler, rt, 1.0, 0)  # warm-up
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(device)
-            _sync(device)
+            runtime.synchronize(device)
             started = time.perf_counter()
             training.train_one_epoch(model, [(x, y)] * s.steps, loss_fn, optimizer, scheduler, rt, 1.0, 0)
-            _sync(device)
+            runtime.synchronize(device)
             rate = batch * s.steps / (time.perf_counter() - started)
             memory = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
             best = (batch, rate, memory)
@@ -566,11 +561,11 @@ def predict_throughput(report: Report, raw: Path, work: Path, s: Sizes, device: 
 
 def _per_image_ms(fn, device: torch.device, s: Sizes, repeat: int = 5) -> float:
     fn()
-    _sync(device)
+    runtime.synchronize(device)
     started = time.perf_counter()
     for _ in range(repeat):
         fn()
-    _sync(device)
+    runtime.synchronize(device)
     return (time.perf_counter() - started) / (repeat * s.predict_batch) * 1e3
 
 
@@ -602,10 +597,10 @@ def decode_alternatives(report: Report, archive: ImageArchive, names: list[str],
             torch.nn.functional.interpolate(batch, size=pre.size, mode="bilinear", antialias=True)
 
     gpu_decode()
-    _sync(device)
+    runtime.synchronize(device)
     started = time.perf_counter()
     gpu_decode()
-    _sync(device)
+    runtime.synchronize(device)
     report.figure(
         "JPEG decoding on the GPU (nvJPEG)",
         len(encoded) / (time.perf_counter() - started),

@@ -109,8 +109,7 @@ def competition_data(comp: Competition, source: str = "data/raw") -> Data:
     sample = comp.read_image(first)
     channels = channels_of(sample, first)
     _, size = decode_image(sample, first, channels, (8, 8))
-    outputs = 1 if comp.labels == "binary" else len(comp.class_names)
-    return Data(len(comp.train_names), len(comp.test_names), size, channels, outputs, source, sample)
+    return Data(len(comp.train_names), len(comp.test_names), size, channels, comp.channels, source, sample)
 
 
 def _jpeg(size: Size) -> bytes:
@@ -125,19 +124,14 @@ def _jpeg(size: Size) -> bytes:
     return buf.getvalue()
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def _timed(fn, device: torch.device, warmup: int, repeat: int) -> float:
     for _ in range(warmup):
         fn()
-    _sync(device)
+    runtime.synchronize(device)
     started = time.perf_counter()
     for _ in range(repeat):
         fn()
-    _sync(device)
+    runtime.synchronize(device)
     return (time.perf_counter() - started) / repeat
 
 
@@ -215,10 +209,6 @@ def _per_image(model_s: float, decode_s: float, rt: Runtime, workers: int) -> fl
     """A DataLoader's workers decode beside the model: on a GPU the slower of the two, on a CPU their sum."""
     decode = decode_s / max(1, workers)
     return max(model_s, decode) if rt.device.type == "cuda" else model_s + decode
-
-
-def _folds(split: P.SplitParams) -> int:
-    return len(split.validation_folds())
 
 
 def train_cost(p: dict, data: Data, rt: Runtime) -> Cost:

@@ -60,6 +60,12 @@ def device(local_rank: int = 0) -> torch.device:
     return torch.device("cpu")
 
 
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work, so that a timing covers it (CUDA runs asynchronously)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def barrier(world: int) -> None:
     if world > 1:
         dist.barrier()

@@ -46,7 +46,7 @@ def main() -> None:
         per_image = budget.forward_seconds(lambda x: predictor(x, pr.tta, rt.autocast), rt, batch)
         cost = budget.predict_cost(budget.competition_data(comp), predictor.pre, len(models), pr, per_image, rt)
         print(cost)
-        todo = sum(min(pr.shard_size, len(names) - k * pr.shard_size) for k in predict.missing(WORK, manifest))
+        todo = sum(min(pr.shard_size, len(names) - k * pr.shard_size) for k in shards.missing(WORK, manifest))
         budget.ensure_room(WORK, cost.disk * todo // max(1, len(names)), "the predictions")
     runtime.barrier(world)
     manifest = shards.check_manifest(WORK)

@@ -50,11 +50,6 @@ def prepare(
     )
 
 
-def missing(out: Path, manifest: dict) -> list[int]:
-    """The shards still to predict."""
-    return [k for k in range(manifest["shards"]) if not (out / shards.shard_name(k)).is_file()]
-
-
 def _lower_priority(worker: int) -> None:
     """Decoding workers yield to the model: where they share CPU cores with its threads, those threads then
     never wait for a preempted worker (17 % less time outside the model on 2 cores, model time unchanged)."""
@@ -83,7 +78,7 @@ def predict_shards(
     Every image is resized to the model's input, whatever its own size; its size is kept with its probabilities, so
     that its mask is encoded at that size. Images of another size than the training images are listed once."""
     size = manifest["shard_size"]
-    todo = [k for k in missing(out, manifest) if k % world == rank]
+    todo = [k for k in shards.missing(out, manifest) if k % world == rank]
     indices = [i for k in todo for i in range(k * size, min((k + 1) * size, len(names)))]
     if not indices:
         return 0

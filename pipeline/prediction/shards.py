@@ -142,13 +142,18 @@ def check_manifest(out: Path) -> dict:
     return json.loads(path.read_text())
 
 
+def missing(out: Path, manifest: dict) -> list[int]:
+    """The indices of the shards not yet complete in `out`."""
+    return [k for k in range(manifest["shards"]) if not (out / shard_name(k)).is_file()]
+
+
 def check_complete(out: Path) -> dict:
     """The manifest, once every shard it announces is there."""
     manifest = check_manifest(out)
-    missing = [shard_name(k) for k in range(manifest["shards"]) if not (out / shard_name(k)).is_file()]
-    if missing:
+    left = missing(out, manifest)
+    if left:
         raise PredictionError(
-            f"{out} lacks {len(missing)} of {manifest['shards']} shards (e.g. {missing[0]}); "
+            f"{out} lacks {len(left)} of {manifest['shards']} shards (e.g. {shard_name(left[0])}); "
             f"run `dvc repro predict` to finish them"
         )
     return manifest
