@@ -297,7 +297,9 @@ def check_prediction(report: Report, raw: Path, model_path: Path | None, device:
     chosen = []
     for amp_on in (True, False):
         rt = runtime.for_inference(amp_on)
-        board, fold_of = evaluate.evaluate_folds(comp, table, models, [0], batch_size=8, workers=0, tta=True, rt=rt)
+        board, fold_of = evaluate.evaluate_folds(
+            comp, table, models, [0], batch_size=8, workers=0, tta=True, rt=rt, oof=models.parent / f"oof-{amp_on}"
+        )
         rules, metrics, _, _ = evaluate.summarize(board, comp, fold_of, 0.2, 0.8)
         chosen.append((str(rt.dtype or "float32").replace("torch.", ""), rules[0].threshold, metrics["dice"]))
     report.check(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import io
+import json
 import os
 import sys
 import time
@@ -41,6 +42,15 @@ def _submissions(args: argparse.Namespace) -> None:
     if not rows:
         print(f"no submissions to {args.competition} yet")
         return
+    receipt_path = Path("submissions/receipt.json")
+    if receipt_path.is_file():  # in a project: the scores join the receipt, a metric of `dvc exp show`
+        from pipeline.submission import upload
+
+        upload.record_scores(rows, Path("submissions/scores.json"))
+        receipt = upload.with_score(json.loads(receipt_path.read_text()), Path("submissions/scores.json"))
+        receipt_path.write_text(json.dumps(receipt, indent=2) + "\n")
+        if receipt.get("public_score") is not None:
+            print(f"{receipt_path}: ref {receipt['ref']}, public score {receipt['public_score']}")
     print(f"{'ref':>10}  {'date':20}  {'status':8}  {'public':>8}  {'private':>8}  description")
     for r in rows:
         print(

@@ -2,6 +2,8 @@
 
 `train.init_from`, a local `train.model.encoder_weights` file and `download.local.path` are strings in
 params.yaml; replacing the file behind one changes no param, so DVC would keep the model made from the old file.
+Likewise `blend.members` and `train.pseudo_labels.source` name experiments, which can be run again under the
+same names.
 The inputs stage (always run: it costs a few file stats) writes, per stage that reads such files, a small JSON of
 their content hashes; the stage depends on that JSON, and reruns exactly when it changes. Hashes are remembered
 by (size, modification time), so a large unchanged file is not read again.
@@ -12,6 +14,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from pipeline import members
 from pipeline.params import is_weights_file
 from pipeline.provenance import file_hash
 
@@ -61,7 +64,13 @@ def fingerprints(p: dict, cache: HashCache) -> dict[str, dict]:
         "train": {
             "init_from": _file(train.init_from, "init_from", cache) if train.init_from else None,
             "encoder_weights": _file(weights, "encoder_weights", cache) if is_weights_file(weights) else None,
+            "pseudo_labels": (
+                members.resolve([train.pseudo_labels.source], needed=members.PREDICTIONS)[0]
+                if train.pseudo_labels.source
+                else None
+            ),
         },
+        "blend": {"members": members.resolve(p["blend"].members)},  # the commit and outs each name stands for
     }
 
 

@@ -187,6 +187,11 @@ class AugmentParams(_Section):
     hue: float = Field(ge=0.0, le=0.5)
 
 
+class PseudoLabelParams(_Section):
+    source: str  # an experiment name or git revision whose test predictions become labels; "": none
+    fraction: float = Field(gt=0.0, le=1.0)  # the share of the test images used, the most confident first
+
+
 class TrainParams(_Section):
     seed: int
     model: ModelParams
@@ -198,10 +203,13 @@ class TrainParams(_Section):
     weight_decay: float = Field(ge=0.0, le=1.0)
     warmup_epochs: float = Field(ge=0.0)
     grad_clip: float = Field(ge=0.0, le=1e6)  # 0 turns clipping off
+    accumulate: int = Field(ge=1, le=1024)  # batches per optimizer step
+    restarts: int = Field(ge=0, le=1000)  # warm restarts of the cosine schedule (SGDR); 0: one decay
     ema: float = Field(ge=0.0, lt=1.0)  # 0 turns it off
     bce_weight: float = Field(ge=0.0)
     dice_weight: float = Field(ge=0.0)
     augment: AugmentParams
+    pseudo_labels: PseudoLabelParams
     amp: bool
     channels_last: bool
     compile: bool
@@ -261,6 +269,20 @@ class EvaluateParams(_Section):
         return self
 
 
+class BlendParams(_Section):
+    members: list[str]  # experiment names or git revisions, each with out-of-fold maps (split.fold: all)
+
+    @model_validator(mode="after")
+    def _distinct(self):
+        _require(
+            all(m.strip() == m and m for m in self.members) and len(set(self.members)) == len(self.members),
+            "members",
+            f"must be distinct experiment names or git revisions (none empty), got {self.members}",
+        )
+        _require(len(self.members) != 1, "members", "blends two or more experiments; [] turns blending off")
+        return self
+
+
 class PredictParams(_Section):
     batch_size: int = Field(ge=1, le=4096)
     workers: int = Field(ge=0, le=256)
@@ -290,6 +312,7 @@ class SubmitParams(_Section):
     sha256: str  # "": upload nothing; else the first characters of the SHA-256 of the one file to upload
     message: str
     force: bool
+    wait: int = Field(ge=0, le=86_400)  # seconds to wait for Kaggle's score after an upload
 
     @model_validator(mode="after")
     def _a_hash_or_nothing(self):
@@ -307,6 +330,7 @@ class Params(_Section):
     split: SplitParams
     train: TrainParams
     evaluate: EvaluateParams
+    blend: BlendParams
     predict: PredictParams
     encode: EncodeParams
     submit: SubmitParams

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -46,12 +47,14 @@ def setup(p: P.TrainParams, dtype: torch.dtype | None = None) -> Runtime:
     return runtime.for_training(p.amp, p.channels_last, dtype)
 
 
-def warmup_cosine(step: int, warmup: int, total: int) -> float:
-    """LR factor: linear warm-up to 1, then cosine decay to 1 % of the peak."""
+def warmup_cosine(step: int, warmup: int, total: int, restarts: int = 0) -> float:
+    """LR factor: linear warm-up to 1, then cosine decay to 1 % of the peak; with `restarts`, that decay is cut
+    into restarts + 1 equal cycles, each starting again from the peak (SGDR's warm restarts)."""
     if step < warmup:
         return (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return 0.01 + 0.99 * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+    cycle = max(1, total - warmup) / (restarts + 1)
+    progress = min(1.0, ((step - warmup) % cycle) / cycle) if step - warmup < cycle * (restarts + 1) else 1.0
+    return 0.01 + 0.99 * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 def ema_update(decay: float):
@@ -89,33 +92,41 @@ def train_one_epoch(
     epoch: int,
     report_memory=False,
     ema: AveragedModel | None = None,
+    accumulate: int = 1,
 ) -> tuple[float, int]:
-    """One pass over the training data; returns (mean loss, images seen by this process). With `report_memory`
-    (CUDA) it prints the peak memory after the first step, so that a batch size too large shows at once; `ema`
-    is updated after every step."""
+    """One pass over the training data; returns (mean loss, images seen by this process). The gradients of
+    `accumulate` batches add up before each optimizer step (the epoch's last group may be shorter); `ema` is
+    updated after every step. With `report_memory` (CUDA) it prints the peak memory after the first step, so that
+    a batch size too large shows at once."""
     model.train()
-    total, seen = 0.0, 0
+    total, seen, batches = 0.0, 0, len(loader)
+    optimizer.zero_grad(set_to_none=True)
     for step, (x, y) in enumerate(loader):
+        group = min(accumulate, batches - step // accumulate * accumulate)  # batches in this step's group
+        last = step % accumulate == group - 1
         x = x.to(rt.device, non_blocking=True, memory_format=rt.memory_format)
         y = y.to(rt.device, non_blocking=True)
-        with rt.autocast():
-            logits = model(x)  # (N, C, H, W), or a list of them with deep supervision
-        loss = loss_fn(logits, y)
-        if not _all_finite(loss, rt):
-            raise TrainingError(
-                f"the loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}; the last good checkpoint is "
-                f"kept. Lower train.lr, raise train.grad_clip, or set train.amp false"
-            )
-        optimizer.zero_grad(set_to_none=True)
-        rt.scaler.scale(loss).backward()
-        if grad_clip > 0:
-            rt.scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-        rt.scaler.step(optimizer)
-        rt.scaler.update()
-        scheduler.step()
-        if ema is not None:
-            ema.update_parameters(model)
+        sync = last or not isinstance(model, DistributedDataParallel)  # DDP: all-reduce once per group
+        with nullcontext() if sync else model.no_sync():
+            with rt.autocast():
+                logits = model(x)  # (N, C, H, W), or a list of them with deep supervision
+            loss = loss_fn(logits, y)
+            if not _all_finite(loss, rt):
+                raise TrainingError(
+                    f"the loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}; the last good checkpoint "
+                    f"is kept. Lower train.lr, raise train.grad_clip, or set train.amp false"
+                )
+            rt.scaler.scale(loss / group if group > 1 else loss).backward()
+        if last:
+            if grad_clip > 0:
+                rt.scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            rt.scaler.step(optimizer)
+            rt.scaler.update()
+            optimizer.zero_grad(set_to_none=True)
+            scheduler.step()
+            if ema is not None:
+                ema.update_parameters(model)
         if report_memory and step == 0:
             peak, card = torch.cuda.max_memory_allocated(rt.device), torch.cuda.get_device_properties(rt.device)
             print(
@@ -171,8 +182,11 @@ class FoldData:
     shuffle: torch.Generator  # reseeded every epoch, so a resumed run shuffles as an uninterrupted one
 
 
-def fold_data(p: P.TrainParams, rt: Runtime, comp: Competition, table: pd.DataFrame, fold: int) -> FoldData:
-    """Datasets and loaders of the model that holds out `fold`; the preprocessing is fixed by the first image."""
+def fold_data(
+    p: P.TrainParams, rt: Runtime, comp: Competition, table: pd.DataFrame, fold: int, pseudo=None
+) -> FoldData:
+    """Datasets and loaders of the model that holds out `fold` (with `pseudo`'s images among the training ones);
+    the preprocessing is fixed by the first image."""
     val_names = table.loc[table["fold"] == fold, "img"].tolist()
     train_names = table.loc[table["fold"] != fold, "img"].tolist()
     if not val_names or not train_names:
@@ -191,7 +205,7 @@ def fold_data(p: P.TrainParams, rt: Runtime, comp: Competition, table: pd.DataFr
             f"train.crop {list(crop)} is larger than the images at train.scale {p.scale} ({pre.size[0]}x"
             f"{pre.size[1]}, height x width); lower train.crop or raise train.scale"
         )
-    train_set = TrainDataset(comp, train_names, pre, p.augment, p.seed, crop)
+    train_set = TrainDataset(comp, train_names, pre, p.augment, p.seed, crop, pseudo)
     val_set = ValidationDataset(comp, val_names, pre)
     shuffle = torch.Generator()
     sampler = DistributedSampler(train_set, rt.world, rt.rank, shuffle=True, seed=p.seed) if rt.world > 1 else None
@@ -233,15 +247,23 @@ def build_model(p: P.TrainParams, rt: Runtime, data: FoldData, fold: int, output
     return model.to(rt.device, memory_format=rt.memory_format), config
 
 
-def optimiser(p: P.TrainParams, model: torch.nn.Module, steps_per_epoch: int):
-    """AdamW with a linear warm-up and a cosine decay, stepped every batch."""
+def optimiser(p: P.TrainParams, model: torch.nn.Module, batches_per_epoch: int):
+    """AdamW with a linear warm-up and a cosine decay (or warm restarts), stepped every optimizer step."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=p.lr, weight_decay=p.weight_decay)
-    schedule = partial(warmup_cosine, warmup=int(p.warmup_epochs * steps_per_epoch), total=p.epochs * steps_per_epoch)
+    steps_per_epoch = -(-batches_per_epoch // p.accumulate)
+    schedule = partial(
+        warmup_cosine,
+        warmup=int(p.warmup_epochs * steps_per_epoch),
+        total=p.epochs * steps_per_epoch,
+        restarts=p.restarts,
+    )
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
 
 
-def run_fingerprint(p: P.TrainParams, rt: Runtime, comp: Competition, table: pd.DataFrame, fold: int, pre) -> str:
-    """What a last.pt must have been made from to be resumed: the same params, data, split and code."""
+def run_fingerprint(
+    p: P.TrainParams, rt: Runtime, comp: Competition, table: pd.DataFrame, fold: int, pre, pseudo=None
+) -> str:
+    """What a last.pt must have been made from to be resumed: the same params, data, split, pseudo-labels and code."""
     names = table["img"].tolist()
     return provenance.fingerprint(
         {
@@ -255,6 +277,7 @@ def run_fingerprint(p: P.TrainParams, rt: Runtime, comp: Competition, table: pd.
                 [table[["img", "fold"]].values.tolist(), comp.root.name, comp.content(names)]
             ),
             "init": provenance.file_hash(Path(p.init_from)) if p.init_from else "",
+            **({"pseudo": [pseudo.folder.name, pseudo.names]} if pseudo is not None else {}),
             "encoder_weights": (
                 provenance.file_hash(Path(p.model.encoder_weights))
                 if P.is_weights_file(p.model.encoder_weights)
@@ -307,19 +330,21 @@ def train_fold(
     live=None,
     progress: bool = True,
     stop_after: int | None = None,
+    pseudo=None,
 ) -> FoldResult:
-    """Train the model that holds out `fold`; resumable from out_dir/last.pt.
+    """Train the model that holds out `fold`; resumable from out_dir/last.pt. `pseudo` (prediction.pseudo's
+    PseudoLabels) adds pseudo-labelled test images to the training images.
 
     `stop_after` ends the run after that many epochs as an interruption would (the GPU check's resume test).
     """
-    data = fold_data(p, rt, comp, table, fold)
+    data = fold_data(p, rt, comp, table, fold, pseudo)
     model, config = build_model(p, rt, data, fold, comp.channels)
     optimizer, scheduler = optimiser(p, model, len(data.loader))
     # the moving average of the weights is what gets validated and saved as best.pt (the leaders' EMA)
     ema = AveragedModel(model, multi_avg_fn=ema_update(p.ema), use_buffers=True) if p.ema else None
     scored = ema.module if ema is not None else model
     loss_fn = SegmentationLoss(comp.channels, p.bce_weight, p.dice_weight, multilabel=comp.labels == "multilabel")
-    run_id = run_fingerprint(p, rt, comp, table, fold, data.pre)
+    run_id = run_fingerprint(p, rt, comp, table, fold, data.pre, pseudo)
     meta = {"model": config, "preprocess": data.pre.to_dict(), "class_names": comp.class_names, "fold": fold}
     meta.update(labels=comp.labels, fingerprint=run_id, params=P.as_dict(p))  # params: what it was trained with
 
@@ -346,7 +371,7 @@ def train_fold(
         started = time.perf_counter()
         memory = rt.main and rt.device.type == "cuda" and epoch == start
         train_loss, seen = train_one_epoch(
-            net, data.loader, loss_fn, optimizer, scheduler, rt, p.grad_clip, epoch, memory, ema
+            net, data.loader, loss_fn, optimizer, scheduler, rt, p.grad_clip, epoch, memory, ema, p.accumulate
         )
         seconds = time.perf_counter() - started
         record = {

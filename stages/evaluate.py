@@ -5,7 +5,10 @@ rounded to predict's uint8 levels, then up-sampled to each image's size before t
 the submission will be; every threshold between evaluate.threshold_min and threshold_max is tried (and, where
 the competition rewards it, a minimum object area per class), and the best rules are what the encode stage and
 `carvana predict` use (predictor.json, beside metrics.json, threshold_sweep.csv, per_image.csv and worst/ in
-reports/evaluate).
+reports/evaluate). The maps scored are kept in data/oof, out of fold once every fold is trained.
+
+With `blend.members`, the models scored are none of this experiment's: the members' out-of-fold maps choose the
+blend's weights (blend.json, which predict reads) and its rules, and the blend's maps go to data/oof.
 """
 
 import json
@@ -14,45 +17,100 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline import params, runtime
+from pipeline import members, params, runtime
 from pipeline.competitions import open_competition
-from pipeline.errors import run_stage
-from pipeline.evaluation import evaluate
+from pipeline.errors import UserError, run_stage
+from pipeline.evaluation import blend, evaluate
 from pipeline.masks import recipe
+from pipeline.prediction import shards
 
-RAW, SPLIT, MODELS, OUT = Path("data/raw"), Path("data/split.csv"), Path("models"), Path("reports/evaluate")
+RAW, SPLIT, MODELS, OUT, OOF = (
+    Path("data/raw"),
+    Path("data/split.csv"),
+    Path("models"),
+    Path("reports/evaluate"),
+    Path("data/oof"),
+)
+RESOLVED, FETCHED = Path("data/inputs/blend.json"), Path("checkpoints/members")
+
+
+def blend_members(comp, table: pd.DataFrame, names: list[str], low: float, high: float):
+    """(the blend, its members as blend.json lists them: commit, outs, weight, TTA and precision)."""
+    found = json.loads(RESOLVED.read_text())["members"]
+    if [m["name"] for m in found] != names:
+        raise UserError(f"{RESOLVED} lists other members than blend.members; run `dvc repro` (its inputs stage)")
+    folders = [members.fetch(m, FETCHED) for m in found]
+    recipes = [json.loads((f / members.RECIPE).read_text()) for f in folders]
+    chosen = blend.choose(
+        comp,
+        table["img"].tolist(),
+        [(m["name"], f / "data/oof") for m, f in zip(found, folders, strict=True)],
+        OOF,
+        low,
+        high,
+    )
+    spec = [
+        {**m, "weight": w, "tta": r["tta"], "amp": r["amp"]}
+        for m, w, r in zip(found, chosen.weights, recipes, strict=True)
+    ]
+    return chosen, spec
 
 
 def main() -> None:
-    p = params.load("download", "split", "evaluate", "predict")
+    p = params.load("download", "split", "evaluate", "blend", "predict")
     e, pr, folds, d = p["evaluate"], p["predict"], p["split"].validation_folds(), p["download"]
     rt = runtime.for_inference(pr.amp)  # predict's: the rules are chosen on the numbers predict will submit
     comp = open_competition(RAW, d.competition, d.hq)
     table = pd.read_csv(SPLIT)
-    board, fold_of = evaluate.evaluate_folds(
-        comp, table, MODELS, folds, batch_size=pr.batch_size, workers=pr.workers, tta=pr.tta, rt=rt
-    )
+    shutil.rmtree(OOF, ignore_errors=True)
+    spec = []
+    if p["blend"].members:
+        chosen, spec = blend_members(comp, table, p["blend"].members, e.threshold_min, e.threshold_max)
+        board, fold_of, folds = (
+            chosen.board,
+            dict(zip(table["img"], table["fold"], strict=True)),
+            sorted(table["fold"].unique()),
+        )
+    else:
+        board, fold_of = evaluate.evaluate_folds(
+            comp, table, MODELS, folds, batch_size=pr.batch_size, workers=pr.workers, tta=pr.tta, rt=rt, oof=OOF
+        )
     rules, metrics, sweep, per_image = evaluate.summarize(board, comp, fold_of, e.threshold_min, e.threshold_max)
-    metrics.update(images=len(board), folds=folds, tta=pr.tta)
+    metrics.update(images=len(board), folds=[int(k) for k in folds], tta=pr.tta)
+    if spec:
+        metrics["blend"] = {
+            "dice": chosen.dice,
+            "members": {m["name"]: d for m, d in zip(spec, chosen.member_dice, strict=True)},
+            "weights": {m["name"]: m["weight"] for m in spec},
+        }
+        metrics["tta"] = [m["tta"] for m in spec]
     shutil.rmtree(OUT, ignore_errors=True)
     (OUT / "worst").mkdir(parents=True)
     sweep.to_csv(OUT / "threshold_sweep.csv", index=False)
     per_image.to_csv(OUT / "per_image.csv", index=False, float_format="%.6f")
     (OUT / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    recipe.write(OUT / "predictor.json", [MODELS / f"fold{k}" / "best.pt" for k in folds], rules, pr.tta, pr.amp)
+    (OUT / "blend.json").write_text(json.dumps({"members": spec}, indent=2) + "\n")
+    checkpoints = [] if spec else [MODELS / f"fold{k}" / "best.pt" for k in folds]
+    recipe.write(OUT / "predictor.json", checkpoints, rules, pr.tta, pr.amp, spec)
     params.check_unchanged(p)
 
-    scores = dict(zip(per_image["img"], per_image["dice"], strict=True))
-    for fold, worst in per_image.head(e.worst).groupby("fold")["img"]:
-        for name, picture in evaluate.pictures(
-            MODELS / f"fold{fold}" / "best.pt", comp, worst.tolist(), rules, rt, pr.tta, scores
-        ):
+    maps = shards.Maps(OOF)  # the worst images as scored: their out-of-fold maps under the chosen rules
+    try:
+        for name, dice in per_image.head(e.worst)[["img", "dice"]].itertuples(index=False):
+            original, probs = maps.read(name)
+            picture = evaluate.picture(comp, name, probs, original, rules, f"{name}  Dice {dice:.4f}")
             picture.save(OUT / "worst" / f"{name.rsplit('.', 1)[0]}.jpg", quality=88)
+    finally:
+        maps.close()
     rule = "rules per class" if len(set(rules)) > 1 else f"threshold {rules[0].threshold:.3f}"
+    what = f"out-of-fold images, a blend of {len(spec)} experiments" if spec else "validation images"
     print(
-        f"{OUT}: Dice {metrics['dice']:.5f} over {len(board)} validation images (full size, {rule})"
+        f"{OUT}: Dice {metrics['dice']:.5f} over {len(board)} {what} (full size, {rule})"
         + (f"; mean IoU {metrics['mean_iou']:.4f} over {comp.channels} classes" if "mean_iou" in metrics else "")
     )
+    if spec:
+        for m, dice in zip(spec, chosen.member_dice, strict=True):
+            print(f"  {m['name']} ({m['rev'][:7]}): out-of-fold Dice {dice:.5f} alone, weight {m['weight']:.2f}")
 
 
 if __name__ == "__main__":

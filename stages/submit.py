@@ -4,7 +4,9 @@ Off by default. An upload names its file: `dvc exp run -S submit.sha256=<what en
 that value in params.yaml, and a later run that makes another file uploads nothing, so no unrelated
 change can spend the daily allowance. Either way the stage writes submissions/receipt.json saying what
 it did. Every upload is also appended to submissions/history.jsonl, which is not a DVC out: no rerun may
-delete the record that keeps a file from being submitted twice.
+delete the record that keeps a file from being submitted twice. After an upload the stage waits up to
+submit.wait seconds for the public score and records it (submissions/scores.json, by ref) in the receipt, a
+DVC metric; `carvana submissions --wait` records a score that came later.
 """
 
 import json
@@ -15,10 +17,11 @@ from pipeline.errors import run_stage
 from pipeline.provenance import file_hash
 from pipeline.submission import upload
 
-FILE, RECEIPT, HISTORY = (
+FILE, RECEIPT, HISTORY, SCORES = (
     Path("submissions/submission.csv.gz"),
     Path("submissions/receipt.json"),
     Path("submissions/history.jsonl"),
+    Path("submissions/scores.json"),
 )
 EVALUATION = Path("reports/evaluate/metrics.json")
 
@@ -46,9 +49,19 @@ def main() -> None:
             "val_dice": round(evaluation["dice"], 5),
         }
         receipt = upload.submit_once(p["download"].competition, FILE, s.message, key, HISTORY, s.force)
+        if receipt["submitted"] and s.wait:
+            print(f"waiting up to {s.wait} s for Kaggle's score of ref {receipt['ref']} ...")
+            rows = upload.wait_for_score(p["download"].competition, receipt["ref"], s.wait, min(10.0, s.wait / 4))
+            upload.record_scores(rows, SCORES)
+        receipt = upload.with_score(receipt, SCORES)
     params.check_unchanged(p)
     RECEIPT.write_text(json.dumps(receipt, indent=2) + "\n")
-    print(f"{RECEIPT}: " + (f"submitted as ref {receipt['ref']}" if receipt["submitted"] else receipt["reason"]))
+    said = f"submitted as ref {receipt['ref']}" if receipt["submitted"] else receipt["reason"]
+    if receipt.get("public_score") is not None:
+        said += f"; public score {receipt['public_score']}"
+    elif "ref" in receipt:
+        said += "; not scored yet: `carvana submissions --wait` records the score"
+    print(f"{RECEIPT}: {said}")
 
 
 if __name__ == "__main__":

@@ -7,19 +7,39 @@ split.fold picks the held-out fold (`all`: one model per fold). With train.nproc
 relaunches itself under torchrun (DDP: one process per GPU, or gloo processes on a CPU).
 """
 
+import json
 import shutil
 from pathlib import Path
 
 import pandas as pd
 
-from pipeline import budget, params, runtime, training
+from pipeline import budget, members, params, runtime, training
 from pipeline.competitions import open_competition
 from pipeline.errors import run_stage
 from pipeline.evaluation import evaluate
 from pipeline.masks.postprocess import Rule
+from pipeline.prediction.pseudo import PseudoLabels
 
 RAW, SPLIT, MODELS, LIVE = Path("data/raw"), Path("data/split.csv"), Path("models"), Path("dvclive/train")
 STATE = Path("checkpoints/train")  # last.pt and best.pt while training: DVC never restores or deletes it
+RESOLVED, FETCHED = Path("data/inputs/train.json"), Path("checkpoints/pseudo")
+
+
+def pseudo_labels(t, comp, rt) -> tuple[PseudoLabels | None, dict | None]:
+    """The pseudo-labelled test images of train.pseudo_labels (none when its source is empty), and their source."""
+    if not t.pseudo_labels.source:
+        return None, None
+    source = json.loads(RESOLVED.read_text())["pseudo_labels"]
+    if rt.main:
+        members.fetch(source, FETCHED)
+    runtime.barrier(rt.world)
+    labels = PseudoLabels.choose(comp, FETCHED / source["rev"], t.pseudo_labels.fraction)
+    if rt.main:
+        print(
+            f"pseudo-labels: {len(labels.names)} test images of {source['name']} ({source['rev'][:7]}), the most "
+            f"confident {t.pseudo_labels.fraction:.0%}, join the training images"
+        )
+    return labels, source
 
 
 def main() -> None:
@@ -37,9 +57,13 @@ def main() -> None:
     from dvclive import Live
 
     live = Live(str(LIVE), dvcyaml=None, save_dvc_exp=False, report=None) if rt.main else None
-    results = [training.train_fold(t, rt, comp, table, k, STATE / f"fold{k}", live) for k in folds]
+    pseudo, source = pseudo_labels(t, comp, rt)
+    results = [training.train_fold(t, rt, comp, table, k, STATE / f"fold{k}", live, pseudo=pseudo) for k in folds]
     if live is not None:
         params.check_unchanged(p)
+        MODELS.mkdir(exist_ok=True)
+        if pseudo is not None:  # what this round trained on, beside its models
+            (MODELS / "pseudo_labels.json").write_text(json.dumps(pseudo.record(source), indent=1) + "\n")
         for k in folds:  # the out: each fold's best model, once its training is complete
             (MODELS / f"fold{k}").mkdir(parents=True, exist_ok=True)
             shutil.copyfile(STATE / f"fold{k}" / "best.pt", MODELS / f"fold{k}" / "best.pt")

@@ -48,6 +48,19 @@ def test_evaluate_metrics_plots_and_experiments(tiny_project, tmp_path):
     diff = json.loads(run(["dvc", "plots", "diff", "slow", "folds", "--json"], project).stdout)
     assert "reports/evaluate/threshold_sweep.csv" in json.dumps(diff)
 
+    # a blend of two architectures' out-of-fold maps: nothing retrained, never below the better member
+    nested = ["-S", "split.fold=all", "-S", "train.model.arch=unetplusplus"]
+    run(["dvc", "exp", "run", "-n", "nested", *nested, "evaluate"], project)
+    out = run(["dvc", "exp", "run", "-n", "blend", "-S", "blend.members=[folds,nested]"], project).stdout
+    assert "train" not in stages_run(out) and "a blend of folds x" in out, out
+    blend = json.loads((project / "reports/evaluate/metrics.json").read_text())["blend"]
+    assert blend["dice"] >= max(blend["members"].values()) and sum(blend["weights"].values()) == pytest.approx(1)
+    dice = experiment_dice(json.loads(run(["dvc", "exp", "show", "--json"], project).stdout))
+    assert dice["blend"] == blend["dice"] and dice["nested"] == pytest.approx(blend["members"]["nested"], abs=1e-12)
+    assert len(list((project / "checkpoints/predict/members").iterdir())) == sum(
+        w > 0 for w in blend["weights"].values()
+    )
+
     # a bad value of a stage that would not run: the experiment fails at once, naming the key
     proc = run(["dvc", "exp", "run", "-n", "bad", "-S", "predict.batch_size=0", "evaluate"], project, check=False)
     assert proc.returncode != 0 and "predict.batch_size must be in 1..4096, got 0" in proc.stderr, proc.stderr

@@ -19,7 +19,7 @@ def test_a_replaced_file_changes_its_stage_s_fingerprint_and_nothing_else(tmp_pa
     weights.write_bytes(b"first weights")
     cache = inputs.HashCache(tmp_path / "hashes.json")
     p = _params(init_from=str(weights))
-    assert inputs.write(p, tmp_path / "out", cache) == ["download", "train"]  # first run: both written
+    assert inputs.write(p, tmp_path / "out", cache) == ["download", "train", "blend"]  # first run: all written
     assert inputs.write(p, tmp_path / "out", cache) == []
     weights.write_bytes(b"other weights, same name")
     os.utime(weights, ns=(1, 1))

@@ -39,6 +39,8 @@ def test_the_project_params_load():
         (lambda d: d["train"].update(lr=float("nan")), "train.lr must be a finite number"),
         (lambda d: d["train"].update(ema=1.0), r"train.ema must be"),
         (lambda d: d["train"].update(batch_size=1_000_000_000), "train.batch_size must be in 1..4096"),
+        (lambda d: d["blend"].update(members=["only"]), r"blend.members blends two or more experiments"),
+        (lambda d: d["blend"].update(members=["a", "a"]), r"blend.members must be distinct experiment names"),
         (lambda d: d["predict"].update(batch_sise=8), "unknown key predict.batch_sise"),
         (lambda d: d["predict"].update(batch_size=0), r"predict.batch_size must be in 1..4096, got 0"),
         (lambda d: d["train"]["model"].update(base_channels=1_000_000), r"base_channels must be in 1..256"),

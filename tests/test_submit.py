@@ -65,10 +65,17 @@ def test_the_score_is_the_carvana_dice_of_the_file(standin, tiny_demo, tiny_subm
     assert rows[0]["status"] == "COMPLETE" and float(rows[0]["public_score"]) == pytest.approx(expected, abs=1e-5)
 
 
-def test_carvana_submissions_waits_for_the_score(standin, tiny_submission, tmp_path, monkeypatch):
-    upload.submit_once(SLUG, tiny_submission, "", {}, tmp_path / "h.jsonl", force=False)
-    proc = carvana("submissions", "-c", SLUG, "--wait", "--poll", "0")
+def test_carvana_submissions_waits_for_the_score_and_records_it_in_the_receipt(standin, tiny_submission, tmp_path):
+    receipt = upload.submit_once(SLUG, tiny_submission, "", {}, tmp_path / "h.jsonl", force=False)
+    (tmp_path / "submissions").mkdir()
+    (tmp_path / "submissions/receipt.json").write_text(json.dumps(receipt))  # as the submit stage left it
+    proc = carvana("submissions", "-c", SLUG, "--wait", "--poll", "0", cwd=tmp_path)
     assert "waiting for Kaggle" in proc.stdout and "COMPLETE" in proc.stdout and "1000" in proc.stdout
+    recorded = json.loads((tmp_path / "submissions/receipt.json").read_text())
+    listed = kaggle_api.submissions(SLUG)[0]
+    assert recorded["ref"] == listed["ref"] and recorded["public_score"] == float(listed["public_score"])
+    assert recorded["private_score"] == float(listed["private_score"]) and recorded["status"] == "COMPLETE"
+    assert f"public score {recorded['public_score']}" in proc.stdout
 
 
 def test_errors_name_the_fix(standin, tiny_submission, tmp_path, monkeypatch):
@@ -99,12 +106,21 @@ def test_the_submit_stage_under_dvc(tiny_project, tmp_path):
     }
     try:
         run(
-            ["dvc", "exp", "run", "-S", f"submit.sha256={sha}", "-S", "submit.message=first try"],
+            ["dvc", "exp", "run", "-n", "up", "-S", f"submit.sha256={sha}", "-S", "submit.message=first try",
+             "-S", "submit.wait=2"],
             project,
             env,
-        )
+        )  # fmt: skip
         receipt = json.loads((project / "submissions/receipt.json").read_text())
         assert receipt["submitted"] and receipt["ref"] == 1000
+        truth = (project / "data/demo-truth/test_masks.csv", (96, 160))
+        score = Carvana.score(project / "submissions/submission.csv.gz", *truth)
+        assert receipt["status"] == "COMPLETE" and receipt["public_score"] == pytest.approx(score, abs=1e-5)
+        shown = json.loads(run(["dvc", "exp", "show", "--json"], project).stdout)  # the ledger: Dice and leaderboard
+        ledger = [rev["data"]["metrics"] for e in shown for g in e.get("experiments") or [] for rev in g["revs"]]
+        row = next(m for m in ledger if "submissions/receipt.json" in m)
+        assert row["submissions/receipt.json"]["data"]["public_score"] == receipt["public_score"]
+        assert "dice" in row["reports/evaluate/metrics.json"]["data"]
         assert receipt["message"].startswith(f"sha256:{sha} | commit")
         assert receipt["message"].endswith(" | first try")
         assert "secret-key" not in (project / "dvc.lock").read_text() + json.dumps(receipt)

@@ -186,3 +186,28 @@ def test_ddp_with_two_gloo_processes(tiny_project, tmp_path):
     assert out.count("fold 0 epoch 1/1") == 1  # only rank 0 logs
     best = checkpoint.load(project / "models/fold0/best.pt")
     assert best["epoch"] == 1 and (project / "dvclive/train/metrics.json").is_file()
+
+
+def test_accumulated_batches_make_one_optimizer_step_and_the_schedule_follows(tiny_demo, tmp_path):
+    whole = train_tiny(tiny_demo, tmp_path / "a", epochs=1, batch_size=4)  # 32 training images: 8 batches
+    grouped = train_tiny(tiny_demo, tmp_path / "b", epochs=1, batch_size=4, accumulate=3)  # groups of 3, 3, 2
+
+    def steps(path):
+        state = checkpoint.load(path)["optimizer"]["state"]
+        return {int(s["step"]) for s in state.values()}
+
+    assert steps(tmp_path / "a/last.pt") == {8} and steps(tmp_path / "b/last.pt") == {3}
+    assert checkpoint.load(tmp_path / "b/last.pt")["scheduler"]["last_epoch"] == 3
+    assert [len(r.history) for r in (whole, grouped)] == [1, 1]
+    assert not _same(_weights(tmp_path / "a/last.pt"), _weights(tmp_path / "b/last.pt"))
+
+
+def test_warm_restarts_return_to_the_peak_once_per_cycle():
+    factors = [training.warmup_cosine(s, warmup=2, total=42, restarts=3) for s in range(42)]
+    assert factors[:2] == [0.5, 1.0]
+    peaks = [s for s in range(2, 42) if factors[s] == 1.0]
+    assert peaks == [2, 12, 22, 32]  # four cycles of 10 steps after the warm-up
+    assert all(factors[s] > factors[s + 1] for s in range(2, 11)) and min(factors) >= 0.01
+    assert [training.warmup_cosine(s, 2, 42) for s in range(42)] == [
+        training.warmup_cosine(s, 2, 42, restarts=0) for s in range(42)
+    ]

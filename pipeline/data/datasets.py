@@ -72,7 +72,8 @@ class Preprocess:
 
 class TrainDataset(Dataset):
     """(image (C, H, W), mask (H, W) uint8: 0/1, class indices or bit masks) at the model size, augmented when
-    `augment` is given, cut to a random window of `crop` (height, width) when given."""
+    `augment` is given, cut to a random window of `crop` (height, width) when given. `extra` adds the images of
+    another source that reads like a competition (names, read_image, read_mask): pseudo-labelled test images."""
 
     def __init__(
         self,
@@ -82,21 +83,25 @@ class TrainDataset(Dataset):
         augment: AugmentParams | None = None,
         seed: int = 0,
         crop: Size | None = None,
+        extra=None,
     ):
-        self.comp, self.names, self.pre = comp, list(names), pre
+        self.comp, self.names, self.pre, self.extra = comp, list(names), pre, extra
         self.augment, self.seed, self.epoch, self.crop = augment, seed, 0, crop
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return len(self.names)
+        return len(self.names) + (len(self.extra.names) if self.extra is not None else 0)
 
     def _load(self, index: int, full_mask: bool) -> tuple[torch.Tensor, np.ndarray]:
         """(image (C, H, W) in [0, 1] at the model size, mask at the model size or the original size)."""
-        name = self.names[index]
-        array, original = decode_image(self.comp.read_image(name), name, self.pre.channels, self.pre.size)
-        mask = self.comp.read_mask(name, expected=original)
+        own = index < len(self.names)
+        source, name = (
+            (self.comp, self.names[index]) if own else (self.extra, self.extra.names[index - len(self.names)])
+        )
+        array, original = decode_image(source.read_image(name), name, self.pre.channels, self.pre.size)
+        mask = source.read_mask(name, expected=original)
         return torch.from_numpy(array).permute(2, 0, 1).contiguous(), mask if full_mask else resize_mask(
             mask, self.pre.size
         )

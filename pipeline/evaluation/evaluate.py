@@ -21,8 +21,11 @@ from pipeline.data.datasets import ValidationDataset, collate_validation
 from pipeline.evaluation import overlay
 from pipeline.masks import postprocess
 from pipeline.masks.postprocess import Rule
+from pipeline.prediction import shards
 from pipeline.prediction.predictor import load_predictor
 from pipeline.runtime import Runtime
+
+OOF_SHARD = 500  # images per shard of out-of-fold maps
 
 
 def evaluate_folds(
@@ -35,10 +38,14 @@ def evaluate_folds(
     workers: int,
     tta: bool,
     rt: Runtime,
+    oof: Path,
 ):
     """Score each fold's best model on its own validation images (out-of-fold when every fold is trained), under
-    `rt`'s precision and memory format; (the scoreboard, {image: fold})."""
+    `rt`'s precision and memory format, keeping the uint8 maps scored as shards in `oof` (what a blend of
+    experiments reads); (the scoreboard, {image: fold})."""
     board, fold_of = comp.scoreboard(areas=True), {}
+    names_all = table.loc[table["fold"].isin(folds), "img"].tolist()
+    manifest, writer, written = None, None, 0
     for fold in folds:
         predictor = load_predictor([models / f"fold{fold}" / "best.pt"], rt.device, rt.memory_format)
         names = table.loc[table["fold"] == fold, "img"].tolist()
@@ -50,11 +57,30 @@ def evaluate_folds(
         )
         for x, _, full, index in loader:
             x = x.to(rt.device).contiguous(memory_format=rt.memory_format)
-            probs = predictor(x, tta, rt.autocast).cpu()
+            probs = postprocess.to_uint8(predictor(x, tta, rt.autocast))
+            manifest = manifest or shards.prepare(
+                oof, "oof", len(names_all), OOF_SHARD, predictor.classes, predictor.class_names, predictor.pre.size,
+                predictor.labels,
+            )  # fmt: skip
             for i, j in enumerate(index.tolist()):
-                board.add(names[j], probs[i], full[i].numpy())
+                board.add_levels(names[j], probs[i], full[i].numpy())
                 fold_of[names[j]] = fold
+                writer = writer or shards.ShardWriter(oof, written // OOF_SHARD)
+                writer.add(names[j], probs[i], list(full[i].shape))
+                written += 1
+                if written % OOF_SHARD == 0 or written == len(names_all):
+                    writer.close()
+                    writer = None
     return board, fold_of
+
+
+def picture(comp: Competition, name: str, probs: np.ndarray, original, rules: list[Rule], caption: str) -> Image.Image:
+    """A train image with the mask of uint8 probabilities (C, h, w) under `rules`: hits green, misses blue, extra
+    pixels red (every class together)."""
+    truth = comp.read_mask(name, expected=original) > 0
+    pred = np.logical_or.reduce(list(comp.masks(probs, original, rules, list(range(len(probs)))).values()))
+    rgb = np.asarray(Image.open(io.BytesIO(comp.read_image(name))).convert("RGB"))
+    return overlay.compare(rgb, pred, truth, caption=caption)
 
 
 def pictures(
@@ -66,21 +92,15 @@ def pictures(
     tta: bool = False,
     scores: dict[str, float] | None = None,
 ) -> list[tuple[str, Image.Image]]:
-    """(name, picture) of train images predicted by a model under `rules`: hits green, misses blue, extra pixels
-    red (every class together)."""
+    """(name, picture) of train images predicted by a model under `rules` (see `picture`)."""
     predictor = load_predictor([best], rt.device, rt.memory_format)
-    channels = list(range(predictor.classes))
     out = []
     for name in names:
-        data = comp.read_image(name)
-        x, original = predictor.pre.load(data, name)
+        x, original = predictor.pre.load(comp.read_image(name), name)
         x = x[None].to(rt.device).contiguous(memory_format=rt.memory_format)
         probs = postprocess.to_uint8(predictor(x, tta, rt.autocast)[0])
-        truth = comp.read_mask(name, expected=original) > 0
-        pred = np.logical_or.reduce(list(comp.masks(probs, original, rules, channels).values()))
         caption = name if scores is None else f"{name}  Dice {scores[name]:.4f}"
-        rgb = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
-        out.append((name, overlay.compare(rgb, pred, truth, caption=caption)))
+        out.append((name, picture(comp, name, probs, original, rules, caption)))
     return out
 
 

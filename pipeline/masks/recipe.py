@@ -14,12 +14,17 @@ from pipeline.masks.postprocess import Rule
 from pipeline.provenance import file_hash
 
 
-def write(path: Path, checkpoints: list[Path], rules: list[Rule], tta: bool, amp: bool) -> None:
-    """Record how these checkpoints are best used (evaluate's choice), keyed by their hashes."""
+def write(
+    path: Path, checkpoints: list[Path], rules: list[Rule], tta: bool, amp: bool, blend: list[dict] | None = None
+) -> None:
+    """Record how these checkpoints are best used (evaluate's choice), keyed by their hashes; for a blend of
+    experiments, no checkpoint (the rules fit the blend, not any one model) and the members with their weights."""
     chosen: dict = {"threshold": rules[0].threshold}
     if len(rules) > 1 or rules[0].min_area:
         chosen = {"rules": [{"threshold": r.threshold, "min_area": r.min_area} for r in rules]}
     recipe = {**chosen, "tta": tta, "amp": amp, "checkpoints": {str(p): file_hash(p) for p in checkpoints}}
+    if blend:
+        recipe["blend"] = blend
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(recipe, indent=2) + "\n")
 

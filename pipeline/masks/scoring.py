@@ -18,12 +18,10 @@ from pipeline.masks.postprocess import Rule
 
 def dice_counts(prob: np.ndarray, truth: np.ndarray) -> np.ndarray:
     """(2, 256) int64: histogram of the uint8 probabilities over all pixels, and over truth pixels."""
-    q = torch.from_numpy(np.ascontiguousarray(prob).reshape(-1))
-    t = torch.from_numpy(np.ascontiguousarray(truth, dtype=np.uint8).reshape(-1))
-    every = torch.bincount(q, minlength=256)
-    positive = torch.bincount(q * t, minlength=256)  # bin 0 also holds every non-truth pixel ...
-    positive[0] = int(t.sum()) - int(positive[1:].sum())  # ... so rebuild it from the truth count
-    return torch.stack([every, positive]).numpy().astype(np.int64)
+    q = torch.from_numpy(np.ascontiguousarray(prob).reshape(-1)).to(torch.int16)
+    t = torch.from_numpy(np.ascontiguousarray(truth, dtype=np.uint8).reshape(-1)).to(torch.int16)
+    both = torch.bincount(q + (t << 8), minlength=512).numpy().astype(np.int64)  # one pass: bins 256.. are truth
+    return np.stack([both[:256] + both[256:], both[256:]])
 
 
 def dice_curve(counts: np.ndarray) -> np.ndarray:
@@ -75,9 +73,12 @@ class Scoreboard:
 
     def add(self, name: str, probs: torch.Tensor, full: np.ndarray) -> None:
         """probs (C, h, w) for one image, full (H, W) its original-size index mask."""
+        self.add_levels(name, postprocess.to_uint8(probs), full)
+
+    def add_levels(self, name: str, q: np.ndarray, full: np.ndarray) -> None:
+        """q: the uint8 (C, h, w) probabilities the shards hold."""
         self.names.append(name)
         self.areas.append(float((full > 0).mean()))
-        q = postprocess.to_uint8(probs)
         prob = postprocess.levels(postprocess.car_probability(q), full.shape)
         self.curves.append(dice_curve(dice_counts(prob, full > 0)))
         if self.classes > 1:
@@ -153,9 +154,12 @@ class PairScoreboard:
 
     def add(self, name: str, probs: torch.Tensor, full: np.ndarray) -> None:
         """probs (C, h, w) sigmoid probabilities of one image, full (H, W) its original-size bit mask."""
+        self.add_levels(name, postprocess.to_uint8(probs), full)
+
+    def add_levels(self, name: str, q: np.ndarray, full: np.ndarray) -> None:
+        """q: the uint8 (C, h, w) probabilities the shards hold."""
         self.names.append(name)
         self.areas.append(float((full > 0).mean()))
-        q = postprocess.to_uint8(probs)
         truths = [(full >> c) & 1 for c in range(self.classes)]
         self.empty.append(np.array([not t.any() for t in truths]))
         levels = [postprocess.levels(q[c], full.shape) for c in range(self.classes)]

@@ -135,6 +135,30 @@ def read_shard(path: Path, start: int = 0, stop: int | None = None):
             yield entry["img"], tuple(entry["size"]), probs
 
 
+class Maps:
+    """A finished shard folder read by image name, in any order: out-of-fold maps are stored fold by fold, in each
+    experiment's own order, and a blend reads several experiments' maps of one image together."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.manifest = check_complete(folder)
+        self._zips = [zipfile.ZipFile(folder / shard_name(k)) for k in range(self.manifest["shards"])]
+        self._entries = {e["img"]: (z, e) for z in self._zips for e in json.loads(z.read("index.json"))}
+
+    @property
+    def names(self) -> list[str]:
+        return list(self._entries)
+
+    def read(self, name: str) -> tuple[tuple[int, int], np.ndarray]:
+        """(original (H, W), uint8 probabilities (C, h, w)) of one image."""
+        z, entry = self._entries[name]
+        return tuple(entry["size"]), decompress(z.read(_member(name)), entry["shape"])
+
+    def close(self) -> None:
+        for z in self._zips:
+            z.close()
+
+
 def check_manifest(out: Path) -> dict:
     path = out / MANIFEST
     if not path.is_file():

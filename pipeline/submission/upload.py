@@ -1,9 +1,11 @@
-"""Submitting to Kaggle once per file: a description that says what produced it, a receipt, a history.
+"""Submitting to Kaggle once per file: a description that says what produced it, a receipt, a history, the scores.
 
 A file is identified by its SHA-256. It is not uploaded again when the local history or the competition's own
 submission list already has it, unless forced. Every description starts with the hash, so the competition's
 list is a history that survives anything local: a reply lost after an upload, a queued experiment's temporary
-workspace, a fresh clone.
+workspace, a fresh clone. The leaderboard's scores of each upload (public, and private once Kaggle shows it) are
+kept by ref beside the history and copied into the receipt, which DVC declares a metric: `dvc exp show` puts
+the leaderboard beside the out-of-fold Dice of every experiment that submitted.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -75,3 +78,43 @@ def submit_once(competition: str, file: Path, note: str, key_params: dict, histo
 
 def _now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _number(score) -> float | None:
+    try:
+        return float(score)
+    except (TypeError, ValueError):
+        return None
+
+
+def record_scores(rows: list[dict], path: Path) -> dict[str, dict]:
+    """Merge the status and scores of listed submissions (kaggle_api.submissions) into `path`, by ref."""
+    scores = json.loads(path.read_text()) if path.is_file() else {}
+    for r in rows:
+        scores[str(r["ref"])] = {
+            "status": r["status"],
+            "public_score": _number(r["public_score"]),
+            "private_score": _number(r["private_score"]),
+        }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(scores, indent=1, sort_keys=True) + "\n")
+    return scores
+
+
+def with_score(receipt: dict, scores_path: Path) -> dict:
+    """The receipt with the recorded status and scores of its upload (none before Kaggle scores it)."""
+    scores = json.loads(scores_path.read_text()) if scores_path.is_file() else {}
+    if "ref" not in receipt:
+        return receipt
+    known = scores.get(str(receipt["ref"]), {"status": "PENDING", "public_score": None, "private_score": None})
+    return {**receipt, **known}
+
+
+def wait_for_score(competition: str, ref, seconds: float, poll: float) -> list[dict]:
+    """The competition's submissions once `ref` is scored (or `seconds` have passed)."""
+    deadline = time.monotonic() + seconds
+    rows = kaggle_api.submissions(competition)
+    while any(str(r["ref"]) == str(ref) and r["status"] == "PENDING" for r in rows) and time.monotonic() < deadline:
+        time.sleep(poll)
+        rows = kaggle_api.submissions(competition)
+    return rows

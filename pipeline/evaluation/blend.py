@@ -1,0 +1,121 @@
+"""Choose a blend's weights on the members' out-of-fold maps, then its rules at full resolution.
+
+Carvana's winners averaged the probability maps of several model families; which weights help is a question for
+out-of-fold predictions, never for the leaderboard. Weights on a grid of the simplex are compared at a small size
+(PROXY pixels on the long side: the comparison is cheap whatever the images' size); the best of them and every
+member alone are then scored exactly as evaluate scores one experiment (full resolution, the competition's rules),
+and the best of those is the blend. A blend therefore never scores below its best member out of fold.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from pipeline.competitions import Competition
+from pipeline.errors import UserError
+from pipeline.images import resize_mask
+from pipeline.prediction import shards
+from pipeline.prediction.blend import combine, common_size
+
+PROXY = 256  # long side of the maps on which weights are compared
+MAX_POINTS = 300  # weight vectors tried at most: the finest grid of the simplex within that
+
+
+class BlendError(UserError):
+    """Members that cannot be blended."""
+
+
+def weight_grid(members: int) -> list[tuple[float, ...]]:
+    """Every weight vector with steps of 1/n summing to 1, for the finest n in (10, 5, 4, 2) within MAX_POINTS."""
+    for parts in (10, 5, 4, 2, 1):
+        cuts = itertools.combinations(range(parts + members - 1), members - 1)  # stars and bars
+        points = [np.diff([-1, *c, parts + members - 1]) - 1 for c in cuts]
+        if len(points) <= MAX_POINTS or parts == 1:
+            return [tuple(float(x) / parts for x in p) for p in points]
+    raise AssertionError("unreachable")
+
+
+def _proxy(size: tuple[int, int]) -> tuple[int, int]:
+    scale = min(1.0, PROXY / max(size))
+    return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
+
+
+@dataclass
+class Blend:
+    weights: list[float]
+    board: object  # the competition's scoreboard of the chosen blend, at full resolution
+    dice: float  # its out-of-fold score under its best rules
+    member_dice: list[float]  # each member alone, scored the same way
+
+
+def _check(names: list[str], members: list[tuple[str, Path]], maps: list[shards.Maps]) -> None:
+    for (name, _), m in zip(members, maps, strict=True):
+        if sorted(m.names) != sorted(names):
+            raise BlendError(
+                f"blend.members: {name}'s out-of-fold maps cover {len(set(m.names) & set(names))} of the "
+                f"{len(names)} training images of data/split.csv; a member must be run with -S split.fold=all "
+                f"on the same data"
+            )
+
+
+def _best_on_proxies(comp, names, maps, size, low, high) -> list[float]:
+    """The grid's weights of the best score at PROXY size."""
+    grid = weight_grid(len(maps))
+    boards = [comp.scoreboard() for _ in grid]
+    small = _proxy(size)
+    for name in tqdm(names, desc="blend weights", unit="img"):
+        read = [m.read(name) for m in maps]
+        truth = resize_mask(comp.read_mask(name, expected=read[0][0]), small)
+        resized = [combine([probs], [1.0], small) for _, probs in read]
+        for board, weights in zip(boards, grid, strict=True):
+            board.add_levels(name, combine(resized, weights, small), truth)
+    scores = [board.choose(low, high)[1]["dice"] for board in boards]
+    return list(grid[int(np.argmax(scores))])
+
+
+def _write(out: Path, names: list[str], maps: list[shards.Maps], weights: list[float], size) -> None:
+    """The maps of one weighting as shards in `out`."""
+    first = maps[0].manifest
+    manifest = shards.prepare(
+        out, "blend", len(names), first["shard_size"], first["classes"], first["class_names"], size, first["labels"]
+    )
+    step = manifest["shard_size"]
+    for k in range(manifest["shards"]):
+        writer = shards.ShardWriter(out, k)
+        for name in names[k * step : (k + 1) * step]:
+            read = [m.read(name) for m in maps]
+            writer.add(name, combine([probs for _, probs in read], weights, size), list(read[0][0]))
+        writer.close()
+
+
+def choose(
+    comp: Competition, names: list[str], members: list[tuple[str, Path]], out: Path, low: float, high: float
+) -> Blend:
+    """Blend the members' out-of-fold maps (name, folder) of the images `names`; the chosen blend's maps go to
+    `out` as shards (the next blend can take this one as a member)."""
+    maps = [shards.Maps(folder) for _, folder in members]
+    try:
+        _check(names, members, maps)
+        size = common_size([m.manifest["size"] for m in maps])
+        best = _best_on_proxies(comp, names, maps, size, low, high)
+        alone = [[1.0 if j == i else 0.0 for j in range(len(maps))] for i in range(len(maps))]
+        candidates = [best] + [one for one in alone if one != best]
+        boards = [comp.scoreboard(areas=True) for _ in candidates]
+        for name in tqdm(names, desc="blend at full size", unit="img"):
+            read = [m.read(name) for m in maps]
+            full = comp.read_mask(name, expected=read[0][0])
+            for board, weights in zip(boards, candidates, strict=True):
+                board.add_levels(name, combine([probs for _, probs in read], weights, size), full)
+        dice = [board.choose(low, high)[1]["dice"] for board in boards]
+        pick = int(np.argmax(dice))  # the first on a tie: the blend
+        _write(out, names, maps, candidates[pick], size)
+        member_dice = [dice[candidates.index(one)] for one in alone]
+        return Blend(candidates[pick], boards[pick], dice[pick], member_dice)
+    finally:
+        for m in maps:
+            m.close()

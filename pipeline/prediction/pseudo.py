@@ -1,0 +1,89 @@
+"""Pseudo-labels: test images labelled by a finished experiment's own predictions, to train on.
+
+Carvana's 4th place trained again on its confident test predictions. The source is an experiment (or git
+revision) whose test predictions and chosen rules (data/predictions, predictor.json) DVC holds; its most confident
+images (the mean distance of their probabilities from 0.5, the `fraction` highest) join every fold's training
+images, labelled as encode would label them. Only test images are ever pseudo-labelled, so no validation image
+is; the source's models did see every training image, the validation folds' included, which makes validation a
+little optimistic in a pseudo-label round (as it was for the leaders).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.competitions import Competition
+from pipeline.images import Size
+from pipeline.masks import postprocess, recipe
+from pipeline.masks.postprocess import Rule
+from pipeline.prediction import shards
+
+
+def confidence(probs: np.ndarray) -> float:
+    """How decided a uint8 (C, h, w) map is: 0 when every pixel is 0.5, 1 when every pixel is 0 or 1."""
+    return float(np.abs(probs.astype(np.float32) - 127.5).mean() / 127.5)
+
+
+def label(comp: Competition, probs: np.ndarray, original: Size, rules: list[Rule], labels: str) -> np.ndarray:
+    """The (H, W) uint8 label of a map in the competition's own mask format: 0/1, class indices or class bits."""
+    if labels == "multiclass":
+        return postprocess.class_maps(probs, original)
+    masks = comp.masks(probs, original, rules, list(range(len(probs))))
+    if labels == "binary":
+        return masks[0].astype(np.uint8)
+    bits = np.zeros(original, np.uint8)
+    for c, mask in masks.items():
+        bits |= mask.astype(np.uint8) << c
+    return bits
+
+
+class PseudoLabels:
+    """The chosen test images with their labels, read as a Competition reads its training images (names,
+    read_image, read_mask), so that a training set takes them beside its own."""
+
+    def __init__(self, comp: Competition, folder: Path, chosen: list[tuple[str, float]], rules: list[Rule]):
+        self.comp, self.folder, self.rules = comp, folder, rules
+        self.names = [name for name, _ in chosen]
+        self.confidence = dict(chosen)
+        self._maps: tuple[int, shards.Maps] | None = None
+
+    @classmethod
+    def choose(cls, comp: Competition, folder: Path, fraction: float) -> PseudoLabels:
+        """The `fraction` most confident test images of a source fetched to `folder` (members.fetch)."""
+        maps = shards.Maps(folder / "data/predictions")
+        try:
+            scored = sorted(((name, confidence(maps.read(name)[1])) for name in maps.names), key=lambda r: -r[1])
+            channels = maps.manifest["classes"]
+        finally:
+            maps.close()
+        chosen = recipe.read(folder / "reports/evaluate/predictor.json")
+        rules = recipe.rules(chosen, channels) if chosen else [Rule(0.5)] * channels
+        return cls(comp, folder, scored[: max(1, round(fraction * len(scored)))], rules)
+
+    def _open(self) -> shards.Maps:
+        """The shards, opened once per process: DataLoader workers must not share a file position."""
+        if self._maps is None or self._maps[0] != os.getpid():
+            self._maps = (os.getpid(), shards.Maps(self.folder / "data/predictions"))
+        return self._maps[1]
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_maps": None}
+
+    def read_image(self, name: str) -> bytes:
+        return self.comp.test.read(name)
+
+    def read_mask(self, name: str, expected: Size | None = None) -> np.ndarray:
+        maps = self._open()
+        original, probs = maps.read(name)
+        return label(self.comp, probs, original, self.rules, maps.manifest["labels"])
+
+    def record(self, source: dict) -> dict:
+        """What a pseudo-label round trained on: the source and each image with its confidence."""
+        return {
+            "source": source,
+            "rules": [{"threshold": r.threshold, "min_area": r.min_area} for r in self.rules],
+            "images": [{"img": n, "confidence": round(self.confidence[n], 6)} for n in self.names],
+        }

@@ -1,0 +1,76 @@
+"""Pseudo-labels: the most confident test predictions of another experiment, labelled as encode would label them,
+join the training images; a changed source retrains."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from pipeline.data.datasets import Preprocess, TrainDataset
+from pipeline.masks import postprocess, recipe
+from pipeline.masks.postprocess import Rule
+from pipeline.prediction import pseudo, shards
+from tests.conftest import copy_project, open_carvana, run, stages_run
+
+
+def _source(folder, comp, levels):
+    """A fetched source: data/predictions of the test images (image i: a car drawn at certainty levels[i]) and its
+    predictor.json (threshold 0.4)."""
+    names = comp.test_names
+    out = folder / "data/predictions"
+    manifest = shards.prepare(out, "src", len(names), 8, 1, ["background", "car"], (24, 40))
+    for k in range(manifest["shards"]):
+        writer = shards.ShardWriter(out, k)
+        for i in range(k * 8, min(k * 8 + 8, len(names))):
+            probs = np.full((1, 24, 40), 255 - levels[i], np.uint8)
+            probs[0, 6:18, 10:30] = levels[i]  # the "car"
+            writer.add(names[i], probs, [96, 160])
+        writer.close()
+    recipe.write(folder / "reports/evaluate/predictor.json", [], [Rule(0.4)], True, True)
+    return folder
+
+
+def test_the_most_confident_test_images_are_labelled_as_encode_would_label_them(tiny_demo, tmp_path):
+    comp = open_carvana(tiny_demo)
+    levels = [130 + 8 * i for i in range(16)]  # image 15 the surest
+    labels = pseudo.PseudoLabels.choose(comp, _source(tmp_path / "src", comp, levels), 0.25)
+    assert labels.names == comp.test_names[15:11:-1] and labels.rules == [Rule(0.4)]
+    maps = shards.Maps(tmp_path / "src/data/predictions")
+    for name in labels.names:
+        original, probs = maps.read(name)
+        expected = Rule(0.4).apply(postprocess.car_probability(probs), original)  # what encode submits
+        assert np.array_equal(labels.read_mask(name, expected=original), expected.astype(np.uint8))
+    assert labels.read_image(labels.names[0]) == comp.test.read(labels.names[0])
+    record = labels.record({"name": "src", "rev": "abc"})
+    assert [r["img"] for r in record["images"]] == labels.names and record["rules"][0]["threshold"] == 0.4
+
+    pre = Preprocess.for_data((96, 160), 0.5, 3)
+    train = TrainDataset(comp, comp.train_names[:10], pre, extra=labels)
+    assert len(train) == 14
+    image, mask = train[13]  # the last pseudo-labelled image
+    assert image.shape == (3, 48, 80) and mask.shape == (48, 80) and 0 < mask.float().mean() < 1
+
+
+@pytest.mark.slow
+def test_a_pseudo_label_round_under_dvc_and_a_changed_source_retrains(tiny_project, tmp_path):
+    project = copy_project(tiny_project, tmp_path / "p")
+    run(["git", "add", "-A"], project)
+    run(["git", "commit", "-qm", "results"], project)
+    run(["git", "branch", "src"], project)  # the source: this commit's test predictions
+    run(["dvc", "exp", "run", "-n", "other", "-S", "predict.tta=false", "predict"], project)  # other predictions
+    refs = run(["git", "for-each-ref", "--format=%(objectname) %(refname)", "refs/exps"], project).stdout.split("\n")
+    other = next(line.split()[0] for line in refs if line.endswith("/other"))
+
+    out = run(["dvc", "exp", "run", "-n", "round", "-S", "train.pseudo_labels.source=src", "train"], project).stdout
+    assert "train" in stages_run(out) and "pseudo-labels: 8 test images of src" in out, out
+    record = json.loads((project / "models/pseudo_labels.json").read_text())
+    first = run(["git", "rev-parse", "src"], project).stdout.strip()
+    assert record["source"]["rev"] == first and len(record["images"]) == 8
+    assert stages_run(run(["dvc", "repro", "train"], project).stdout) == ["inputs"]
+
+    run(["git", "branch", "-f", "src", other], project)  # the source experiment changed
+    out = run(["dvc", "repro", "train"], project).stdout
+    assert stages_run(out) == ["inputs", "train"] and "the files read by train changed" in out, out
+    assert json.loads((project / "models/pseudo_labels.json").read_text())["source"]["rev"] == other
