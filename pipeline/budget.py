@@ -32,6 +32,7 @@ from pipeline.images import Size, channels_of, decode_image
 from pipeline.masks.scoring import Scoreboard
 from pipeline.models import checkpoint
 from pipeline.models.factory import count_parameters, create_model
+from pipeline.prediction.inference import tta_name, tta_views
 from pipeline.runtime import Runtime
 
 CPU_PIXELS = 256 * 256  # on a CPU, larger inputs are timed at this many pixels and scaled by their pixel count
@@ -245,13 +246,13 @@ def shard_ratio(pixels: int) -> float:
 
 def predict_cost(data: Data, pre: Preprocess, folds: int, pr: P.PredictParams, per_image: float, rt: Runtime) -> Cost:
     """What the predict stage will do: `per_image` is the seconds of every pass an image gets (folds x TTA)."""
-    passes = folds * (2 if pr.tta else 1)
+    views = len(tta_views(pr.tta))
+    passes, tta = folds * views, f" x {tta_name(pr.tta)} TTA" if views > 1 else ""
     decode = decoding_seconds(data, pre.size)
     each = round(data.outputs * pre.size[0] * pre.size[1] * shard_ratio(pre.size[0] * pre.size[1]))
     return Cost(
         "predict",
-        f"{data.test:,} images x {passes} passes ({folds} fold(s){' x flip TTA' if pr.tta else ''}) at "
-        f"{pre.size[1]}x{pre.size[0]}",
+        f"{data.test:,} images x {passes} passes ({folds} fold(s){tta}) at {pre.size[1]}x{pre.size[0]}",
         data.test * _per_image(per_image, decode, rt, pr.workers) / rt.world,
         data.test * each,
         f"a pass {per_image / passes * 1e3:.0f} ms/image, decoding {decode * 1e3:.0f} ms/image on {pr.workers} "
@@ -300,5 +301,5 @@ def for_params(p: dict, raw: Path) -> str:
     folds = len(p["split"].validation_folds())
     model = _model(t, data, rt).eval()
     one_pass = forward_seconds(model, rt, (_batch(rt, pr.batch_size), data.channels, *pre.size))
-    predict = predict_cost(data, pre, folds, pr, folds * (2 if pr.tta else 1) * one_pass, rt)
+    predict = predict_cost(data, pre, folds, pr, folds * len(tta_views(pr.tta)) * one_pass, rt)
     return report([train, predict], data, rt)

@@ -139,6 +139,7 @@ def _predict(args: argparse.Namespace) -> None:
     from pipeline.masks import postprocess
     from pipeline.masks import recipe as recipes
     from pipeline.masks.postprocess import Rule
+    from pipeline.prediction.inference import tta_name
     from pipeline.prediction.predictor import load_predictor
 
     outputs = args.output or [str(Path(i).with_name(Path(i).stem + "_OUT.png")) for i in args.input]
@@ -158,7 +159,7 @@ def _predict(args: argparse.Namespace) -> None:
     tta = args.tta if args.tta is not None else recipe.get("tta", True)
     chosen_by = "given" if args.mask_threshold is not None else "evaluate" if recipe else "default"
     shown = f"threshold {rules[0].threshold:.3f}" if len(set(rules)) == 1 else "thresholds per class"
-    print(f"{shown} ({chosen_by}), flip TTA {'on' if tta else 'off'}", file=sys.stderr)
+    print(f"{shown} ({chosen_by}), TTA {tta_name(tta)}", file=sys.stderr)
     pre = predictor.pre
     scale = args.scale or pre.size[0] / pre.original[0]
     for source, target in zip(args.input, outputs, strict=True):

@@ -254,10 +254,14 @@ class TrainParams(_Section):
 # evaluate, predict, encode, submit
 
 
+TTASet = Literal["none", "hflip", "vflip", "hvflip", "d4"]
+
+
 class EvaluateParams(_Section):
     threshold_min: float = Field(gt=0.0, lt=1.0)
     threshold_max: float = Field(gt=0.0, lt=1.0)
     worst: int = Field(ge=0)
+    tta_sets: list[TTASet]  # also scored out of fold, to choose predict.tta
 
     @model_validator(mode="after")
     def _ordered(self):
@@ -286,7 +290,7 @@ class BlendParams(_Section):
 class PredictParams(_Section):
     batch_size: int = Field(ge=1, le=4096)
     workers: int = Field(ge=0, le=256)
-    tta: bool
+    tta: Union[bool, TTASet]  # true / false: hflip / none, as the former flag
     shard_size: int = Field(ge=1, le=100_000)
     amp: bool
     nproc: int = Field(ge=1, le=1024)

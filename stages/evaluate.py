@@ -72,11 +72,15 @@ def main() -> None:
             sorted(table["fold"].unique()),
         )
     else:
+        tta_boards = {name: comp.scoreboard() for name in e.tta_sets}
         board, fold_of = evaluate.evaluate_folds(
-            comp, table, MODELS, folds, batch_size=pr.batch_size, workers=pr.workers, tta=pr.tta, rt=rt, oof=OOF
-        )
+            comp, table, MODELS, folds, batch_size=pr.batch_size, workers=pr.workers, tta=pr.tta, rt=rt, oof=OOF,
+            tta_boards=tta_boards,
+        )  # fmt: skip
     rules, metrics, sweep, per_image = evaluate.summarize(board, comp, fold_of, e.threshold_min, e.threshold_max)
     metrics.update(images=len(board), folds=[int(k) for k in folds], tta=pr.tta)
+    if not spec and e.tta_sets:  # each set's best Dice on the same images, to choose predict.tta by
+        metrics["tta_sets"] = {n: b.choose(e.threshold_min, e.threshold_max)[1]["dice"] for n, b in tta_boards.items()}
     if spec:
         metrics["blend"] = {
             "dice": chosen.dice,

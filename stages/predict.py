@@ -19,6 +19,7 @@ from pipeline import budget, members, params, runtime
 from pipeline.competitions import open_competition
 from pipeline.errors import run_stage
 from pipeline.prediction import blend, onnx_export, predict, shards
+from pipeline.prediction.inference import tta_name
 from pipeline.prediction.predictor import load_predictor
 
 RAW, MODELS, OUT, WORK = Path("data/raw"), Path("models"), Path("data/predictions"), Path("checkpoints/predict")
@@ -81,7 +82,7 @@ def main() -> None:
     if not spec:
         models = [MODELS / f"fold{k}" / "best.pt" for k in p["split"].validation_folds()]
         done = predict_into(WORK, models, comp, pr, pr.tta, pr.amp)
-        what = f"{len(models)} model(s){', flip TTA' if pr.tta else ''}"
+        what = f"{len(models)} model(s), TTA {tta_name(pr.tta)}"
     else:
         parts = []
         for m in spec:

@@ -30,7 +30,7 @@ def test_budget_of_the_demo_and_of_the_real_recipe_runs_nothing(tmp_path):
     demo = carvana("budget", "--params", ROOT / "params.yaml", "--data", nothing).stdout.splitlines()
     assert "192 train and 64 test images of 1918x1280 (the demo, not rendered yet)" in demo[0]
     assert demo[1].startswith("train: 1 fold(s) x 8 epochs x 154 images (+ 38 validation) at 240x160: ~")
-    assert demo[2].startswith("predict: 64 images x 2 passes (1 fold(s) x flip TTA) at 240x160: ~")
+    assert demo[2].startswith("predict: 64 images x 2 passes (1 fold(s) x hflip TTA) at 240x160: ~")
     figures(demo[1]), figures(demo[2])
 
     recipe = readme_recipe()
@@ -39,7 +39,7 @@ def test_budget_of_the_demo_and_of_the_real_recipe_runs_nothing(tmp_path):
     lines = real.stdout.splitlines()
     assert "5,088 train and 100,064 test images of 1918x1280 (Kaggle's Carvana Image Masking Challenge)" in lines[0]
     assert lines[1].startswith("train: 5 fold(s) x 40 epochs x 4,070 images (+ 1,018 validation) at 1024x1024: ~")
-    assert lines[2].startswith("predict: 100,064 images x 10 passes (5 fold(s) x flip TTA) at 1918x1280: ~")
+    assert lines[2].startswith("predict: 100,064 images x 10 passes (5 fold(s) x hflip TTA) at 1918x1280: ~")
     _, disk = figures(lines[2])
     assert disk.endswith("GB") and 10 < float(disk.split()[0]) <= 15  # full-size maps of the test set, <= 150 kB each
     assert not list(tmp_path.iterdir())  # nothing was written

@@ -142,7 +142,7 @@ def test_predict_uses_what_evaluate_chose_for_this_very_checkpoint(tiny_demo, ti
     proc = carvana(
         "predict", "-m", tiny_model, "-i", *images, "--no-save", "--rle", "--recipe", tmp_path / "predictor.json"
     )
-    assert "threshold 0.500 (evaluate), flip TTA off" in proc.stderr
+    assert "threshold 0.500 (evaluate), TTA none" in proc.stderr
     submitted = encode.read(tiny_submission)
     for line in proc.stdout.splitlines():
         name, code = line.split(",", 1)
@@ -150,14 +150,14 @@ def test_predict_uses_what_evaluate_chose_for_this_very_checkpoint(tiny_demo, ti
 
     recipe.write(tmp_path / "other.json", [tiny_model], [Rule(0.3)], True, True)
     proc = carvana("predict", "-m", tiny_model, "-i", images[0], "--no-save", "--recipe", tmp_path / "other.json")
-    assert "threshold 0.300 (evaluate), flip TTA on" in proc.stderr
+    assert "threshold 0.300 (evaluate), TTA hflip" in proc.stderr
     proc = carvana("predict", "-m", tiny_model, "-i", images[0], "--no-save", "--recipe", tmp_path / "other.json",
                    "-t", "0.6", "--no-tta")  # fmt: skip
-    assert "threshold 0.600 (given), flip TTA off" in proc.stderr
+    assert "threshold 0.600 (given), TTA none" in proc.stderr
     (tmp_path / "other.pt").write_bytes(b"another model")
     recipe.write(tmp_path / "stale.json", [tmp_path / "other.pt"], [Rule(0.3)], False, True)
     proc = carvana("predict", "-m", tiny_model, "-i", images[0], "--no-save", "--recipe", tmp_path / "stale.json")
-    assert "threshold 0.500 (default), flip TTA on" in proc.stderr  # chosen for other bytes: not used
+    assert "threshold 0.500 (default), TTA hflip" in proc.stderr  # chosen for other bytes: not used
 
 
 def test_the_installed_console_script_gives_help_and_one_line_errors(tmp_path):

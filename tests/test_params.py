@@ -62,7 +62,7 @@ def test_fold_all_means_every_fold(tmp_path):
 
 def test_every_section_is_checked_whichever_stage_reads(tmp_path):
     path = _write(tmp_path, lambda d: d["predict"].update(tta="maybe"))
-    with pytest.raises(params.ParamError, match="predict.tta must be true or false"):
+    with pytest.raises(params.ParamError, match=r"predict.tta must be bool or 'none' \| 'hflip'"):
         params.load("download", path=path)  # the first stage: a typo in predict.* stops it, not hours later
 
 

@@ -39,10 +39,12 @@ def evaluate_folds(
     tta: bool,
     rt: Runtime,
     oof: Path,
+    tta_boards: dict | None = None,
 ):
     """Score each fold's best model on its own validation images (out-of-fold when every fold is trained), under
     `rt`'s precision and memory format, keeping the uint8 maps scored as shards in `oof` (what a blend of
-    experiments reads); (the scoreboard, {image: fold})."""
+    experiments reads); (the scoreboard, {image: fold}). `tta_boards` ({TTA set: scoreboard}) also score the
+    same images under other TTA sets, each in its own passes."""
     board, fold_of = comp.scoreboard(areas=True), {}
     names_all = table.loc[table["fold"].isin(folds), "img"].tolist()
     manifest, writer, written = None, None, 0
@@ -58,6 +60,10 @@ def evaluate_folds(
         for x, _, full, index in loader:
             x = x.to(rt.device).contiguous(memory_format=rt.memory_format)
             probs = postprocess.to_uint8(predictor(x, tta, rt.autocast))
+            for other, scored in (tta_boards or {}).items():
+                others = postprocess.to_uint8(predictor(x, other, rt.autocast))
+                for i, j in enumerate(index.tolist()):
+                    scored.add_levels(names[j], others[i], full[i].numpy())
             manifest = manifest or shards.prepare(
                 oof, "oof", len(names_all), OOF_SHARD, predictor.classes, predictor.class_names, predictor.pre.size,
                 predictor.labels,

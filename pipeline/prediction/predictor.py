@@ -35,8 +35,8 @@ class Predictor:
     description: dict  # architecture, preprocessing and class names: what makes a file rebuild its model alone
     labels: str = "binary"  # binary | multiclass (softmax) | multilabel (a sigmoid per class)
 
-    def __call__(self, x: torch.Tensor, tta: bool = False, autocast=nullcontext) -> torch.Tensor:
-        """(N, C, H, W) probabilities of a normalised batch, averaged over the models (and flips with `tta`)."""
+    def __call__(self, x: torch.Tensor, tta: bool | str = False, autocast=nullcontext) -> torch.Tensor:
+        """(N, C, H, W) probabilities of a normalised batch, averaged over the models and the TTA set's views."""
         return probabilities(self.models, x, tta, autocast, self.labels)
 
 
