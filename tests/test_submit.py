@@ -105,28 +105,32 @@ def test_the_submit_stage_under_dvc(tiny_project, tmp_path):
         "KAGGLE_KEY": "secret-key",
     }
     try:
-        run(
+        out = run(
             ["dvc", "exp", "run", "-n", "up", "-S", f"submit.sha256={sha}", "-S", "submit.message=first try",
-             "-S", "submit.wait=2"],
+             "-S", "submit.wait=0"],
             project,
             env,
-        )  # fmt: skip
+        ).stdout  # fmt: skip
         receipt = json.loads((project / "submissions/receipt.json").read_text())
         assert receipt["submitted"] and receipt["ref"] == 1000
+        assert receipt["public_score"] is None and "`carvana submissions --wait` records the score" in out, out
+        # the score comes later: `carvana submissions --wait` records it, and the ledger shows it beside the Dice
+        assert "public score" in run(["carvana", "submissions", "--wait", "--poll", "0"], project, env).stdout
+        receipt = json.loads((project / "submissions/receipt.json").read_text())
         truth = (project / "data/demo-truth/test_masks.csv", (96, 160))
         score = Carvana.score(project / "submissions/submission.csv.gz", *truth)
         assert receipt["status"] == "COMPLETE" and receipt["public_score"] == pytest.approx(score, abs=1e-5)
-        shown = json.loads(run(["dvc", "exp", "show", "--json"], project).stdout)  # the ledger: Dice and leaderboard
-        ledger = [rev["data"]["metrics"] for e in shown for g in e.get("experiments") or [] for rev in g["revs"]]
-        row = next(m for m in ledger if "submissions/receipt.json" in m)
-        assert row["submissions/receipt.json"]["data"]["public_score"] == receipt["public_score"]
-        assert "dice" in row["reports/evaluate/metrics.json"]["data"]
+        shown = json.loads(run(["dvc", "exp", "show", "--json"], project).stdout)
+        workspace = shown[0]["data"]["metrics"]
+        assert workspace["submissions/receipt.json"]["data"]["public_score"] == receipt["public_score"]
+        assert "dice" in workspace["reports/evaluate/metrics.json"]["data"]
         assert receipt["message"].startswith(f"sha256:{sha} | commit")
         assert receipt["message"].endswith(" | first try")
         assert "secret-key" not in (project / "dvc.lock").read_text() + json.dumps(receipt)
         run(["dvc", "repro", "-f", "-s", "submit"], project, env)  # a forced rerun of the stage: not resubmitted
         assert len(server.submissions) == 1, [(s["description"], s["size"]) for s in server.submissions]
-        assert "already submitted" in json.loads((project / "submissions/receipt.json").read_text())["reason"]
+        receipt = json.loads((project / "submissions/receipt.json").read_text())
+        assert "already submitted" in receipt["reason"] and receipt["public_score"] == pytest.approx(score, abs=1e-5)
         # the accident: submit.sha256 stays in params.yaml, and an unrelated change makes another file
         run(["dvc", "exp", "run", "-S", "encode.threshold=0.3"], project, env)
         receipt = json.loads((project / "submissions/receipt.json").read_text())
