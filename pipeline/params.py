@@ -206,6 +206,7 @@ class TrainParams(_Section):
     accumulate: int = Field(ge=1, le=1024)  # batches per optimizer step
     restarts: int = Field(ge=0, le=1000)  # warm restarts of the cosine schedule (SGDR); 0: one decay
     ema: float = Field(ge=0.0, lt=1.0)  # 0 turns it off
+    average_best: int = Field(ge=0, le=100)  # k: best.pt is the average of the k best epochs' weights; 0: off
     bce_weight: float = Field(ge=0.0)
     dice_weight: float = Field(ge=0.0)
     augment: AugmentParams

@@ -161,6 +161,43 @@ def validate(model, loader, loss_fn, rt: Runtime, comp: Competition, names: list
     return scores, board
 
 
+def _score(record: dict) -> float:
+    """What 'best' means for an epoch: the validation Dice (of the classes but background when multi-class)."""
+    return record.get("val_class_dice", record["val_dice"])
+
+
+def _ranked(history: list[dict], k: int) -> list[int]:
+    """The epochs of the k best validation scores, best first (the earlier on a tie)."""
+    return [r["epoch"] for r in sorted(history, key=lambda r: (-_score(r), r["epoch"]))[:k]]
+
+
+def keep_best_k(out_dir: Path, k: int, history: list[dict], model: torch.nn.Module, meta: dict) -> None:
+    """After an epoch (with k > 0): its weights join out_dir/epoch<N>.pt while among the k best so far; the others
+    go. They live beside last.pt, so an interrupted run resumes with them."""
+    if not k:
+        return
+    keep = _ranked(history, k)
+    epoch = history[-1]["epoch"]
+    if epoch in keep:
+        checkpoint.save(out_dir / f"epoch{epoch}.pt", {**meta, "state_dict": model.state_dict(), "epoch": epoch})
+    for path in out_dir.glob("epoch*.pt"):
+        if int(path.stem.removeprefix("epoch")) not in keep:
+            path.unlink()
+
+
+def average_of_best(out_dir: Path, k: int, history: list[dict]) -> tuple[dict, list[int]]:
+    """(the mean of the k best epochs' weights, those epochs): floating tensors averaged, counters from the best."""
+    epochs = _ranked(history, k)
+    states = [checkpoint.load(out_dir / f"epoch{e}.pt")["state_dict"] for e in epochs]
+    averaged = {
+        key: torch.stack([s[key].float() for s in states]).mean(0).to(value.dtype)
+        if value.is_floating_point()
+        else value
+        for key, value in states[0].items()
+    }
+    return averaged, epochs
+
+
 @dataclass
 class FoldResult:
     fold: int
@@ -385,7 +422,8 @@ def train_fold(
             scores, _ = validate(scored, data.val_loader, loss_fn, rt, comp, data.val_names)
             record.update(scores)
             history.append(record)
-            score = record.get("val_class_dice", record["val_dice"])
+            score = _score(record)
+            keep_best_k(out_dir, p.average_best, history, scored, meta)
             if score > best:
                 best, best_epoch = score, epoch + 1
                 checkpoint.save(
@@ -415,4 +453,18 @@ def train_fold(
                     f"{record['images_per_s']:.1f} img/s"
                 )
         runtime.barrier(rt.world)
+    best, best_epoch = _average_best(p, rt, comp, data, scored, loss_fn, out_dir, meta, history, (best, best_epoch))
     return FoldResult(fold, best, best_epoch, history)
+
+
+def _average_best(p, rt: Runtime, comp, data: FoldData, scored, loss_fn, out_dir: Path, meta: dict, history, best):
+    """With train.average_best k, once every epoch is done: best.pt becomes the average of the k best epochs'
+    weights (SWA-style), validated; returns (its score, its epoch), else `best` unchanged."""
+    if not (p.average_best and rt.main and history and history[-1]["epoch"] == p.epochs):
+        return best
+    weights, epochs = average_of_best(out_dir, p.average_best, history)
+    scored.load_state_dict(weights)
+    score = _score(validate(scored, data.val_loader, loss_fn, rt, comp, data.val_names)[0])
+    checkpoint.save(out_dir / "best.pt", {**meta, "state_dict": weights, "epoch": p.epochs, "dice": score})
+    print(f"fold {meta['fold']}: best.pt is the average of epochs {epochs}: validation score {score:.5f}")
+    return score, p.epochs

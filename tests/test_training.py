@@ -211,3 +211,17 @@ def test_warm_restarts_return_to_the_peak_once_per_cycle():
     assert [training.warmup_cosine(s, 2, 42) for s in range(42)] == [
         training.warmup_cosine(s, 2, 42, restarts=0) for s in range(42)
     ]
+
+
+def test_best_pt_is_the_average_of_the_k_best_epochs(tiny_demo, tmp_path):
+    result = train_tiny(tiny_demo, tmp_path, epochs=3, average_best=2)
+    kept = sorted(int(p.stem.removeprefix("epoch")) for p in tmp_path.glob("epoch*.pt"))
+    ranked = sorted(result.history, key=lambda r: (-r["val_dice"], r["epoch"]))[:2]
+    assert kept == sorted(r["epoch"] for r in ranked)  # only the k best epochs' weights are kept
+    states = [_weights(tmp_path / f"epoch{e}.pt") for e in kept]
+    best = checkpoint.load(tmp_path / "best.pt")
+    assert best["epoch"] == result.best_epoch == 3 and best["dice"] == result.best_dice
+    for key, value in best["state_dict"].items():
+        if value.is_floating_point():
+            assert torch.allclose(value, (states[0][key] + states[1][key]) / 2, atol=1e-6), key
+    checkpoint.build_model(best)  # a model like any other
