@@ -114,3 +114,16 @@ def test_members_are_found_by_name_and_one_without_out_of_fold_maps_is_named(tmp
     assert [m["models"] for m in found] == ["1.dir", "1.dir"] and found[0]["data/oof"] == "2.dir"
     with pytest.raises(members.MemberError, match=r"no experiment or git revision is named 'nope'"):
         members.resolve(["HEAD", "nope"], tmp_path)
+
+
+def test_the_proxy_keeps_only_sums_and_scores_as_the_scoreboard_chooses(tiny_demo, tmp_path):
+    comp = open_carvana(tiny_demo)
+    rng = np.random.default_rng(4)
+    summed, board = choosing._CurveSum(comp), comp.scoreboard()
+    for name in comp.train_names[:12]:
+        truth = comp.read_mask(name)[::4, ::4]
+        q = np.clip(truth * 200 + rng.normal(40, 60, truth.shape), 0, 255).astype(np.uint8)[None]
+        summed.add(name, q, truth)
+        board.add_levels(name, q, truth)
+    assert summed.board.names == [] and summed.board.curves == [] and summed.count == 12
+    assert summed.score(0.2, 0.8) == pytest.approx(board.choose(0.2, 0.8)[1]["dice"], abs=1e-12)

@@ -20,12 +20,13 @@ from tqdm import tqdm
 from pipeline.competitions import Competition
 from pipeline.errors import UserError
 from pipeline.images import resize_mask
+from pipeline.masks import postprocess
 from pipeline.prediction import shards
 from pipeline.prediction.blend import combine, common_size
 
 PROXY = 256  # long side of the maps on which weights are compared
 TOP = 3  # the proxy's best weights that are scored at full size (with equal weights and every member alone)
-MAX_POINTS = 300  # weight vectors tried at most: the finest grid of the simplex within that
+MAX_POINTS = 70  # weight vectors tried at most: the finest grid of the simplex within that (0.1 up to 3 members)
 
 
 class BlendError(UserError):
@@ -33,7 +34,7 @@ class BlendError(UserError):
 
 
 def weight_grid(members: int) -> list[tuple[float, ...]]:
-    """Every weight vector with steps of 1/n summing to 1, for the finest n in (10, 5, 4, 2) within MAX_POINTS."""
+    """Every weight vector with steps of 1/n summing to 1, for the finest n in (10, 5, 4, 2, 1) within MAX_POINTS."""
     for parts in (10, 5, 4, 2, 1):
         cuts = itertools.combinations(range(parts + members - 1), members - 1)  # stars and bars
         points = [np.diff([-1, *c, parts + members - 1]) - 1 for c in cuts]
@@ -65,18 +66,37 @@ def _check(names: list[str], members: list[tuple[str, Path]], maps: list[shards.
             )
 
 
+class _CurveSum:
+    """The proxy's accumulator: the sum of a scoreboard's per-image Dice curves, taken one image at a time, so that
+    its memory stays flat however many images and weight vectors there are."""
+
+    def __init__(self, comp: Competition):
+        self.board, self.total, self.count = comp.scoreboard(), 0.0, 0
+
+    def add(self, name: str, q: np.ndarray, truth: np.ndarray) -> None:
+        self.board.add_levels(name, q, truth)
+        self.total, self.count = self.total + self.board.curves.pop(), self.count + 1
+        for kept in ("names", "areas", "confusions", "empty"):
+            getattr(self.board, kept, []).clear()
+
+    def score(self, low: float, high: float) -> float:
+        """The best mean Dice over the cuts in [low, high] (per class, then averaged), as the boards choose it."""
+        mean = np.atleast_2d(self.total / self.count)
+        return float(mean[:, postprocess.cut(low) : postprocess.cut(high) + 1].max(axis=1).mean())
+
+
 def _best_on_proxies(comp, names, maps, size, low, high) -> list[list[float]]:
     """The grid's TOP weights of the best scores at PROXY size, best first."""
     grid = weight_grid(len(maps))
-    boards = [comp.scoreboard() for _ in grid]
+    sums = [_CurveSum(comp) for _ in grid]
     small = _proxy(size)
     for name in tqdm(names, desc="blend weights", unit="img"):
         read = [m.read(name) for m in maps]
         truth = resize_mask(comp.read_mask(name, expected=read[0][0]), small)
         resized = [combine([probs], [1.0], small) for _, probs in read]
-        for board, weights in zip(boards, grid, strict=True):
-            board.add_levels(name, combine(resized, weights, small), truth)
-    scores = [board.choose(low, high)[1]["dice"] for board in boards]
+        for summed, weights in zip(sums, grid, strict=True):
+            summed.add(name, combine(resized, weights, small), truth)
+    scores = [summed.score(low, high) for summed in sums]
     return [list(grid[i]) for i in np.argsort(scores, kind="stable")[::-1][:TOP]]
 
 
