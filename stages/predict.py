@@ -26,8 +26,10 @@ RAW, MODELS, OUT, WORK = Path("data/raw"), Path("models"), Path("data/prediction
 BLEND, FETCHED = Path("reports/evaluate/blend.json"), Path("checkpoints/members")
 
 
-def predict_into(work: Path, models: list[Path], comp, pr, tta: bool, amp: bool) -> int:
-    """Every missing shard of `work` from these fold models; the shards written by this process."""
+def predict_into(work: Path, models: list[Path], comp, pr, tta: bool | str, amp: bool) -> int:
+    """Every missing shard of `work` from these fold models, under this TTA and precision (a blend member's own);
+    the shards written by this process."""
+    pr = params.replace(pr, tta=tta, amp=amp)  # what the budget counts, too
     rt = runtime.for_inference(amp)
     names = comp.test_names
     if pr.backend == "onnxruntime":
