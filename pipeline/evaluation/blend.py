@@ -22,7 +22,7 @@ from pipeline.errors import UserError
 from pipeline.images import resize_mask
 from pipeline.masks import postprocess
 from pipeline.prediction import shards
-from pipeline.prediction.blend import combine, common_size
+from pipeline.prediction.blend import combine, common_size, write_blend
 
 PROXY = 256  # long side of the maps on which weights are compared
 TOP = 3  # the proxy's best weights that are scored at full size (with equal weights and every member alone)
@@ -100,21 +100,6 @@ def _best_on_proxies(comp, names, maps, size, low, high) -> list[list[float]]:
     return [list(grid[i]) for i in np.argsort(scores, kind="stable")[::-1][:TOP]]
 
 
-def _write(out: Path, names: list[str], maps: list[shards.Maps], weights: list[float], size) -> None:
-    """The maps of one weighting as shards in `out`."""
-    first = maps[0].manifest
-    manifest = shards.prepare(
-        out, "blend", len(names), first["shard_size"], first["classes"], first["class_names"], size, first["labels"]
-    )
-    step = manifest["shard_size"]
-    for k in range(manifest["shards"]):
-        writer = shards.ShardWriter(out, k)
-        for name in names[k * step : (k + 1) * step]:
-            read = [m.read(name) for m in maps]
-            writer.add(name, combine([probs for _, probs in read], weights, size), list(read[0][0]))
-        writer.close()
-
-
 def choose(
     comp: Competition, names: list[str], members: list[tuple[str, Path]], out: Path, low: float, high: float
 ) -> Blend:
@@ -137,7 +122,7 @@ def choose(
                 board.add_levels(name, combine([probs for _, probs in read], weights, size), full)
         dice = [board.choose(low, high)[1]["dice"] for board in boards]
         pick = int(np.argmax(dice))  # the first on a tie: the proxy's order
-        _write(out, names, maps, candidates[pick], size)
+        write_blend(maps, names, candidates[pick], out, "blend", maps[0].manifest["shard_size"])
         member_dice = [dice[candidates.index(one)] for one in alone]
         return Blend(candidates[pick], boards[pick], dice[pick], member_dice)
     finally:

@@ -36,13 +36,33 @@ def combine(maps: list[np.ndarray], weights: list[float], size: tuple[int, int])
     return np.clip(np.rint(total), 0, 255).astype(np.uint8)
 
 
+def write_blend(maps: list[shards.Maps], names: list[str], weights: list[float], out: Path, fingerprint: str,
+                shard_size: int) -> int:  # fmt: skip
+    """Write out/ as the weighted mean of the members' maps of `names`: its manifest (of `fingerprint`), then every
+    shard it lacks, so that an interrupted run resumes. Returns the shards written now."""
+    first = maps[0].manifest
+    size = common_size([m.manifest["size"] for m in maps])
+    manifest = shards.prepare(
+        out, fingerprint, len(names), shard_size, first["classes"], first["class_names"], size, first["labels"]
+    )
+    todo = shards.missing(out, manifest)
+    for k in todo:
+        writer = shards.ShardWriter(out, k)
+        for name in names[k * shard_size : (k + 1) * shard_size]:
+            read = [m.read(name) for m in maps]
+            writer.add(name, combine([probs for _, probs in read], weights, size), list(read[0][0]))
+        writer.close()
+    return len(todo)
+
+
 def blend_shards(folders: list[Path], weights: list[float], out: Path, shard_size: int) -> int:
-    """Write out/ as the weighted mean of the members' finished shard folders (the same images in the same order),
-    shard by shard; resumable like predict. Returns the shards written now."""
+    """Write out/ as the weighted mean of the members' finished shard folders (the same images in the same order);
+    resumable like predict. Returns the shards written now."""
     sources = [shards.Maps(folder) for folder in folders]
     try:
-        first = sources[0].manifest
-        size = common_size([m.manifest["size"] for m in sources])
+        names = sources[0].names
+        if any(m.names != names for m in sources[1:]):
+            raise shards.PredictionError(f"the members' predictions in {', '.join(map(str, folders))} differ in images")
         fingerprint = provenance.fingerprint(
             {
                 "members": [m.manifest["fingerprint"] for m in sources],
@@ -50,21 +70,7 @@ def blend_shards(folders: list[Path], weights: list[float], out: Path, shard_siz
                 "code": provenance.code_version(Path(__file__)),
             }
         )
-        manifest = shards.prepare(
-            out, fingerprint, first["images"], shard_size, first["classes"], first["class_names"], size,
-            first["labels"],
-        )  # fmt: skip
-        names = sources[0].names
-        if any(m.names != names for m in sources[1:]):
-            raise shards.PredictionError(f"the members' predictions in {', '.join(map(str, folders))} differ in images")
-        todo = shards.missing(out, manifest)
-        for k in todo:
-            writer = shards.ShardWriter(out, k)
-            for name in names[k * shard_size : (k + 1) * shard_size]:
-                read = [m.read(name) for m in sources]
-                writer.add(name, combine([probs for _, probs in read], weights, size), list(read[0][0]))
-            writer.close()
-        return len(todo)
+        return write_blend(sources, names, weights, out, fingerprint, shard_size)
     finally:
         for m in sources:
             m.close()
