@@ -239,6 +239,9 @@ def test_same_output_as_the_standard_snippet_on_random_masks():
     [
         ("1 2 3", "pairs"),
         ("1 x", "not an integer"),
+        ("1.5 2", "not an integer: '1.5'"),
+        ("1,2", "not an integer"),
+        ("1 2 0x3 4", "not an integer: '0x3'"),
         ("0 5", "1-indexed"),
         ("5 0", "below 1"),
         ("10 5 12 3", "overlap"),
@@ -249,6 +252,12 @@ def test_same_output_as_the_standard_snippet_on_random_masks():
 def test_invalid_strings_are_rejected_with_the_reason(text, message):
     with pytest.raises(rle.RLEError, match=message):
         rle.validate(text, (3, 5))
+
+
+def test_numbers_read_any_spacing_the_same_as_single_spaces():
+    """The fast parser takes single-spaced text; any other spacing reads the same numbers the plain way."""
+    for text in ("3 4 10 2", "3  4 10 2", " 3 4 10 2 ", "3\t4\n10 2", "+3 4 10 2"):
+        assert rle.numbers(text).tolist() == [3, 4, 10, 2], text
 
 
 def test_empty_and_missing_rle_decode_to_an_empty_mask():

@@ -23,7 +23,7 @@ def test_what_is_written_reads_back_in_order(tmp_path):
 
 
 def test_members_hold_every_channel_bit_for_bit_in_order(tmp_path):
-    """Four channels in one bzip2 member, more members than are ever compressed at once."""
+    """Four channels in one member, more members than are ever compressed at once."""
     rng = np.random.default_rng(1)
     count = shards.PENDING * 3 + 1
     maps = [rng.integers(0, 256, (4, 5, 7), dtype=np.uint8) for _ in range(count)]
@@ -33,11 +33,26 @@ def test_members_hold_every_channel_bit_for_bit_in_order(tmp_path):
         writer.add(f"{i:04d}.jpg", m, [10, 14])
     writer.close()
     with zipfile.ZipFile(tmp_path / shards.shard_name(0)) as z:
-        assert z.namelist() == [f"{i:04d}.u8.bz2" for i in range(count)] + ["index.json"]
-        assert z.read("0000.u8.bz2")[:3] == b"BZh"
+        assert z.namelist() == [f"{i:04d}.u8.zlib" for i in range(count)] + ["index.json"]
     read = list(shards.read_shard(tmp_path / shards.shard_name(0)))
     assert [n for n, _, _ in read] == [f"{i:04d}.jpg" for i in range(count)]
     assert all(np.array_equal(a, b) for (_, _, a), b in zip(read, maps, strict=True))
+
+
+def test_full_size_maps_are_bzip2_members_and_smaller_ones_deflated(tmp_path):
+    """bzip2 where the disk matters (a scale-1.0 map of a megabyte or more), deflate where encode's speed does."""
+    rng = np.random.default_rng(2)
+    small, large = rng.integers(0, 256, (1, 160, 240), np.uint8), rng.integers(0, 4, (1, 1000, 1000), np.uint8)
+    shards.prepare(tmp_path, "a", 2, 2, 1, ["car"], (160, 240))
+    writer = shards.ShardWriter(tmp_path, 0)
+    writer.add("small.jpg", small, [1280, 1918])
+    writer.add("large.jpg", large, [1000, 1000])
+    writer.close()
+    with zipfile.ZipFile(tmp_path / shards.shard_name(0)) as z:
+        assert z.read("small.u8.zlib")[:1] == b"\x78"  # a zlib stream's header
+        assert z.read("large.u8.bz2")[:3] == b"BZh"
+    read = {n: p for n, _, p in shards.read_shard(tmp_path / shards.shard_name(0))}
+    assert np.array_equal(read["small.jpg"], small) and np.array_equal(read["large.jpg"], large)
 
 
 def test_an_unfinished_shard_is_invisible_and_named_as_missing(tmp_path):

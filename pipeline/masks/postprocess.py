@@ -89,14 +89,25 @@ def _runs_of(i0: np.ndarray, i1: np.ndarray, n: int) -> tuple[np.ndarray, np.nda
 
 @functools.lru_cache(maxsize=16)
 def _grid(shape: tuple[int, int], size: Size) -> tuple[np.ndarray, ...]:
-    """The geometry of one resize, the same for every image of a test set: both axes' source indices and
-    weights, the bands of rows and groups of columns that form the cells, and each row's band."""
+    """The geometry of one resize, the same for every image of a test set: the cells (bands of output rows by
+    groups of output columns that share their four source pixels), each cell's source rows and columns, each
+    row's band, and the weights of each band's rows (of each group's columns), padded with zeros to the longest
+    band (group) and laid out (row in band, band) ((column in group, group)): the unsure cells are interpolated
+    as one (columns, rows, cells) block, cells innermost, so that numpy runs long loops over them."""
     i0, i1, ay, ty = _axis(shape[0], size[0])
     j0, j1, ax, tx = _axis(shape[1], size[1])
     r_start, r_len = _runs_of(i0, i1, size[0])  # bands of rows
     g_start, g_len = _runs_of(j0, j1, size[1])  # groups of columns
-    band_of_row = np.repeat(np.arange(len(r_start)), r_len)
-    arrays = (i0, i1, ay, ty, j0, j1, ax, tx, r_start, r_len, g_start, g_len, band_of_row)
+    rows = r_start + np.arange(r_len.max())[:, None]  # (longest band, bands): each band's output rows
+    cols = g_start + np.arange(g_len.max())[:, None]
+    row_ok, col_ok = rows < r_start + r_len, cols < g_start + g_len
+    rows, cols = np.where(row_ok, rows, 0), np.where(col_ok, cols, 0)
+    zero = np.float32(0)
+    arrays = (
+        *(i0[r_start], i1[r_start], np.where(row_ok, ay[rows], zero), np.where(row_ok, ty[rows], zero), row_ok),
+        *(j0[g_start], j1[g_start], np.where(col_ok, ax[cols], zero), np.where(col_ok, tx[cols], zero), col_ok),
+        *(r_start, r_len, g_start, g_len, np.repeat(np.arange(len(r_start)), r_len)),
+    )
     for array in arrays:
         array.flags.writeable = False  # shared between calls
     return arrays
@@ -108,70 +119,69 @@ def _cell_edges(prob: np.ndarray, size: Size, threshold: float) -> np.ndarray:
     The output is tiled by cells: the block of pixels that share their four source pixels. A cell whose
     four corners all exceed the cut is the car throughout (every pixel is a convex combination of them),
     one whose corners are all below it is background; only the cells on the outline are interpolated,
-    pixel by pixel, with the float32 operations of `upsample`. The edges are then read off those pixels
-    and the borders between cells. An RLE needs nothing else.
+    every pixel with the float32 operations of `upsample`. The edges are then read off those pixels and the
+    borders between cells. An RLE needs nothing else.
     """
     level = cut(threshold)
     height, width = size
-    i0, i1, ay, ty, j0, j1, ax, tx, r_start, r_len, g_start, g_len, band_of_row = _grid(prob.shape, tuple(size))
-    q = prob.astype(np.int16)
-    corners = [
-        np.take(np.take(q, rows[r_start], axis=0), cols[g_start], axis=1) for rows in (i0, i1) for cols in (j0, j1)
-    ]
-    low, high = np.minimum.reduce(corners), np.maximum.reduce(corners)
+    top, bottom, ay, ty, row_ok, left, right, ax, tx, col_ok, r_start, r_len, g_start, g_len, band_of_row = _grid(
+        prob.shape, tuple(size)
+    )
+    upper, lower = prob.take(top, axis=0), prob.take(bottom, axis=0)
+    low, high = np.minimum(upper, lower), np.maximum(upper, lower)  # of each band's two source rows ...
+    low = np.minimum(low[:, left], low[:, right])  # ... then of each cell's two columns
+    high = np.maximum(high[:, left], high[:, right])
     state = low > level  # (bands, groups): certain cells hold their value; the others are interpolated
     unsure = ~state & (high >= level)
+    groups = state.shape[1]
 
-    # every pixel of every unsure cell, one row segment at a time, in row-major order within a cell
-    rs, gs = np.nonzero(unsure)
-    seg_r, seg_g = np.repeat(rs, r_len[rs]), np.repeat(gs, r_len[rs])
-    seg_y = r_start[seg_r] + np.arange(len(seg_r)) - np.repeat(np.cumsum(r_len[rs]) - r_len[rs], r_len[rs])
-    counts = g_len[seg_g]
-    offsets = np.cumsum(counts) - counts
-    x = np.repeat(g_start[seg_g] - offsets, counts) + np.arange(counts.sum())
-    # a segment shares its two source rows and columns: the vertical pass is one value per segment
-    p = prob.astype(np.float32)
-    top, bottom, a, t = i0[seg_y], i1[seg_y], ay[seg_y], ty[seg_y]
-    left_col, right_col = j0[g_start[seg_g]], j1[g_start[seg_g]]
-    row0 = p[top, left_col] * a + p[bottom, left_col] * t
-    row1 = p[top, right_col] * a + p[bottom, right_col] * t
-    values = np.repeat(row0, counts) * ax[x] + np.repeat(row1, counts) * tx[x] > level
-    change = values[1:] != values[:-1]
-    change[offsets[1:] - 1] = False  # a segment's first pixel is compared below, with its true neighbour
-    inner = np.flatnonzero(change) + 1
-    y_inner = seg_y[np.searchsorted(offsets, inner, side="right") - 1]
-    seg_first, seg_last = values[offsets], values[offsets + counts - 1]
+    # every pixel of every unsure cell, (columns, rows, cells): down the cell's two source columns, then across
+    flat = np.flatnonzero(unsure)  # row-major: a cell's unsure neighbours in its band are the cells beside it here
+    cb, cg = np.divmod(flat, groups)
+    cells = np.arange(len(cb))
+    up, down, west, east = top[cb], bottom[cb], left[cg], right[cg]  # each cell's source rows and columns
+    a, t = ay.take(cb, axis=1), ty.take(cb, axis=1)  # (rows, cells); take keeps cells innermost in memory
+    col0 = prob[up, west].astype(np.float32) * a + prob[down, west].astype(np.float32) * t
+    col1 = prob[up, east].astype(np.float32) * a + prob[down, east].astype(np.float32) * t
+    values = col0 * ax.take(cg, axis=1)[:, None, :]
+    values += col1 * tx.take(cg, axis=1)[:, None, :]  # in place: 3x faster than a new array (measured)
+    values = values > level
+    ok = row_ok.take(cb, axis=1)  # (rows, cells): the rows each cell really has
+    y = np.minimum(r_start[cb] + np.arange(len(ok))[:, None], height - 1)
+    first, last = values[0], values[g_len[cg] - 1, :, cells].T
 
-    # each row's first and last pixel
-    first, last = state[band_of_row, 0], state[band_of_row, -1]
-    at_start, at_end = seg_g == 0, seg_g == len(g_start) - 1
-    first[seg_y[at_start]], last[seg_y[at_end]] = seg_first[at_start], seg_last[at_end]
-    before_row = np.r_[False, last[:-1]]  # the pixel before each row's first one
+    # each row's first and last pixel, and the pixel before each row's first one
+    row_first, row_last = state[band_of_row, 0], state[band_of_row, -1]
+    at_start, at_end = (cg == 0) & ok, (cg == groups - 1) & ok
+    row_first[y[at_start]], row_last[y[at_end]] = first[at_start], last[at_end]
+    before_row = np.concatenate(([False], row_last[:-1]))
 
-    # the pixel before each segment: the previous cell's last pixel in the same row, or the row before's
-    key = seg_y * len(g_start) + seg_g  # sorted: segments are made band by band, cell by cell, row by row
-    order = np.argsort(key, kind="stable")
-    key_sorted, last_sorted = key[order], seg_last[order]
-    prev_key = key - 1
-    found = np.searchsorted(key_sorted, prev_key)
-    found = np.minimum(found, len(key_sorted) - 1)
-    prev_unsure = (seg_g > 0) & (key_sorted[found] == prev_key) if len(key_sorted) else np.zeros(0, bool)
-    previous = np.where(seg_g > 0, state[seg_r, np.maximum(seg_g - 1, 0)], before_row[seg_y])
-    previous[prev_unsure] = last_sorted[found[prev_unsure]]
-    left = seg_first != previous
-    # a certain cell after an unsure one: its first pixel against that segment's last
-    nxt = seg_g + 1 < len(g_start)
-    right_certain = nxt & ~unsure[seg_r, np.minimum(seg_g + 1, len(g_start) - 1)]
-    right = right_certain & (seg_last != state[seg_r, np.minimum(seg_g + 1, len(g_start) - 1)])
-    # two certain cells side by side that differ (possible only when the output is smaller than the input)
-    band_r, band_g = np.nonzero(~unsure[:, 1:] & ~unsure[:, :-1] & (state[:, 1:] != state[:, :-1]))
+    # the pixel before each unsure cell's rows: the last of the cell to its left, or of the row before
+    beside = np.diff(flat) == 1  # cell k + 1 is the one right of cell k (or the first of the next band)
+    previous = np.where(cg > 0, state[cb, np.maximum(cg - 1, 0)], before_row[y])
+    from_left = np.flatnonzero(beside & (cg[1:] > 0)) + 1
+    previous[:, from_left] = last[:, from_left - 1]
+    # a certain cell after an unsure one: its first pixel against the unsure cell's last
+    nxt = np.minimum(cg + 1, groups - 1)
+    right_certain = (cg + 1 < groups) & ~np.append(beside, False)
+
+    inner = (values[1:] != values[:-1]) & col_ok[1:].take(cg, axis=1)[:, None, :] & ok
+    c_in, r_in = np.divmod(np.flatnonzero(inner), inner.shape[2])
+    c_in, r_in, n_in = *np.divmod(c_in, inner.shape[1]), r_in
+    r_left, n_left = np.nonzero(ok & (first != previous))
+    r_right, n_right = np.nonzero(ok & right_certain & (last != state[cb, nxt]))
+    # two certain cells side by side that differ: only when the output is narrower than the input (else two
+    # neighbouring cells share a source column, so share two corners)
+    band_r, band_g = np.zeros(0, np.int64), np.zeros(0, np.int64)
+    if width < prob.shape[1]:
+        band_r, band_g = np.nonzero(~unsure[:, 1:] & ~unsure[:, :-1] & (state[:, 1:] != state[:, :-1]))
     # rows whose first cell is certain, against the row before
-    certain_start = ~unsure[band_of_row, 0] & (first != before_row)
+    certain_start = ~unsure[band_of_row, 0] & (row_first != before_row)
 
     edges = [
-        y_inner * width + x[inner],
-        seg_y[left] * width + g_start[seg_g[left]],
-        seg_y[right] * width + g_start[seg_g[right] + 1],
+        y[r_in, n_in] * width + g_start[cg[n_in]] + c_in + 1,
+        y[r_left, n_left] * width + g_start[cg[n_left]],
+        y[r_right, n_right] * width + g_start[cg[n_right] + 1],
         (
             np.repeat(r_start[band_r], r_len[band_r])
             + np.arange(r_len[band_r].sum())
@@ -180,7 +190,7 @@ def _cell_edges(prob: np.ndarray, size: Size, threshold: float) -> np.ndarray:
         * width
         + np.repeat(g_start[band_g + 1], r_len[band_r]),
         np.flatnonzero(certain_start) * width,
-        np.asarray([height * width] if last[-1] else [], dtype=np.int64),
+        np.asarray([height * width] if row_last[-1] else [], dtype=np.int64),
     ]
     return np.sort(np.concatenate(edges))
 
