@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import platform
 import tempfile
 import time
@@ -11,7 +10,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from pipeline import params
+from pipeline import params, runtime
 from pipeline.competitions import Competition, open_competition
 from pipeline.competitions.archive import ImageArchive
 from pipeline.competitions.carvana import SLUG, demo
@@ -77,10 +76,19 @@ def load_model(path: Path) -> tuple[nn.Module, datasets.Preprocess]:
 
 
 def predict_on_cpu(
-    model: nn.Module, pre: datasets.Preprocess, archive: ImageArchive, names: list[str], out: Path, shard_size: int
+    model: nn.Module,
+    pre: datasets.Preprocess,
+    archive: ImageArchive,
+    names: list[str],
+    out: Path,
+    shard_size: int,
+    tta: bool = False,
 ) -> dict:
-    """The predict stage's code on one bare model (batches of 8, 2 workers, no TTA); returns the manifest."""
-    predictor = Predictor([model], pre, 1, ["background", "car"], ["bench"], {})
+    """The predict stage's code on one bare model (batches of 8, 2 workers, the stage's Runtime for the default
+    predict.amp: its precision and memory format, which it gives the model in place as the stage does when loading
+    it); returns the manifest."""
+    rt = runtime.for_inference(True)
+    predictor = Predictor([model.to(memory_format=rt.memory_format)], pre, 1, ["background", "car"], ["bench"], {})
     manifest = predict.prepare(out, names, shard_size, predictor, {}, archive)
     predict.predict_shards(
         predictor,
@@ -90,9 +98,10 @@ def predict_on_cpu(
         manifest,
         batch_size=8,
         workers=2,
-        tta=False,
+        tta=tta,
         device=torch.device("cpu"),
-        autocast=contextlib.nullcontext,
+        autocast=rt.autocast,
+        memory_format=rt.memory_format,
     )
     return manifest
 

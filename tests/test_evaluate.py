@@ -15,7 +15,7 @@ from pipeline.prediction import shards
 from pipeline.prediction.predictor import load_predictor
 from tests.conftest import open_carvana, tiny_folds
 
-CPU = runtime.for_inference(amp=True)  # a CPU: float32 whatever amp says
+CPU = runtime.for_inference(amp=True)  # predict's Runtime on this CPU: bf16 where it is native, channels_last
 
 
 @pytest.fixture()
@@ -34,10 +34,12 @@ def test_each_image_is_scored_as_its_encoded_mask_would_be_and_its_map_kept(tiny
     assert sorted(board.names) == sorted(validation) and set(fold_of.values()) == {0}
     kept = shards.Maps(tmp_path / "oof")  # what a blend of experiments reads
     assert sorted(kept.names) == sorted(validation)
-    predictor = load_predictor([models / "fold0" / "best.pt"])
+    predictor = load_predictor([models / "fold0" / "best.pt"], CPU.device, CPU.memory_format)
     for name, score in zip(board.names, board.per_image(0.4), strict=True):
         x, original = predictor.pre.load(comp.read_image(name), name)
-        probs = postprocess.to_uint8(predictor(x[None], tta=True)[0])
+        probs = postprocess.to_uint8(
+            predictor(x[None].contiguous(memory_format=CPU.memory_format), True, CPU.autocast)[0]
+        )
         assert kept.read(name)[0] == tuple(original) and (kept.read(name)[1] == probs).all()
         runs = postprocess.mask_runs(postprocess.car_probability(probs), original, 0.4)  # what encode writes
         submitted = rle.decode(rle.format_runs(runs), original)
