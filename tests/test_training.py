@@ -153,19 +153,22 @@ def test_two_localhost_nodes_train_one_model_and_resume_together(tiny_project, t
         edit_yaml(node / "params.yaml", lambda d: d["train"].update(nnodes=2, rdzv_endpoint=f"127.0.0.1:{port}"))
 
     def both() -> list[str]:
-        procs = [
-            subprocess.Popen(
-                [sys.executable, "stages/train.py"],
-                cwd=n,
-                env={**os.environ, "PYTHONPATH": str(n), "NODE_RANK": str(k)},
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-            )
-            for k, n in enumerate(nodes)
-        ]
-        outs = [p.communicate(timeout=300)[0] for p in procs]
-        assert [p.returncode for p in procs] == [0, 0], "\n".join(outs)
+        """Both nodes' output, each into a file: a pipe read only after node 0 ends could fill up with node 1's
+        output and stop node 1 mid-write, while node 0 waits for it at a barrier."""
+        logs = [tmp_path / f"node{k}.log" for k in range(2)]
+        procs = []
+        for k, (node, log) in enumerate(zip(nodes, logs, strict=True)):
+            with open(log, "w") as out:
+                env = {**os.environ, "PYTHONPATH": str(node), "NODE_RANK": str(k)}
+                command = [sys.executable, "stages/train.py"]
+                procs.append(subprocess.Popen(command, cwd=node, env=env, stdout=out, stderr=subprocess.STDOUT))
+        try:
+            codes = [p.wait(timeout=300) for p in procs]
+        finally:
+            for p in procs:
+                p.kill()
+        outs = [log.read_text() for log in logs]
+        assert codes == [0, 0], "\n".join(outs)
         return outs
 
     outs = both()
