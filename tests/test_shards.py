@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -53,6 +54,23 @@ def test_full_size_maps_are_bzip2_members_and_smaller_ones_deflated(tmp_path):
         assert z.read("large.u8.bz2")[:3] == b"BZh"
     read = {n: p for n, _, p in shards.read_shard(tmp_path / shards.shard_name(0))}
     assert np.array_equal(read["small.jpg"], small) and np.array_equal(read["large.jpg"], large)
+
+
+def test_the_same_maps_make_the_same_shard_whenever_written(tmp_path, monkeypatch):
+    """No clock in the bytes: a resumed or repeated run writes the shard it wrote before (DVC sees no change)."""
+    maps = [np.random.default_rng(k).integers(0, 256, (1, 6, 8), np.uint8) for k in range(3)]
+
+    def shard(folder: Path) -> bytes:
+        shards.prepare(folder, "a", 3, 3, 1, ["car"], (6, 8))
+        writer = shards.ShardWriter(folder, 0)
+        for k, m in enumerate(maps):
+            writer.add(f"car_{k:02d}.jpg", m, [12, 16])
+        writer.close()
+        return (folder / shards.shard_name(0)).read_bytes()
+
+    first = shard(tmp_path / "a")
+    monkeypatch.setattr(zipfile.time, "time", lambda: 1_900_000_000.0)  # another day, as a later run would see
+    assert shard(tmp_path / "b") == first
 
 
 def test_an_unfinished_shard_is_invisible_and_named_as_missing(tmp_path):

@@ -100,6 +100,13 @@ def prepare(
     return manifest
 
 
+def _entry(name: str) -> zipfile.ZipInfo:
+    """A member dated 1980-01-01 (zip's first day), not now: the same maps make the same shard, byte for byte."""
+    info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+    info.external_attr = 0o644 << 16
+    return info
+
+
 class ShardWriter:
     """Collects one shard's members under a temporary name; renames it when complete.
 
@@ -124,13 +131,13 @@ class ShardWriter:
 
     def _write_oldest(self) -> None:
         member, future = self._pending.popleft()
-        self.zip.writestr(member, future.result())
+        self.zip.writestr(_entry(member), future.result())
 
     def close(self) -> None:
         while self._pending:
             self._write_oldest()
         self._pool.shutdown()
-        self.zip.writestr("index.json", json.dumps(self.index))
+        self.zip.writestr(_entry("index.json"), json.dumps(self.index))
         self.zip.close()
         self.part.replace(self.path)
 
