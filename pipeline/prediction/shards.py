@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.competitions.archive import write_member
 from pipeline.errors import UserError
 
 MANIFEST = "manifest.json"
@@ -100,13 +101,6 @@ def prepare(
     return manifest
 
 
-def _entry(name: str) -> zipfile.ZipInfo:
-    """A member dated 1980-01-01 (zip's first day), not now: the same maps make the same shard, byte for byte."""
-    info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
-    info.external_attr = 0o644 << 16
-    return info
-
-
 class ShardWriter:
     """Collects one shard's members under a temporary name; renames it when complete.
 
@@ -131,13 +125,13 @@ class ShardWriter:
 
     def _write_oldest(self) -> None:
         member, future = self._pending.popleft()
-        self.zip.writestr(_entry(member), future.result())
+        write_member(self.zip, member, future.result())  # dated 1980: the same maps, the same bytes
 
     def close(self) -> None:
         while self._pending:
             self._write_oldest()
         self._pool.shutdown()
-        self.zip.writestr(_entry("index.json"), json.dumps(self.index))
+        write_member(self.zip, "index.json", json.dumps(self.index).encode())
         self.zip.close()
         self.part.replace(self.path)
 
