@@ -458,13 +458,20 @@ def train_fold(
 
 
 def _average_best(p, rt: Runtime, comp, data: FoldData, scored, loss_fn, out_dir: Path, meta: dict, history, best):
-    """With train.average_best k, once every epoch is done: best.pt becomes the average of the k best epochs'
-    weights (SWA-style), validated; returns (its score, its epoch), else `best` unchanged."""
+    """With train.average_best k, once every epoch is done: the average of the k best epochs' weights (SWA-style),
+    validated, becomes best.pt when it scores at least the best epoch (which an average of early, weak epochs does
+    not: the demo's 4 epochs lost 0.006); returns (its score, its epoch), else `best` unchanged."""
     if not (p.average_best and rt.main and history and history[-1]["epoch"] == p.epochs):
         return best
     weights, epochs = average_of_best(out_dir, p.average_best, history)
     scored.load_state_dict(weights)
     score = _score(validate(scored, data.val_loader, loss_fn, rt, comp, data.val_names)[0])
+    if score < best[0]:
+        print(
+            f"fold {meta['fold']}: the average of epochs {epochs} scores {score:.5f}, below epoch {best[1]}'s "
+            f"{best[0]:.5f}: best.pt stays epoch {best[1]}"
+        )
+        return best
     checkpoint.save(out_dir / "best.pt", {**meta, "state_dict": weights, "epoch": p.epochs, "dice": score})
     print(f"fold {meta['fold']}: best.pt is the average of epochs {epochs}: validation score {score:.5f}")
     return score, p.epochs

@@ -216,15 +216,38 @@ def test_warm_restarts_return_to_the_peak_once_per_cycle():
     ]
 
 
-def test_best_pt_is_the_average_of_the_k_best_epochs(tiny_demo, tmp_path):
+def _average_validated(monkeypatch, shift: float) -> None:
+    """The validation after the 3 epochs (the average's) reports its Dice moved by `shift`: above or below them all."""
+    real, calls = training.validate, []
+
+    def validate(*args):
+        scores, board = real(*args)
+        calls.append(1)
+        return ({**scores, "val_dice": scores["val_dice"] + shift} if len(calls) > 3 else scores), board
+
+    monkeypatch.setattr(training, "validate", validate)
+
+
+def test_best_pt_is_the_average_of_the_k_best_epochs_when_it_validates_higher(tiny_demo, tmp_path, monkeypatch):
+    _average_validated(monkeypatch, +1.0)
     result = train_tiny(tiny_demo, tmp_path, epochs=3, average_best=2)
     kept = sorted(int(p.stem.removeprefix("epoch")) for p in tmp_path.glob("epoch*.pt"))
     ranked = sorted(result.history, key=lambda r: (-r["val_dice"], r["epoch"]))[:2]
     assert kept == sorted(r["epoch"] for r in ranked)  # only the k best epochs' weights are kept
     states = [_weights(tmp_path / f"epoch{e}.pt") for e in kept]
     best = checkpoint.load(tmp_path / "best.pt")
-    assert best["epoch"] == result.best_epoch == 3 and best["dice"] == result.best_dice
+    assert best["epoch"] == result.best_epoch == 3 and best["dice"] == result.best_dice >= 1  # the average's score
     for key, value in best["state_dict"].items():
         if value.is_floating_point():
             assert torch.allclose(value, (states[0][key] + states[1][key]) / 2, atol=1e-6), key
     checkpoint.build_model(best)  # a model like any other
+
+
+def test_the_best_epoch_stays_best_pt_when_the_average_validates_lower(tiny_demo, tmp_path, monkeypatch, capsys):
+    _average_validated(monkeypatch, -1.0)
+    result = train_tiny(tiny_demo, tmp_path, epochs=3, average_best=2)
+    top = max(result.history, key=lambda r: (r["val_dice"], -r["epoch"]))
+    best = checkpoint.load(tmp_path / "best.pt")
+    assert result.best_epoch == best["epoch"] == top["epoch"] and result.best_dice == top["val_dice"]
+    assert _same(best["state_dict"], _weights(tmp_path / f"epoch{top['epoch']}.pt"))
+    assert "best.pt stays epoch" in capsys.readouterr().out
