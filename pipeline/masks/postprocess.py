@@ -21,6 +21,7 @@ from pipeline.images import Size
 from pipeline.masks import rle
 
 CELL_FACTOR = 16  # output pixels per input pixel from which the cell-by-cell path is the faster one
+CHUNK = 32  # output rows up-sampled at once (bench: 16 to 64 as fast, whole maps 1.7x slower)
 
 
 def to_uint8(probs) -> np.ndarray:
@@ -66,19 +67,38 @@ def _rows(prob: np.ndarray, size: Size):
     return rows, _axis(prob.shape[1], size[1])
 
 
+def _upsampled(prob: np.ndarray, size: Size, finish, dtype) -> np.ndarray:
+    """(height, width) `dtype`: `finish` of the bilinear values, made CHUNK output rows at a time, whose few arrays
+    stay in a core's cache (1.7x faster than whole 1918x1280 arrays); each value is the horizontal pass's
+    (left * a) + (right * t) in float32, in that order."""
+    rows, (j0, j1, a, t) = _rows(prob, size)
+    out = np.empty(size, dtype)
+    left, right = np.empty((CHUNK, size[1]), np.float32), np.empty((CHUNK, size[1]), np.float32)
+    for start in range(0, size[0], CHUNK):
+        part = rows[start : start + CHUNK]
+        values, other = (
+            np.take(part, j0, axis=1, out=left[: len(part)]),
+            np.take(part, j1, axis=1, out=right[: len(part)]),
+        )
+        values *= a
+        other *= t
+        values += other
+        out[start : start + len(part)] = finish(values)
+    return out
+
+
 def upsample(prob: np.ndarray, size: Size) -> np.ndarray:
     """Bilinear resize of a uint8 (h, w) map to float32 (height, width) values in [0, 255].
 
     The same float32 operations, in the same order, as `binary_mask` uses on single pixels, so the two agree bit
     for bit (and with torch's `interpolate`, tested); numpy alone, so that encode and its workers never import torch.
     """
-    rows, (j0, j1, a, t) = _rows(prob, size)
-    return np.take(rows, j0, axis=1) * a + np.take(rows, j1, axis=1) * t
+    return _upsampled(prob, size, lambda values: values, np.float32)
 
 
 def levels(prob: np.ndarray, size: Size) -> np.ndarray:
     """uint8 ceil of `upsample`: for any integer k, levels > k exactly where upsample > k."""
-    return np.ceil(upsample(prob, size)).astype(np.uint8)
+    return _upsampled(prob, size, np.ceil, np.uint8)
 
 
 def _runs_of(i0: np.ndarray, i1: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -205,7 +225,7 @@ def mask_runs(prob: np.ndarray, size: Size, threshold: float) -> np.ndarray:
         return rle.runs(prob > cut(threshold))  # weights 1 and 0: the values are the probabilities
     if size[0] * size[1] >= CELL_FACTOR * prob.size:
         return rle.runs_from_edges(_cell_edges(prob, size, threshold))
-    return rle.runs(upsample(prob, size) > cut(threshold))
+    return rle.runs(full_mask(prob, size, threshold))
 
 
 def binary_mask(prob: np.ndarray, size: Size, threshold: float) -> np.ndarray:
@@ -218,7 +238,8 @@ def full_mask(prob: np.ndarray, size: Size, threshold: float) -> np.ndarray:
     mask itself, such as the minimum area; `mask_runs` gives the same pixels as runs)."""
     if prob.shape == tuple(size):
         return prob > cut(threshold)
-    return upsample(prob, size) > cut(threshold)
+    level = cut(threshold)
+    return _upsampled(prob, size, lambda values: values > level, bool)
 
 
 EIGHT = np.ones((3, 3), dtype=bool)  # objects are 8-connected, as cv2.connectedComponents counts them
