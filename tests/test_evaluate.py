@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 
 import pytest
+import torch
 
 from pipeline import runtime
 from pipeline.evaluation import evaluate
@@ -25,20 +27,24 @@ def models(tiny_model, tmp_path):
     return tmp_path / "models"
 
 
-def test_each_image_is_scored_as_its_encoded_mask_would_be_and_its_map_kept(tiny_demo, models, tmp_path):
+BF16 = replace(CPU, dtype=torch.bfloat16, autocast=runtime.autocast(CPU.device, torch.bfloat16))  # on any CPU
+
+
+@pytest.mark.parametrize("rt", [CPU, BF16], ids=["this CPU's Runtime", "bf16 autocast"])
+def test_each_image_is_scored_as_its_encoded_mask_would_be_and_its_map_kept(tiny_demo, models, tmp_path, rt):
     comp, table = open_carvana(tiny_demo), tiny_folds(tiny_demo)
     board, fold_of = evaluate.evaluate_folds(
-        comp, table, models, [0], batch_size=1, workers=0, tta=True, rt=CPU, oof=tmp_path / "oof"
+        comp, table, models, [0], batch_size=1, workers=0, tta=True, rt=rt, oof=tmp_path / "oof"
     )
     validation = table.loc[table["fold"] == 0, "img"].tolist()
     assert sorted(board.names) == sorted(validation) and set(fold_of.values()) == {0}
     kept = shards.Maps(tmp_path / "oof")  # what a blend of experiments reads
     assert sorted(kept.names) == sorted(validation)
-    predictor = load_predictor([models / "fold0" / "best.pt"], CPU.device, CPU.memory_format)
+    predictor = load_predictor([models / "fold0" / "best.pt"], rt.device, rt.memory_format)
     for name, score in zip(board.names, board.per_image(0.4), strict=True):
         x, original = predictor.pre.load(comp.read_image(name), name)
         probs = postprocess.to_uint8(
-            predictor(x[None].contiguous(memory_format=CPU.memory_format), True, CPU.autocast)[0]
+            predictor(x[None].contiguous(memory_format=rt.memory_format), True, rt.autocast)[0]
         )
         assert kept.read(name)[0] == tuple(original) and (kept.read(name)[1] == probs).all()
         runs = postprocess.mask_runs(postprocess.car_probability(probs), original, 0.4)  # what encode writes
