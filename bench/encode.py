@@ -4,9 +4,9 @@
 
 Predicts the demo test images once into shards, then times the encode stage's per-piece work on one
 core (`encode.encode_piece`: read, up-sample and threshold, RLE, validate, gzip; the goal is 1,000 masks/s) and the
-whole `encode.write` on every core, which adds the worker pool's start, the ordered write and the self-check (200
-masks made again the plain way and their rows decoded): a fixed cost of a few seconds that 1,024 images make look
-large and 100,064 do not.
+whole `encode.write` on every core, which adds the worker pool's start, the ordered write and the self-check (one
+image in 8, at most 200, made again the plain way and its rows decoded): a cost that 1,024 images make look large
+and 100,064 do not.
 """
 
 from __future__ import annotations

@@ -76,10 +76,8 @@ def _upsampled(prob: np.ndarray, size: Size, finish, dtype) -> np.ndarray:
     left, right = np.empty((CHUNK, size[1]), np.float32), np.empty((CHUNK, size[1]), np.float32)
     for start in range(0, size[0], CHUNK):
         part = rows[start : start + CHUNK]
-        values, other = (
-            np.take(part, j0, axis=1, out=left[: len(part)]),
-            np.take(part, j1, axis=1, out=right[: len(part)]),
-        )
+        values = np.take(part, j0, axis=1, out=left[: len(part)])
+        other = np.take(part, j1, axis=1, out=right[: len(part)])
         values *= a
         other *= t
         values += other

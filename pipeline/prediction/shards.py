@@ -5,9 +5,9 @@ its uint8 probabilities (C, h, w) at the model size, compressed, plus `index.jso
 sizes). Maps of a megabyte or more are bzip2-compressed: on a scale-1.0 model's 1918x1280 maps it is the
 smallest lossless choice at the same writing time (bench.shards: 127 kB an image against 167 for deflate level 6,
 201 for PNG and 244 for deflate level 1), which is what lets a full run's shards fit a disk. Smaller maps, where
-the disk is no concern (a 1/8-scale Carvana test set takes 0.8 GB either way), are deflated (level 6), which reads
-5x faster than bzip2 (0.11 against 0.58 ms for a 240x160 map) and so keeps encode fast. The member's name
-says which. The members are compressed on threads, beside the model. A shard appears under its
+the disk is no concern (a 1/8-scale Carvana test set: 0.8 GB deflated, 0.7 in bzip2), are deflated (level 6),
+which reads 5x faster than bzip2 (0.11 against 0.58 ms for a 240x160 map) and so keeps encode fast. The member's
+name says which. The members are compressed on threads, beside the model. A shard appears under its
 final name only once complete, so an interrupted run redoes at most one shard per process. The manifest carries
 a fingerprint of everything that made the numbers; when it changes, the old shards are deleted before any new
 one is written, so a changed model never mixes with stale shards. Reading needs no torch, so that encode

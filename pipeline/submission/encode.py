@@ -33,7 +33,7 @@ from pipeline.prediction import shards
 COMPRESSLEVEL = 4
 PIECE = 100  # images per task: small enough to balance the cores, large enough to amortise a task
 CHECKED = 200  # images whose rows the self-check decodes again, at most ...
-SPACING = 8  # ... and at most one in 8: each costs a full-size up-sampling and decoding (~15 ms on a CPU core)
+SPACING = 8  # ... and at most one in 8: each costs a full-size up-sampling and a decoding (~8 ms on a CPU core)
 
 
 class SubmissionError(UserError):
