@@ -296,7 +296,7 @@ def for_params(p: dict, raw: Path) -> str:
     data = data_of(raw, p["download"])
     t, pr = p["train"], p["predict"]
     train = train_cost(p, data, runtime.for_training(t.amp, t.channels_last))
-    rt = runtime.for_inference(pr.amp)
+    rt = runtime.for_inference(pr.mixed_precision)
     pre = Preprocess.for_data(data.size, t.scale, data.channels)
     folds = len(p["split"].validation_folds())
     model = _model(t, data, rt).eval()

@@ -297,6 +297,12 @@ class PredictParams(_Section):
     nproc: int = Field(ge=1, le=1024)
     backend: Literal["torch", "onnxruntime"]
 
+    @property
+    def mixed_precision(self) -> bool:
+        """predict.amp as it applies: ONNX Runtime runs the exported float32 graph, so evaluate then scores float32
+        too, and the threshold fits the numbers submitted."""
+        return self.amp and self.backend == "torch"
+
 
 class EncodeParams(_Section):
     threshold: Union[float, Literal["best"]]

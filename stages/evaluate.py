@@ -1,11 +1,12 @@
 """The competition's metric of the trained models on their validation folds, at full size: `dvc repro evaluate`.
 
-The models run as predict runs them (predict.amp's precision, predict.tta's flips) and their probabilities are
-rounded to predict's uint8 levels, then up-sampled to each image's size before the rules are applied, exactly as
-the submission will be; every threshold between evaluate.threshold_min and threshold_max is tried (and, where
-the competition rewards it, a minimum object area per class), and the best rules are what the encode stage and
-`carvana predict` use (predictor.json, beside metrics.json, threshold_sweep.csv, per_image.csv and worst/ in
-reports/evaluate). The maps scored are kept in data/oof, out of fold once every fold is trained.
+The models run as predict runs them (predict.amp's precision, float32 under ONNX Runtime, predict.tta's flips)
+and their probabilities are rounded to predict's uint8 levels, then up-sampled to each image's size before the
+rules are applied, exactly as the submission will be; every threshold between evaluate.threshold_min and
+threshold_max is tried (and, where the competition rewards it, a minimum object area per class), and the best rules
+are what the encode stage and `carvana predict` use (predictor.json, beside metrics.json, threshold_sweep.csv,
+per_image.csv and worst/ in reports/evaluate). The maps scored are kept in data/oof, out of fold once every fold
+is trained.
 
 With `blend.members`, the models scored are none of this experiment's: the members' out-of-fold maps choose the
 blend's weights (blend.json, which predict reads) and its rules, and the blend's maps go to data/oof.
@@ -59,7 +60,7 @@ def blend_members(comp, table: pd.DataFrame, names: list[str], low: float, high:
 def main() -> None:
     p = params.load("download", "split", "evaluate", "blend", "predict")
     e, pr, folds, d = p["evaluate"], p["predict"], p["split"].validation_folds(), p["download"]
-    rt = runtime.for_inference(pr.amp)  # predict's: the rules are chosen on the numbers predict will submit
+    rt = runtime.for_inference(pr.mixed_precision)  # predict's: the rules are chosen on the numbers it submits
     comp = open_competition(RAW, d.competition, d.hq)
     table = pd.read_csv(SPLIT)
     shutil.rmtree(OOF, ignore_errors=True)
@@ -95,7 +96,7 @@ def main() -> None:
     (OUT / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     (OUT / "blend.json").write_text(json.dumps({"members": spec}, indent=2) + "\n")
     checkpoints = [] if spec else [MODELS / f"fold{k}" / "best.pt" for k in folds]
-    recipe.write(OUT / "predictor.json", checkpoints, rules, pr.tta, pr.amp, spec)
+    recipe.write(OUT / "predictor.json", checkpoints, rules, pr.tta, pr.mixed_precision, spec)
     params.check_unchanged(p)
 
     maps = shards.Maps(OOF)  # the worst images as scored: their out-of-fold maps under the chosen rules

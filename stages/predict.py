@@ -76,14 +76,14 @@ def main() -> None:
     status = runtime.relaunch(__file__, pr.nproc)
     if status is not None:
         raise SystemExit(status)
-    rt = runtime.for_inference(pr.amp)
+    rt = runtime.for_inference(pr.mixed_precision)
 
     comp = open_competition(RAW, p["download"].competition, p["download"].hq)
     names = comp.test_names
     spec = [m for m in json.loads(BLEND.read_text())["members"] if m["weight"] > 0]
     if not spec:
         models = [MODELS / f"fold{k}" / "best.pt" for k in p["split"].validation_folds()]
-        done = predict_into(WORK, models, comp, pr, pr.tta, pr.amp)
+        done = predict_into(WORK, models, comp, pr, pr.tta, pr.mixed_precision)
         what = f"{len(models)} model(s), TTA {tta_name(pr.tta)}"
     else:
         parts = []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 
 import numpy as np
 import pytest
@@ -37,8 +38,10 @@ def test_shards_shared_by_two_processes_kept_on_a_forced_rerun_reused_by_a_new_t
     assert "Running stage 'predict'" not in out and "Running stage 'encode'" in out
     assert gzip.open(project / "submissions/submission.csv.gz").read() != before
 
-    run(["dvc", "exp", "run", "-S", "predict.backend=onnxruntime", "encode"], project)
+    out = run(["dvc", "exp", "run", "-S", "predict.backend=onnxruntime", "encode"], project).stdout
     assert (project / "checkpoints/predict/onnx/fold0.onnx").is_file()
+    assert "Running stage 'evaluate'" in out  # ONNX Runtime computes float32: the threshold is chosen on float32 too
+    assert json.loads((project / "reports/evaluate/predictor.json").read_text())["amp"] is False
     onnx_maps = _maps(project / "data/predictions")
     assert onnx_maps.keys() == torch_maps.keys()
     assert all(np.abs(onnx_maps[k].astype(int) - torch_maps[k].astype(int)).max() <= 1 for k in torch_maps)

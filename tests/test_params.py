@@ -108,3 +108,11 @@ def test_overrides_read_like_dvc_exp_run_set():
         params.load(path=ROOT / "params.yaml", overrides=["trian.lr=0.1"])
     with pytest.raises(params.ParamError, match="train.sacle"):
         params.load(path=ROOT / "params.yaml", overrides=["train.sacle=0.5"])
+
+
+def test_predict_amp_applies_to_torch_only():
+    """ONNX Runtime runs the exported float32 graph: evaluate must then score float32, whatever predict.amp says."""
+    base = {"batch_size": 8, "workers": 2, "tta": True, "shard_size": 500, "amp": True, "nproc": 1}
+    assert params.PredictParams(**base, backend="torch").mixed_precision
+    assert not params.PredictParams(**base, backend="onnxruntime").mixed_precision
+    assert not params.PredictParams(**{**base, "amp": False}, backend="torch").mixed_precision
