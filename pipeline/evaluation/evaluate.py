@@ -47,7 +47,7 @@ def evaluate_folds(
     same images under other TTA sets, each in its own passes."""
     board, fold_of = comp.scoreboard(areas=True), {}
     names_all = table.loc[table["fold"].isin(folds), "img"].tolist()
-    manifest, writer, written = None, None, 0
+    sequence, written = None, 0
     for fold in folds:
         predictor = load_predictor([models / f"fold{fold}" / "best.pt"], rt.device, rt.memory_format)
         names = table.loc[table["fold"] == fold, "img"].tolist()
@@ -64,19 +64,15 @@ def evaluate_folds(
                 others = postprocess.to_uint8(predictor(x, other, rt.autocast))
                 for i, j in enumerate(index.tolist()):
                     scored.add_levels(names[j], others[i], full[i].numpy())
-            manifest = manifest or shards.prepare(
+            sequence = sequence or shards.ShardSequence(oof, shards.prepare(
                 oof, "oof", len(names_all), OOF_SHARD, predictor.classes, predictor.class_names, predictor.pre.size,
                 predictor.labels,
-            )  # fmt: skip
+            ))  # fmt: skip
             for i, j in enumerate(index.tolist()):
                 board.add_levels(names[j], probs[i], full[i].numpy())
                 fold_of[names[j]] = fold
-                writer = writer or shards.ShardWriter(oof, written // OOF_SHARD)
-                writer.add(names[j], probs[i], list(full[i].shape))
+                sequence.add(written, names[j], probs[i], list(full[i].shape))
                 written += 1
-                if written % OOF_SHARD == 0 or written == len(names_all):
-                    writer.close()
-                    writer = None
     return board, fold_of
 
 

@@ -90,7 +90,7 @@ def predict_shards(
         pin_memory=device.type == "cuda",
         worker_init_fn=_lower_priority,
     )
-    writer: shards.ShardWriter | None = None
+    sequence = shards.ShardSequence(out, manifest)
     done, odd = 0, []
     bar = tqdm(total=len(indices), desc=f"predict{f' [{rank}]' if world > 1 else ''}", unit="img", smoothing=0.05)
     try:
@@ -104,12 +104,7 @@ def predict_shards(
                 size_j = original[i].tolist()
                 if tuple(size_j) != tuple(pre.original):
                     odd.append(f"{names[j]} ({size_j[1]}x{size_j[0]})")
-                k = j // size
-                writer = writer or shards.ShardWriter(out, k)
-                writer.add(names[j], probs_u8[i], size_j)
-                if len(writer.index) == min(size, len(names) - k * size):  # the shard's last image
-                    writer.close()
-                    writer, done = None, done + 1
+                done += sequence.add(j, names[j], probs_u8[i], size_j)
                 bar.update(1)
     except OSError as err:
         if err.errno == errno.ENOSPC:
@@ -119,8 +114,7 @@ def predict_shards(
         raise
     finally:
         bar.close()
-        if writer is not None:
-            writer.discard()
+        sequence.discard()
         _warn_odd_sizes(odd, pre.original)
     return done
 

@@ -141,6 +141,31 @@ class ShardWriter:
         self.part.unlink(missing_ok=True)
 
 
+class ShardSequence:
+    """Images added by their place in the manifest's order, each to its shard (place // shard_size), whose writer
+    opens at its first image and closes, complete, at its last; `discard` drops an unfinished one."""
+
+    def __init__(self, out: Path, manifest: dict):
+        self.out, self.size, self.images = out, manifest["shard_size"], manifest["images"]
+        self.writer: ShardWriter | None = None
+
+    def add(self, place: int, name: str, probs: np.ndarray, original: list[int]) -> bool:
+        """Add the image at `place`; True when it completed its shard."""
+        k = place // self.size
+        self.writer = self.writer or ShardWriter(self.out, k)
+        self.writer.add(name, probs, original)
+        if len(self.writer.index) < min(self.size, self.images - k * self.size):
+            return False
+        self.writer.close()
+        self.writer = None
+        return True
+
+    def discard(self) -> None:
+        if self.writer is not None:
+            self.writer.discard()
+            self.writer = None
+
+
 def read_shard(path: Path, start: int = 0, stop: int | None = None):
     """Yield (name, original (H, W), uint8 probabilities (C, h, w)) of one shard's images start:stop, in order."""
     with zipfile.ZipFile(path) as z:
