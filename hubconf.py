@@ -1,6 +1,6 @@
-"""torch.hub entry points: `torch.hub.load(repo_or_path, 'unet_carvana', ...)`.
+"""torch.hub entry points: `torch.hub.load(repo_or_path, 'unet', ...)` (`unet_carvana`, its first name, is the same).
 
-    model = torch.hub.load("path/to/this/repo", "unet_carvana", source="local", pretrained=True,
+    model = torch.hub.load("path/to/this/repo", "unet", source="local", pretrained=True,
                            weights="models/fold0/best.pt")
 
 No weights are published with this repository (the demo trains in minutes); `weights` is a checkpoint
@@ -42,7 +42,7 @@ def _fetch(url: str, sha256: str | None):
     return local
 
 
-def unet_carvana(
+def unet(
     pretrained: bool = False,
     scale: float = 0.5,
     weights: str | None = None,
@@ -52,8 +52,9 @@ def unet_carvana(
     weights_sha256: str | None = None,
     **kwargs,
 ):
-    """U-Net for Carvana. `scale` is the input scale the weights expect (checked against the checkpoint);
-    `weights_sha256` (a prefix of the file's SHA-256) pins the content of weights given as a URL."""
+    """A U-Net of any competition (the seed's, or smp's around `encoder`). `scale` is the input scale the weights
+    expect (checked against the checkpoint); `weights_sha256` (a prefix of the file's SHA-256) pins the content of
+    weights given as a URL."""
     from pathlib import Path
     from urllib.parse import urlparse
 
@@ -87,3 +88,6 @@ def unet_carvana(
     (model,) = predictor.models
     model.preprocess = pre.to_dict()  # mean, std and input size, for callers that prepare their own tensors
     return model
+
+
+unet_carvana = unet  # the first name of the entry point, kept for code that loads it

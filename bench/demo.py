@@ -23,7 +23,7 @@ GOAL_S = 120.0
 
 
 def timed_repro(clone: Path) -> tuple[float, dict[str, float]]:
-    env = {**os.environ, "PYTHONPATH": str(clone), "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     proc = subprocess.Popen(["dvc", "repro"], cwd=clone, env=env, stdout=subprocess.PIPE, text=True)
     started = last = time.perf_counter()
     stages: dict[str, float] = {}

@@ -25,7 +25,6 @@ from PIL import Image
 from pipeline import params as P
 from pipeline import runtime
 from pipeline.competitions import Competition, CompetitionError, competition_class, open_competition
-from pipeline.competitions.carvana import DEMO_PARTS, Carvana
 from pipeline.data.datasets import Preprocess
 from pipeline.errors import UserError
 from pipeline.images import Size, channels_of, decode_image
@@ -94,12 +93,13 @@ def data_of(raw: Path, download: P.DownloadParams) -> Data:
         return competition_data(open_competition(raw, download.competition, download.hq), str(raw))
     except (CompetitionError, OSError, IndexError):
         pass
-    cls = competition_class(download.competition)
+    cls = competition_class(download.competition, download.source)
     if download.source == "demo":
         d = download.demo
         size = (d.height, d.width) if d.width else cls.native_size
-        outputs = len(DEMO_PARTS) if d.multiclass and cls is Carvana else cls.kaggle_outputs
-        return Data(d.train * 16, d.test * 16, size, 3, outputs, "the demo, not rendered yet", None)
+        return Data(
+            d.train * 16, d.test * 16, size, 3, cls.demo_outputs(d.multiclass), "the demo, not rendered yet", None
+        )
     train, test = cls.kaggle_counts
     return Data(train, test, cls.native_size, 3, cls.kaggle_outputs, f"Kaggle's {cls.title}", None)
 

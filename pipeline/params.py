@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar, Union
 
 import annotated_types as at
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from pipeline.errors import UserError
 
@@ -99,7 +99,12 @@ class SplitParams(_Section):
     fold: Union[int, Literal["all"]]
     seed: int
     stratify: bool
-    group: Literal["auto", "car", "image"]  # auto: the competition's (Carvana: car; Severstal and others: image)
+    group: Literal["auto", "prefix", "image"]  # auto: the competition's (Carvana: prefix, its car; Severstal: image)
+
+    @field_validator("group", mode="before")
+    @classmethod
+    def _car_is_prefix(cls, value):
+        return "prefix" if value == "car" else value  # the first name of prefix, still accepted
 
     @model_validator(mode="after")
     def _fold_exists(self):

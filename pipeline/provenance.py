@@ -51,6 +51,11 @@ def closure(*entries: Path) -> list[Path]:
     """Every project file that running `entries` may import, the entries and pipeline/__init__.py included."""
     seen: set[Path] = set()
     todo = [Path(e).resolve() for e in entries]
+    for entry in list(todo):  # a module of a package runs its packages' __init__.py first (stages.train: stages/)
+        package = entry.parent
+        while (package / "__init__.py").is_file():
+            todo.append(package / "__init__.py")
+            package = package.parent
     while todo:
         path = todo.pop()
         if path in seen:

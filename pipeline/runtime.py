@@ -23,11 +23,12 @@ import torch.distributed as dist
 from pipeline.errors import UserError
 
 
-def relaunch(script: str, nproc: int, nnodes: int = 1, endpoint: str = "") -> int | None:
-    """Run `script` under torchrun with `nproc` processes on each of `nnodes` machines and return its exit status;
-    None when not needed. Across machines every node runs the same command with its own NODE_RANK (0, the node
-    whose stage DVC runs, by default) and they meet at `endpoint`, host:port of node 0: global rank 0, which writes
-    the checkpoints, dvclive and the outs, is always on node 0."""
+def relaunch(module: str, nproc: int, nnodes: int = 1, endpoint: str = "") -> int | None:
+    """Run `module` (`stages.train`, as `python -m` runs it: this checkout's code) under torchrun with `nproc`
+    processes on each of `nnodes` machines and return its exit status; None when not needed. Across machines every
+    node runs the same command with its own NODE_RANK (0, the node whose stage DVC runs, by default) and they meet
+    at `endpoint`, host:port of node 0: global rank 0, which writes the checkpoints, dvclive and the outs, is always
+    on node 0."""
     if nproc * nnodes <= 1 or "WORLD_SIZE" in os.environ:
         return None
     cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}"]
@@ -39,7 +40,7 @@ def relaunch(script: str, nproc: int, nnodes: int = 1, endpoint: str = "") -> in
             raise UserError(f"NODE_RANK must be a number in 0..{nnodes - 1} (train.nnodes {nnodes}), got {node!r}")
         host, port = endpoint.rsplit(":", 1)
         cmd += [f"--nnodes={nnodes}", f"--node_rank={node}", f"--master_addr={host}", f"--master_port={port}"]
-    return subprocess.call([*cmd, script])
+    return subprocess.call([*cmd, "--module", module])
 
 
 def init() -> tuple[int, int, int]:

@@ -6,6 +6,7 @@ download.source picks the demo (rendered here), Kaggle (the API) or a local fold
 from pathlib import Path
 
 from pipeline import params
+from pipeline.competitions import competition_class
 from pipeline.download import sources
 from pipeline.errors import run_stage
 
@@ -18,7 +19,8 @@ def main() -> None:
     p = used["download"]
     counts = sources.fetch(p, RAW, TRUTH)
     params.check_unchanged(used)
-    print(f"{RAW}: {counts['train']} train images with masks, {counts['test']} test images ({p.source})")
+    title = competition_class(p.competition, p.source).title
+    print(f"{RAW}: {counts['train']} train images with masks, {counts['test']} test images ({p.source}; {title})")
 
 
 if __name__ == "__main__":

@@ -1,15 +1,17 @@
 """Check every param, and fingerprint the files that params name: `dvc repro inputs`, which DVC runs every time.
 
-Every section of params.yaml is validated whichever stage an experiment runs: `dvc exp run -S predict.batch_size=0
-evaluate` stops here with one line instead of ending as a successful experiment that holds a value no stage has
-read. Then the content of the files that `train.init_from`, a local `train.model.encoder_weights` and
-`download.local.path` name goes to data/inputs/<stage>.json, a dependency of the stage that reads them: replacing
-such a file reruns that stage and what follows; when nothing changed, nothing else runs.
+Every section of params.yaml is validated (and download.competition looked up) whichever stage an experiment runs:
+`dvc exp run -S predict.batch_size=0 evaluate` stops here with one line instead of ending as a successful experiment
+that holds a value no stage has read. Then the content of the files that `train.init_from`, a local
+`train.model.encoder_weights` and `download.local.path` name goes to data/inputs/<stage>.json, a dependency of the
+stage that reads them: replacing such a file reruns that stage and what follows; when nothing changed, nothing else
+runs.
 """
 
 from pathlib import Path
 
 from pipeline import inputs, params
+from pipeline.competitions import competition_class
 from pipeline.errors import run_stage
 
 OUT = Path("data/inputs")
@@ -18,6 +20,7 @@ HASHES = Path("checkpoints/inputs/hashes.json")  # file hashes by size and time:
 
 def main() -> None:
     p = params.load()
+    competition_class(p["download"].competition, p["download"].source)  # an unknown slug stops here, first
     cache = inputs.HashCache(HASHES)
     changed = inputs.write(p, OUT, cache)
     cache.save()

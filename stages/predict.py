@@ -73,7 +73,7 @@ def predict_into(work: Path, models: list[Path], comp, pr, tta: bool | str, amp:
 def main() -> None:
     p = params.load("download", "split", "predict")
     pr = p["predict"]
-    status = runtime.relaunch(__file__, pr.nproc)
+    status = runtime.relaunch(__spec__.name, pr.nproc)
     if status is not None:
         raise SystemExit(status)
     rt = runtime.for_inference(pr.mixed_precision)

@@ -45,7 +45,7 @@ def pseudo_labels(t, comp, rt) -> tuple[PseudoLabels | None, dict | None]:
 def main() -> None:
     p = params.load("download", "split", "train")
     t, folds = p["train"], p["split"].validation_folds()
-    status = runtime.relaunch(__file__, t.nproc, t.nnodes, t.rdzv_endpoint)
+    status = runtime.relaunch(__spec__.name, t.nproc, t.nnodes, t.rdzv_endpoint)
     if status is not None:
         raise SystemExit(status)
     rt = training.setup(t)

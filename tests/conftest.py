@@ -92,7 +92,7 @@ def _copy_ignore(folder: str, names: list[str]) -> set[str]:
 
 def run(cmd: list[str], cwd: Path, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
     """Run a command in a project copy; on failure the assertion shows its output."""
-    full_env = {**os.environ, "PYTHONPATH": str(cwd), **(env or {})}
+    full_env = {**os.environ, **(env or {})}
     proc = subprocess.run(cmd, cwd=cwd, env=full_env, capture_output=True, text=True)
     if check:
         assert proc.returncode == 0, f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"

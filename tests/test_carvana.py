@@ -9,9 +9,12 @@ import zipfile
 import pandas as pd
 import pytest
 
+from pipeline import params
 from pipeline.competitions import CompetitionError, open_competition
 from pipeline.competitions.archive import ArchiveError, ImageArchive, extract_member
 from pipeline.competitions.carvana import SLUG, Carvana
+from pipeline.download import sources
+from tests.conftest import ROOT
 
 
 @pytest.fixture
@@ -62,9 +65,9 @@ def test_a_bad_rle_in_train_masks_csv_is_named(folder):
         open_competition(folder, "demo").verify()
 
 
-def test_carvana_counts_are_enforced_for_the_real_slug(folder):
+def test_carvana_counts_are_enforced_on_a_copy_that_claims_to_be_the_real_data(folder):
     with pytest.raises(CompetitionError, match="holds 48 images; Carvana has 5088"):
-        open_competition(folder, SLUG).verify()
+        Carvana(folder, strict=True).verify()
 
 
 def test_truncated_zip_says_to_download_again(folder):
@@ -85,10 +88,13 @@ def test_unsafe_member_paths_are_refused(tmp_path):
     assert not (tmp_path.parent.parent / "outside.csv").exists()
 
 
-def test_a_subset_under_the_carvana_slug_says_how_to_use_it(tiny_demo):
+def test_a_local_subset_under_the_carvana_slug_says_how_to_use_it(tiny_demo, tmp_path):
+    p = params.load("download", path=ROOT / "params.yaml")["download"]
+    local = params.replace(p.local, path=str(tiny_demo), layout="kaggle")
     with pytest.raises(CompetitionError) as err:
-        open_competition(tiny_demo, SLUG).verify()
+        sources.fetch(params.replace(p, source="local", competition=SLUG, local=local), tmp_path / "raw", tmp_path)
     assert "Carvana has 5088" in str(err.value) and "set download.competition to another name" in str(err.value)
+    assert not (tmp_path / "raw").exists()  # nothing half-imported
 
 
 def test_the_score_is_the_mean_per_image_dice(tmp_path):

@@ -36,7 +36,7 @@ def test_repro_split_runs_once_and_exp_run_changes_folds(tmp_path):
 
 def test_kaggle_source_downloads_from_the_standin_through_dvc_exp_run(tmp_path, tiny_demo):
     project = make_project(tmp_path / "p", small_demo)
-    server = StandIn({"carvana-demo": kaggle_files(tiny_demo)}, users={"tester": "k-7f3a9c"}).start()
+    server = StandIn({"carvana-image-masking-challenge": kaggle_files(tiny_demo)}, users={"tester": "k-7f3a9c"}).start()
     env = {
         "KAGGLE_API_ENVIRONMENT": "LOCALHOST",
         "HTTP_PROXY": server.proxy,
@@ -46,7 +46,16 @@ def test_kaggle_source_downloads_from_the_standin_through_dvc_exp_run(tmp_path, 
     }
     try:
         proc = run(
-            ["dvc", "exp", "run", "-S", "download.source=kaggle", "-S", "download.competition=carvana-demo", "split"],
+            [
+                "dvc",
+                "exp",
+                "run",
+                "-S",
+                "download.source=kaggle",
+                "-S",
+                "download.competition=carvana-image-masking-challenge",
+                "split",
+            ],
             project,
             env,
         )

@@ -30,7 +30,7 @@ def _queue(project, env, *experiments):
 
 
 def test_queued_experiments_reuse_the_download_and_a_remote_round_trip(tmp_path, tiny_demo):
-    server = StandIn({"carvana-demo": kaggle_files(tiny_demo)}).start()
+    server = StandIn({"carvana-image-masking-challenge": kaggle_files(tiny_demo)}).start()
     env = {
         "KAGGLE_API_ENVIRONMENT": "LOCALHOST",
         "HTTP_PROXY": server.proxy,
@@ -42,13 +42,13 @@ def test_queued_experiments_reuse_the_download_and_a_remote_round_trip(tmp_path,
 
     def kaggle(d):
         tiny_pipeline(d)
-        d["download"].update(source="kaggle", competition="carvana-demo")
+        d["download"].update(source="kaggle", competition="carvana-image-masking-challenge")
 
     project = make_project(tmp_path / "a", kaggle)
     try:
         run(["dvc", "repro"], project, env)
         downloaded = len(server.log)
-        stored = project / ".competitions/carvana-demo/test.zip"
+        stored = project / ".competitions/carvana-image-masking-challenge/test.zip"
         assert stored.stat().st_ino == (project / "data/raw/test.zip").stat().st_ino  # one copy on disk
         status = _queue(project, env, ("lr-0.001", "train.lr=0.001"), ("lr-0.004", "train.lr=0.004"))
         assert status.count("Success") == 2, status
@@ -56,7 +56,10 @@ def test_queued_experiments_reuse_the_download_and_a_remote_round_trip(tmp_path,
         # not one request from the queued workspaces (listing included), and the data linked, not copied
         assert len(server.log) == downloaded
         for log in logs:
-            assert "files of carvana-demo are there, checked: nothing to download" in log and "copying" not in log
+            assert (
+                "files of carvana-image-masking-challenge are there, checked: nothing to download" in log
+                and "copying" not in log
+            )
         dice = experiment_dice(json.loads(run(["dvc", "exp", "show", "--json"], project).stdout))
         assert set(dice) == {"lr-0.001", "lr-0.004"} and all(0 < d <= 1 for d in dice.values())
 

@@ -102,9 +102,8 @@ def test_params_edited_while_a_stage_runs_are_never_locked(tiny_project, tmp_pat
     shutil.rmtree(project / "checkpoints")  # the last.pt to wait for is this run's
     edit_yaml(project / "params.yaml", lambda d: d["train"].update(epochs=6))
     locked = _locked_train(project)
-    env = {**os.environ, "PYTHONPATH": str(project)}
     proc = subprocess.Popen(
-        ["dvc", "repro", "train"], cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        ["dvc", "repro", "train"], cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     deadline = time.monotonic() + 300
     while _last_epoch(project / "checkpoints/train/fold0/last.pt") < 1:  # training, with the old lr
@@ -150,10 +149,9 @@ def test_a_killed_exp_run_resumes_training_and_prediction_to_the_same_results(ti
     run(["dvc", "exp", "run", "encode"], whole)
     cut = copy("cut")
     command = ["dvc", "exp", "run", "encode"]
-    env = {**os.environ, "PYTHONPATH": str(cut)}
 
     def start():
-        return subprocess.Popen(command, cwd=cut, env=env, start_new_session=True, stdout=subprocess.DEVNULL)
+        return subprocess.Popen(command, cwd=cut, start_new_session=True, stdout=subprocess.DEVNULL)
 
     last = cut / "checkpoints/train/fold0/last.pt"
     _kill_when(lambda: _last_epoch(last) >= 1, start())

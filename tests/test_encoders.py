@@ -163,6 +163,6 @@ def test_multi_class_encoder_models_give_a_channel_per_class():
 
 
 def test_torch_hub_builds_an_encoder_model():
-    model = torch.hub.load(str(ROOT), "unet_carvana", source="local", encoder="resnet18", arch="fpn")
+    model = torch.hub.load(str(ROOT), "unet", source="local", encoder="resnet18", arch="fpn")
     assert isinstance(model, encoders.EncoderModel) and model.preprocess["std"] == IMAGENET["std"]
     assert model.eval()(torch.randn(1, 3, 50, 70)).shape == (1, 1, 50, 70)

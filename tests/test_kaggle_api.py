@@ -13,7 +13,7 @@ from pipeline.competitions.carvana import Carvana
 from pipeline.download import kaggle_api, sources
 from tests.kaggle_standin import StandIn, kaggle_files
 
-SLUG = "carvana-demo"
+SLUG = "carvana-image-masking-challenge"
 FILES = Carvana.kaggle_files(hq=False)
 
 

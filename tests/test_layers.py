@@ -15,6 +15,7 @@ LAYERS = [  # bottom first; a package may import only from the layers below it, 
     ["pipeline.download", "pipeline.data", "pipeline.models"],
     ["pipeline.prediction"],
     ["pipeline.evaluation", "pipeline.training", "pipeline.submission", "pipeline.budget"],
+    ["pipeline.kernels"],  # a kernel's bundle and what runs in it: predict and encode's code, the budget's estimates
     ["pipeline.cli"],
 ]
 

@@ -34,7 +34,7 @@ def test_the_project_params_load():
         (lambda d: d["download"]["demo"].update(width="wide"), "download.demo.width must be an integer"),
         (lambda d: d["download"].pop("hq"), "lacks download.hq"),
         (lambda d: d["download"].update(source="local"), "download.local.path must name the folder"),
-        (lambda d: d["split"].update(group="imgae"), r"split.group must be one of 'auto' \| 'car' \| 'image', got"),
+        (lambda d: d["split"].update(group="imgae"), r"split.group must be one of 'auto' \| 'prefix' \| 'image', got"),
         (lambda d: d["train"].update(grad_clip=float("inf")), "train.grad_clip must be a finite number, got inf"),
         (lambda d: d["train"].update(lr=float("nan")), "train.lr must be a finite number"),
         (lambda d: d["train"].update(ema=1.0), r"train.ema must be"),

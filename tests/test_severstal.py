@@ -25,7 +25,7 @@ def steel(tmp_path_factory):
 
 
 def test_the_slug_picks_the_module_and_an_unknown_slug_is_carvana_s_layout():
-    assert competition_class(SLUG) is Severstal and competition_class("my-subset").__name__ == "Carvana"
+    assert competition_class(SLUG) is Severstal and competition_class("my-subset").__name__ == "Folder"
 
 
 def test_the_demo_serves_kaggle_s_files_and_names(steel):

@@ -12,7 +12,7 @@ from pipeline.submission import encode, upload
 from tests.conftest import carvana, copy_project, run
 from tests.kaggle_standin import StandIn
 
-SLUG = "carvana-demo"
+SLUG = "carvana-image-masking-challenge"
 
 
 def _truth(raw_root):

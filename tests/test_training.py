@@ -159,8 +159,8 @@ def test_two_localhost_nodes_train_one_model_and_resume_together(tiny_project, t
         procs = []
         for k, (node, log) in enumerate(zip(nodes, logs, strict=True)):
             with open(log, "w") as out:
-                env = {**os.environ, "PYTHONPATH": str(node), "NODE_RANK": str(k)}
-                command = [sys.executable, "stages/train.py"]
+                env = {**os.environ, "NODE_RANK": str(k)}
+                command = [sys.executable, "-m", "stages.train"]
                 procs.append(subprocess.Popen(command, cwd=node, env=env, stdout=out, stderr=subprocess.STDOUT))
         try:
             codes = [p.wait(timeout=300) for p in procs]

@@ -21,7 +21,7 @@ from pipeline.images import Size
 from pipeline.masks.postprocess import Rule
 from pipeline.masks.rle import Dialect
 
-CAR_VIEW = re.compile(r"^(?P<car>.+)_(?P<view>\d{2})$")  # Carvana's <car>_<NN>: 16 views of one car
+PREFIX = re.compile(r"^(?P<prefix>.+)_(?P<index>\d{2})$")  # <prefix>_<NN>: views of one object (Carvana's 16 of a car)
 
 
 class CompetitionError(UserError):
@@ -107,7 +107,7 @@ class SubmissionFormat:
 class Competition:
     """One competition's folder, opened for reading; subclasses say everything that differs between competitions.
 
-    `strict` (the folder is named by the competition's own slug) adds the checks that hold only for the real data:
+    `strict` (a local copy imported as the competition itself) adds the checks that hold only for the real data:
     its file names and counts.
     """
 
@@ -116,13 +116,19 @@ class Competition:
     native_size: ClassVar[Size] = (0, 0)  # (height, width) of the real images: the demo's default size
     kaggle_counts: ClassVar[tuple[int, int]] = (0, 0)  # the real competition's train and test images (budget)
     kaggle_outputs: ClassVar[int] = 1  # a model's outputs for the real competition (budget)
-    group: ClassVar[str] = "image"  # what split.group auto means
+    group: ClassVar[str] = "image"  # what split.group auto means: prefix (the name before _<NN>) or image
+    unit: ClassVar[str] = "prefix group"  # what a prefix group is called in messages (Carvana: car)
     dialect: ClassVar[Dialect]
     labels: str = "binary"  # binary (one sigmoid) | multiclass (softmax over classes) | multilabel (one sigmoid each)
     class_names: list[str]
 
     def __init__(self, root: Path, hq: bool = False, strict: bool = False):
         self.root, self.hq, self.strict = Path(root), hq, strict
+
+    @classmethod
+    def demo_outputs(cls, multiclass: bool) -> int:
+        """A model's outputs for the competition's demo (budget, before the demo is rendered)."""
+        return cls.kaggle_outputs
 
     # ---- files
     @classmethod
@@ -182,19 +188,20 @@ class Competition:
 
     # ---- folds
     def group_of(self, name: str, group: str) -> str:
-        """The group an image belongs to for the folds: its car (`<car>_<NN>.<ext>`), or the image itself."""
+        """The group an image belongs to for the folds: its name prefix (`<prefix>_<NN>.<ext>`: Carvana's car), or
+        the image itself."""
         base = stem(name)
         if group == "auto":
             group = self.group
         if group == "image":
             return base
-        match = CAR_VIEW.match(base)
+        match = PREFIX.match(base)
         if not match:
             raise CompetitionError(
-                f"{name} is not named <car>_<NN>.<ext>, so it cannot be grouped by car; "
-                f"set split.group to 'image' (or 'auto') for datasets without cars"
+                f"{name} is not named <prefix>_<NN>.<ext>, so it cannot be grouped by prefix; "
+                f"set split.group to 'image' (or 'auto') for images that are not views of one object"
             )
-        return match["car"]
+        return match["prefix"]
 
     # ---- submission and metric
     SAMPLE: ClassVar[str] = "sample_submission.csv"

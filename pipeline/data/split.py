@@ -1,4 +1,4 @@
-"""Train/validation folds grouped (Carvana: by car), optionally stratified by mask area.
+"""Train/validation folds grouped (by name prefix: Carvana's car), optionally stratified by mask area.
 
 The seeds split per image, so the 16 views of one car land on both sides and validation Dice is optimistic. Here
 every image of a group shares a fold (the group is the competition's: `split.group auto`); with stratification,
@@ -43,8 +43,8 @@ def make_folds(
 
 
 def group_label(comp: Competition, group: str) -> str:
-    """What a group is called in messages: car or image."""
-    return comp.group if group == "auto" else group
+    """What a group is called in messages: the competition's unit (Carvana: car) or image."""
+    return comp.unit if (comp.group if group == "auto" else group) == "prefix" else "image"
 
 
 def split_competition(comp: Competition, *, folds: int, seed: int, stratify: bool, group: str) -> pd.DataFrame:

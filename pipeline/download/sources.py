@@ -19,14 +19,16 @@ from tqdm import tqdm
 
 from pipeline.competitions import Competition, competition_class
 from pipeline.competitions.archive import ArchiveError, check_crcs, extract_member
+from pipeline.competitions.carvana import SLUG as CARVANA
 from pipeline.competitions.carvana import demo as carvana_demo
+from pipeline.competitions.severstal import SLUG as SEVERSTAL
 from pipeline.competitions.severstal import demo as severstal_demo
 from pipeline.download import kaggle_api, store
 from pipeline.errors import UserError
 from pipeline.params import DownloadParams
 
 STAMP = "SOURCE.json"
-DEMOS = {"Carvana": carvana_demo.generate, "Severstal": severstal_demo.generate}  # each competition's miniature
+DEMOS = {CARVANA: carvana_demo.generate, SEVERSTAL: severstal_demo.generate}  # each competition's miniature, by slug
 
 
 class SourceError(UserError):
@@ -37,7 +39,7 @@ def _stamp(p: DownloadParams) -> dict:
     if p.source == "demo":
         return {
             "source": "demo",
-            "competition": competition_class(p.competition).__name__,
+            "competition": competition_class(p.competition, p.source).__name__,
             **{k: getattr(p.demo, k) for k in ("seed", "train", "test", "width", "height", "multiclass")},
         }
     if p.source == "kaggle":
@@ -117,12 +119,12 @@ def fetch(p: DownloadParams, out: Path, truth_dir: Path) -> dict[str, int]:
 
 
 def _fill(p: DownloadParams, out: Path, truth_dir: Path) -> dict[str, int]:
-    comp = competition_class(p.competition)
+    comp = competition_class(p.competition, p.source)
     checked = False
     if p.source == "demo":
         d = p.demo
         height, width = (d.height, d.width) if d.width else comp.native_size
-        DEMOS[comp.__name__](
+        DEMOS[comp.slug](
             out,
             truth_dir,
             seed=d.seed,
@@ -140,7 +142,9 @@ def _fill(p: DownloadParams, out: Path, truth_dir: Path) -> dict[str, int]:
         from pipeline.download import layouts
 
         layouts.import_folder(p.local, out, comp)
-    real = p.source != "demo" and p.competition == comp.slug  # the checks of the real data's names and counts
+    # the checks of the real data's names and counts guard a local copy that claims to be the competition; Kaggle's
+    # own files are the competition (and their zips are CRC-checked below)
+    real = p.source == "local" and p.competition == comp.slug
     counts = comp(out, p.hq, strict=real).verify()
     if not checked:
         for name in comp.layout(p.hq)[0]:

@@ -23,7 +23,7 @@ from PIL import Image
 
 from pipeline.competitions.archive import ImageArchive, extract_member, write_member
 from pipeline.competitions.base import (
-    CAR_VIEW,
+    PREFIX,
     Competition,
     CompetitionError,
     SubmissionFormat,
@@ -73,7 +73,8 @@ class Carvana(Competition):
     title = "Carvana Image Masking Challenge"
     native_size = (1280, 1918)
     kaggle_counts = (5088, 100_064)
-    group = "car"
+    group = "prefix"
+    unit = "car"
     dialect = DIALECTS["carvana"]
 
     def __init__(self, root: Path, hq: bool = False, strict: bool = False):
@@ -91,6 +92,10 @@ class Carvana(Competition):
         self.labels = "binary" if len(self.class_names) == 2 else "multiclass"
         self._train_names: list[str] | None = None
         self._test_names: list[str] | None = None
+
+    @classmethod
+    def demo_outputs(cls, multiclass: bool) -> int:
+        return len(DEMO_PARTS) if multiclass else 1
 
     # ---- files
     @classmethod
@@ -239,8 +244,8 @@ class Carvana(Competition):
         return f"{self.train.content(names)}-{self.mask_zip.content(masks)}"
 
     def group_of(self, name: str, group: str) -> str:
-        if group == "auto" and not self.strict and not all(CAR_VIEW.match(stem(n)) for n in self.train.names()):
-            group = "image"  # other data: cars only when every name is <car>_<NN>
+        if group == "auto" and not self.strict and not all(PREFIX.match(stem(n)) for n in self.train.names()):
+            group = "image"  # other data: by prefix only when every name is <prefix>_<NN>
         return super().group_of(name, group)
 
     # ---- submission and metric
