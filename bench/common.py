@@ -10,20 +10,20 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from pipeline import params, runtime
+from pipeline import params, paths, runtime
 from pipeline.competitions import Competition, open_competition
 from pipeline.competitions.archive import ImageArchive
 from pipeline.competitions.carvana import SLUG, demo
-from pipeline.data import datasets
+from pipeline.data import preprocess
 from pipeline.models.factory import create_model
-from pipeline.prediction import predict
+from pipeline.prediction import predict, shards
 from pipeline.prediction.predictor import Predictor, load_predictor
 
 
 def demo_competition(test_images: int = 64, root: Path | None = None) -> Path:
     """A 1918x1280 demo competition with at least `test_images` distinct test images: data/raw when it
     holds such a demo, else one rendered into a temporary folder (16 views per test car)."""
-    raw = Path("data/raw")
+    raw = paths.RAW
     stamp = raw / "SOURCE.json"
     if root is None and stamp.is_file() and '"demo"' in stamp.read_text():
         if sum(1 for _ in open(raw / "sample_submission.csv")) - 1 >= test_images:
@@ -62,7 +62,7 @@ def best_of(fn, repeat: int) -> float:
     return best
 
 
-def load_model(path: Path) -> tuple[nn.Module, datasets.Preprocess]:
+def load_model(path: Path) -> tuple[nn.Module, preprocess.Preprocess]:
     if path.is_file():
         predictor = load_predictor([path])
         return predictor.models[0], predictor.pre
@@ -72,38 +72,26 @@ def load_model(path: Path) -> tuple[nn.Module, datasets.Preprocess]:
     )
     t = params.load("train")["train"]
     model = create_model(t.model.arch, in_channels=3, classes=1, **t.model.kwargs()).eval()
-    return model, datasets.Preprocess.for_data((1280, 1918), t.scale, 3)
+    return model, preprocess.Preprocess.for_data((1280, 1918), t.scale, 3)
 
 
 def predict_on_cpu(
     model: nn.Module,
-    pre: datasets.Preprocess,
+    pre: preprocess.Preprocess,
     archive: ImageArchive,
     names: list[str],
     out: Path,
     shard_size: int,
-    tta: bool = False,
+    tta: str = "none",
 ) -> dict:
     """The predict stage's code on one bare model (batches of 8, 2 workers, the stage's Runtime for the default
     predict.amp: its precision and memory format, which it gives the model in place as the stage does when loading
     it); returns the manifest."""
     rt = runtime.for_inference(True)
     predictor = Predictor([model.to(memory_format=rt.memory_format)], pre, 1, ["background", "car"], ["bench"], {})
-    manifest = predict.prepare(out, names, shard_size, predictor, {}, archive)
-    predict.predict_shards(
-        predictor,
-        archive,
-        names,
-        out,
-        manifest,
-        batch_size=8,
-        workers=2,
-        tta=tta,
-        device=torch.device("cpu"),
-        autocast=rt.autocast,
-        memory_format=rt.memory_format,
-    )
-    return manifest
+    settings = dict(rt=rt, tta=tta, shard_size=shard_size, batch_size=8, workers=2)
+    predict.predict_test_set(predictor, archive, names, out, **settings)
+    return shards.check_manifest(out)
 
 
 def encode_carvana(predictions: Path, names: list[str], out: Path, threshold: float = 0.5, jobs: int = -1) -> dict:

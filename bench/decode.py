@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 
 from bench.common import best_of, demo_competition, machine, open_demo
-from pipeline.data.datasets import Preprocess
+from pipeline.data.preprocess import Preprocess
 from pipeline.images import decode_image
 
 

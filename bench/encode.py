@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from bench.common import demo_competition, encode_carvana, load_model, machine, open_demo, predict_on_cpu
+from pipeline import paths
 from pipeline.competitions.carvana import Carvana
 from pipeline.masks import postprocess, rle
 from pipeline.masks.postprocess import Rule
@@ -37,7 +38,7 @@ def plain_path(shard: Path) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--images", type=int, default=1024)
-    parser.add_argument("--model", type=Path, default=Path("models/fold0/best.pt"))
+    parser.add_argument("--model", type=Path, default=paths.model(0))
     args = parser.parse_args()
     comp = open_demo(demo_competition(args.images))
     names = comp.test.names()[: args.images]

@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench.common import machine
-from pipeline import params, training
+from pipeline import params, paths, training
 from pipeline.competitions import open_competition
 from pipeline.models.factory import count_parameters, create_model
 
@@ -30,7 +30,7 @@ def main() -> None:
     p_all = params.load("download", "train")
     base, d = p_all["train"], p_all["download"]
     base = params.replace(base, epochs=args.epochs or base.epochs)
-    comp = open_competition(Path("data/raw"), d.competition, d.hq)
+    comp = open_competition(paths.RAW, d.competition, d.hq)
     table = pd.read_csv("data/split.csv")
     work = Path(tempfile.mkdtemp(prefix="carvana-bench-encoders-"))
     rows = []

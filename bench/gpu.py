@@ -41,7 +41,7 @@ from pipeline import params, runtime, training
 from pipeline.competitions import open_competition
 from pipeline.competitions.archive import ImageArchive, write_member
 from pipeline.competitions.carvana import SLUG, Carvana, demo
-from pipeline.data import datasets, split
+from pipeline.data import preprocess, split
 from pipeline.evaluation import evaluate
 from pipeline.masks import postprocess
 from pipeline.masks.postprocess import Rule
@@ -278,8 +278,8 @@ def check_prediction(report: Report, raw: Path, model_path: Path | None, device:
     for start in range(0, len(names), 8):
         batch = [predictor.pre.load(comp.read_image(n), n) for n in names[start : start + 8]]
         x = torch.stack([b[0] for b in batch]).to(device)
-        fp32 = postprocess.to_uint8(predictor(x, True))
-        amp = postprocess.to_uint8(predictor(x, True, runtime.autocast(device, torch.bfloat16)))
+        fp32 = postprocess.to_uint8(predictor(x, "hflip"))
+        amp = postprocess.to_uint8(predictor(x, "hflip", runtime.autocast(device, torch.bfloat16)))
         for i, (_, original) in enumerate(batch):
             m32 = postprocess.full_mask(fp32[i, 0], original, 0.5)
             m16 = postprocess.full_mask(amp[i, 0], original, 0.5)
@@ -298,7 +298,7 @@ def check_prediction(report: Report, raw: Path, model_path: Path | None, device:
     for amp_on in (True, False):
         rt = runtime.for_inference(amp_on)
         board, fold_of = evaluate.evaluate_folds(
-            comp, table, models, [0], batch_size=8, workers=0, tta=True, rt=rt, oof=models.parent / f"oof-{amp_on}"
+            comp, table, models, [0], batch_size=8, workers=0, tta="hflip", rt=rt, oof=models.parent / f"oof-{amp_on}"
         )
         rules, metrics, _, _ = evaluate.summarize(board, comp, fold_of, 0.2, 0.8)
         chosen.append((str(rt.dtype or "float32").replace("torch.", ""), rules[0].threshold, metrics["dice"]))
@@ -509,13 +509,13 @@ def predict_throughput(report: Report, raw: Path, work: Path, s: Sizes, device: 
     predictor = load_predictor([work / "train" / "recipe" / "best.pt"], device, fmt)
     pre = predictor.pre
     out = work / "predictions"
-    manifest = predict.prepare(out, names, 500, predictor, {"bench": True}, archive)
-    for stale in out.glob("shard-*.zip"):
-        stale.unlink()
-    settings = dict(batch_size=s.predict_batch, workers=workers, tta=True, device=device, autocast=autocast)
+    shutil.rmtree(out, ignore_errors=True)  # every shard predicted, whatever an earlier run left
     with Utilisation(device) as util:
         started = time.perf_counter()
-        predict.predict_shards(predictor, archive, names, out, manifest, memory_format=fmt, **settings)
+        predict.predict_test_set(
+            predictor, archive, names, out, rt=rt, tta="hflip", shard_size=500, batch_size=s.predict_batch,
+            workers=workers,
+        )  # fmt: skip
         predict_s = time.perf_counter() - started
     started = time.perf_counter()
     written = encode.write(out, Carvana, Carvana.format_for(names), [Rule(0.5)], work / "submission.csv.gz", jobs=-1)
@@ -540,7 +540,7 @@ def predict_throughput(report: Report, raw: Path, work: Path, s: Sizes, device: 
 
     # where the time goes, each part alone
     loader = torch.utils.data.DataLoader(
-        datasets.ImageDataset(archive, names[: min(n, 1000)], pre), batch_size=s.predict_batch, num_workers=workers
+        preprocess.ImageDataset(archive, names[: min(n, 1000)], pre), batch_size=s.predict_batch, num_workers=workers
     )
     started = time.perf_counter()
     seen = sum(len(batch[0]) for batch in loader)
@@ -554,8 +554,8 @@ def predict_throughput(report: Report, raw: Path, work: Path, s: Sizes, device: 
     host = host.pin_memory() if device.type == "cuda" else host
     x = pre.normalize(host.to(device).permute(0, 3, 1, 2)).contiguous(memory_format=fmt)
     report.figure("host to device", _per_image_ms(lambda: host.to(device, non_blocking=True), device, s), "ms/image")
-    report.figure("model (flip TTA)", _per_image_ms(lambda: predictor(x, True, autocast), device, s), "ms/image")
-    probs = predictor(x, True, autocast)
+    report.figure("model (flip TTA)", _per_image_ms(lambda: predictor(x, "hflip", autocast), device, s), "ms/image")
+    probs = predictor(x, "hflip", autocast)
     report.figure("device to host (uint8)", _per_image_ms(lambda: postprocess.to_uint8(probs), device, s), "ms/image")
     report.figure("encode (up-sample + RLE + gzip, all cores)", encode_s / n * 1e3, "ms/image")
     decode_alternatives(report, archive, names, pre, s, device)
@@ -577,7 +577,7 @@ def decode_alternatives(report: Report, archive: ImageArchive, names: list[str],
     subset = names[:600]
     for workers in sorted({max(1, cores // 2), 2 * cores}):
         loader = torch.utils.data.DataLoader(
-            datasets.ImageDataset(archive, subset, pre), batch_size=s.predict_batch, num_workers=workers
+            preprocess.ImageDataset(archive, subset, pre), batch_size=s.predict_batch, num_workers=workers
         )
         started = time.perf_counter()
         seen = sum(len(batch[0]) for batch in loader)

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from bench.common import demo_competition, encode_carvana, load_model, machine, predict_on_cpu
+from pipeline import paths
 
 
 def _tree_rss_kb(root: int) -> int:
@@ -70,7 +71,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--small", type=int, default=200)
     parser.add_argument("--large", type=int, default=2000)
-    parser.add_argument("--model", type=Path, default=Path("models/fold0/best.pt"))
+    parser.add_argument("--model", type=Path, default=paths.model(0))
     parser.add_argument("--child", nargs=3, type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:

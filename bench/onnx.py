@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from bench.common import best_of, machine
-from pipeline.data.datasets import Preprocess
+from pipeline.data.preprocess import Preprocess
 from pipeline.models import checkpoint
 from pipeline.models.factory import count_parameters, create_model
 from pipeline.prediction.onnx_export import OnnxModel, export

@@ -29,6 +29,7 @@ from torch import nn
 
 from bench.common import demo_competition, encode_carvana, load_model, machine, open_demo, predict_on_cpu
 from bench.rle import standard_snippet
+from pipeline import paths
 from pipeline.competitions.carvana import Carvana
 from pipeline.masks.scoring import dice
 from pipeline.submission import encode
@@ -60,7 +61,7 @@ class Replay(nn.Module):
         return out
 
 
-def ours(model, pre, comp, names, workdir: Path, tta: bool) -> float:
+def ours(model, pre, comp, names, workdir: Path, tta: str) -> float:
     start = time.perf_counter()
     predict_on_cpu(model, pre, comp.test, names, workdir / "pred", shard_size=500, tta=tta)
     encode_carvana(workdir / "pred", names, workdir / "ours.csv.gz")
@@ -90,7 +91,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--images", type=int, default=1024)
     parser.add_argument("--tta", action="store_true", help="the horizontal flip on both paths")
-    parser.add_argument("--model", type=Path, default=Path("models/fold0/best.pt"))
+    parser.add_argument("--model", type=Path, default=paths.model(0))
     args = parser.parse_args()
     torch.set_grad_enabled(False)
     comp = open_demo(demo_competition(args.images))
@@ -99,9 +100,10 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="carvana-bench-predict-"))
 
     rec_ours, rec_seed = Recorder(model_ours), Recorder(model_seed)
-    total_ours = ours(rec_ours, pre, comp, names, work, args.tta)
+    tta = "hflip" if args.tta else "none"
+    total_ours = ours(rec_ours, pre, comp, names, work, tta)
     total_seed = seed_loop(rec_seed, pre, comp, names, work, args.tta)
-    rest_ours = ours(Replay(rec_ours.outputs), pre, comp, names, work / "replay", args.tta)
+    rest_ours = ours(Replay(rec_ours.outputs), pre, comp, names, work / "replay", tta)
     rest_seed = seed_loop(Replay(rec_seed.outputs), pre, comp, names, work, args.tta)
     ours_rows, seed_rows = encode.read(work / "ours.csv.gz"), encode.read(work / "seed.csv.gz")
     agree = np.mean(

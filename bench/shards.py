@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from pipeline import paths
 from pipeline.prediction import shards
 
 CARVANA_TEST = 100_064
@@ -63,7 +64,7 @@ def variants() -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("predictions", type=Path, nargs="?", default=Path("data/predictions"))
+    parser.add_argument("predictions", type=Path, nargs="?", default=paths.PREDICTIONS)
     parser.add_argument("--images", type=int, default=24)
     args = parser.parse_args()
     manifest = shards.check_complete(args.predictions)

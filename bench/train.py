@@ -18,14 +18,14 @@ from torch.utils.data import DataLoader
 
 from bench.common import demo_competition, machine, open_demo
 from pipeline import params
-from pipeline.data import datasets
+from pipeline.data import datasets, preprocess
 from pipeline.models.factory import create_model
 from pipeline.models.losses import SegmentationLoss
 
 
 def images_per_second(comp, p: params.TrainParams, steps: int) -> float:
     names = comp.train_names
-    pre = datasets.Preprocess.for_data((1280, 1918), p.scale, 3)
+    pre = preprocess.Preprocess.for_data((1280, 1918), p.scale, 3)
     dataset = datasets.TrainDataset(comp, names, pre, p.augment, p.seed)
     loader = DataLoader(dataset, batch_size=p.batch_size, shuffle=True, num_workers=p.workers)
     fmt = torch.channels_last if p.channels_last else torch.contiguous_format

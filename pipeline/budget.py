@@ -2,7 +2,7 @@
 the disk its outs take.
 
 Train and predict print it before their long work (predict refuses to start when its shards cannot fit);
-`carvana budget` prints it for any params without running anything. The counts are data/raw's when it holds the
+`kseg budget` prints it for any params without running anything. The counts are data/raw's when it holds the
 competition, else the demo's (download.source demo) or the real competition's. The times are per-image figures
 measured here (a few training steps and forward passes of the configured model at its input size, and the
 decoding of a few images) multiplied out: on a GPU, decoding overlaps the model (the slower of the two counts);
@@ -25,13 +25,13 @@ from PIL import Image
 from pipeline import params as P
 from pipeline import runtime
 from pipeline.competitions import Competition, CompetitionError, competition_class, open_competition
-from pipeline.data.datasets import Preprocess
+from pipeline.data.preprocess import Preprocess
 from pipeline.errors import UserError
 from pipeline.images import Size, channels_of, decode_image
 from pipeline.masks.scoring import Scoreboard
 from pipeline.models import checkpoint
 from pipeline.models.factory import count_parameters, create_model
-from pipeline.prediction.inference import tta_name, tta_views
+from pipeline.prediction.inference import TTA_SETS
 from pipeline.runtime import Runtime
 
 CPU_PIXELS = 256 * 256  # on a CPU, larger inputs are timed at this many pixels and scaled by their pixel count
@@ -246,8 +246,8 @@ def shard_ratio(pixels: int) -> float:
 
 def predict_cost(data: Data, pre: Preprocess, folds: int, pr: P.PredictParams, per_image: float, rt: Runtime) -> Cost:
     """What the predict stage will do: `per_image` is the seconds of every pass an image gets (folds x TTA)."""
-    views = len(tta_views(pr.tta))
-    passes, tta = folds * views, f" x {tta_name(pr.tta)} TTA" if views > 1 else ""
+    views = len(TTA_SETS[pr.tta])
+    passes, tta = folds * views, f" x {pr.tta} TTA" if views > 1 else ""
     decode = decoding_seconds(data, pre.size)
     each = round(data.outputs * pre.size[0] * pre.size[1] * shard_ratio(pre.size[0] * pre.size[1]))
     return Cost(
@@ -301,5 +301,5 @@ def for_params(p: dict, raw: Path) -> str:
     folds = len(p["split"].validation_folds())
     model = _model(t, data, rt).eval()
     one_pass = forward_seconds(model, rt, (_batch(rt, pr.batch_size), data.channels, *pre.size))
-    predict = predict_cost(data, pre, folds, pr, folds * len(tta_views(pr.tta)) * one_pass, rt)
+    predict = predict_cost(data, pre, folds, pr, folds * len(TTA_SETS[pr.tta]) * one_pass, rt)
     return report([train, predict], data, rt)

@@ -1,11 +1,11 @@
-"""The `carvana` command: the pipeline's functions for use outside `dvc repro`.
+"""The `kseg` command (`carvana`, its first name, is the same): the pipeline's functions for use outside `dvc repro`.
 
-carvana train [-e E] [-b B] [-l LR] [-f LOAD] [-s SCALE] [-v VAL] [--amp]   the seed's training flags
-carvana predict -m MODEL -i a.jpg b.jpg [-o a.png b.png] [--viz] [--no-save] [-t T] [-s 0.5] [--rle] [--no-tta]
-carvana export [-m MODEL] [-o OUT.onnx]   ONNX with dynamic batch, height and width
-carvana masks [-p data/predictions] [-o DIR] [-t 0.5]   index and colour PNGs of the predictions
-carvana submissions [-c SLUG] [--wait]   list your Kaggle submissions and their scores
-carvana budget [-S key=value ...]   what train and predict will cost with these params, timed on this device
+kseg train [-e E] [-b B] [-l LR] [-f LOAD] [-s SCALE] [-v VAL] [--amp]   the seed's training flags
+kseg predict -m MODEL -i a.jpg b.jpg [-o a.png b.png] [--viz] [--no-save] [-t T] [-s 0.5] [--rle] [--no-tta]
+kseg export [-m MODEL] [-o OUT.onnx]   ONNX with dynamic batch, height and width
+kseg masks [-p data/predictions] [-o DIR] [-t 0.5]   index and colour PNGs of the predictions
+kseg submissions [-c SLUG] [--wait]   list your Kaggle submissions and their scores
+kseg budget [-S key=value ...]   what train and predict will cost with these params, timed on this device
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import sys
 import time
 from pathlib import Path
 
+from pipeline import paths
 from pipeline.errors import run_stage
 
 
@@ -42,12 +43,12 @@ def _submissions(args: argparse.Namespace) -> None:
     if not rows:
         print(f"no submissions to {args.competition} yet")
         return
-    receipt_path = Path("submissions/receipt.json")
+    receipt_path = paths.RECEIPT
     if receipt_path.is_file():  # in a project: the scores join the receipt, a metric of `dvc exp show`
         from pipeline.submission import upload
 
-        upload.record_scores(rows, Path("submissions/scores.json"))
-        receipt = upload.with_score(json.loads(receipt_path.read_text()), Path("submissions/scores.json"))
+        upload.record_scores(rows, paths.SCORES)
+        receipt = upload.with_score(json.loads(receipt_path.read_text()), paths.SCORES)
         receipt_path.write_text(json.dumps(receipt, indent=2) + "\n")
         if receipt.get("public_score") is not None:
             print(f"{receipt_path}: ref {receipt['ref']}, public score {receipt['public_score']}")
@@ -132,14 +133,13 @@ def _predict(args: argparse.Namespace) -> None:
     from PIL import Image
 
     from pipeline import runtime
-    from pipeline.data.datasets import Preprocess
+    from pipeline.data.preprocess import Preprocess
     from pipeline.errors import UserError
     from pipeline.evaluation import overlay
     from pipeline.images import image_size
     from pipeline.masks import postprocess
     from pipeline.masks import recipe as recipes
     from pipeline.masks.postprocess import Rule
-    from pipeline.prediction.inference import tta_name
     from pipeline.prediction.predictor import load_predictor
 
     outputs = args.output or [str(Path(i).with_name(Path(i).stem + "_OUT.png")) for i in args.input]
@@ -156,10 +156,10 @@ def _predict(args: argparse.Namespace) -> None:
         rules = [Rule(args.mask_threshold)] * channels
     else:
         rules = recipes.rules(recipe, channels) if recipe else [Rule(0.5)] * channels
-    tta = args.tta if args.tta is not None else recipe.get("tta", True)
+    tta = ("hflip" if args.tta else "none") if args.tta is not None else recipe.get("tta", "hflip")
     chosen_by = "given" if args.mask_threshold is not None else "evaluate" if recipe else "default"
     shown = f"threshold {rules[0].threshold:.3f}" if len(set(rules)) == 1 else "thresholds per class"
-    print(f"{shown} ({chosen_by}), TTA {tta_name(tta)}", file=sys.stderr)
+    print(f"{shown} ({chosen_by}), TTA {tta}", file=sys.stderr)
     pre = predictor.pre
     scale = args.scale or pre.size[0] / pre.original[0]
     for source, target in zip(args.input, outputs, strict=True):
@@ -239,7 +239,7 @@ def _masks(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="carvana", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="kseg", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser(
@@ -261,8 +261,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument("--amp", action="store_true", help="use mixed precision (on CUDA)")
     t.add_argument("--classes", "-c", type=int, help="output channels; must match the data (Carvana 1, Severstal 4)")
-    t.add_argument("--data", type=Path, default=Path("data/raw"), help="competition folder (default %(default)s)")
-    t.add_argument("--out", type=Path, default=Path("checkpoints"), help="checkpoint folder (default %(default)s)")
+    t.add_argument("--data", type=Path, default=paths.RAW, help="competition folder (default %(default)s)")
+    t.add_argument("--out", type=Path, default=paths.CHECKPOINTS, help="checkpoint folder (default %(default)s)")
     t.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file (default %(default)s)")
     t.set_defaults(func=_train)
 
@@ -270,7 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
         "predict", help="predict masks of images with a trained model", description="Predict masks from input images"
     )
     pr.add_argument(
-        "--model", "-m", default="models/fold0/best.pt", metavar="FILE", help="checkpoint to use (default %(default)s)"
+        "--model", "-m", default=str(paths.model(0)), metavar="FILE", help="checkpoint to use (default %(default)s)"
     )
     pr.add_argument("--input", "-i", nargs="+", required=True, metavar="INPUT", help="filenames of input images")
     pr.add_argument("--output", "-o", nargs="+", metavar="OUTPUT", help="filenames of output masks")
@@ -294,20 +294,20 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument(
         "--recipe",
         type=Path,
-        default=Path("reports/evaluate/predictor.json"),
+        default=paths.RECIPE,
         help="evaluate's threshold and TTA, used when it was written for this model (default %(default)s)",
     )
     pr.set_defaults(func=_predict)
 
     e = sub.add_parser("export", help="export a checkpoint to ONNX (dynamic batch, height, width)")
-    e.add_argument("--model", "-m", default="models/fold0/best.pt", help="checkpoint (default %(default)s)")
+    e.add_argument("--model", "-m", default=str(paths.model(0)), help="checkpoint (default %(default)s)")
     e.add_argument("--output", "-o", default="model.onnx", help="ONNX file to write (default %(default)s)")
     e.add_argument("--opset", type=int, default=17, help="ONNX opset (default %(default)s)")
     e.set_defaults(func=_export)
 
     m = sub.add_parser("masks", help="write index masks and colour pictures of the predict stage's output")
-    m.add_argument("--predictions", "-p", type=Path, default=Path("data/predictions"))
-    m.add_argument("--output", "-o", type=Path, default=Path("submissions/masks"))
+    m.add_argument("--predictions", "-p", type=Path, default=paths.PREDICTIONS)
+    m.add_argument("--output", "-o", type=Path, default=paths.SUBMISSIONS / "masks")
     m.add_argument("--threshold", "-t", type=float, default=0.5, help="sigmoid models only (default %(default)s)")
     m.set_defaults(func=_masks)
 
@@ -324,7 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     b.add_argument("-S", "--set", action="append", default=[], metavar="KEY=VALUE", help="as `dvc exp run -S`")
     b.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file (default %(default)s)")
-    b.add_argument("--data", type=Path, default=Path("data/raw"), help="competition folder (default %(default)s)")
+    b.add_argument("--data", type=Path, default=paths.RAW, help="competition folder (default %(default)s)")
     b.set_defaults(func=_budget)
     return parser
 

@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 
 from pipeline import members
-from pipeline.params import is_weights_file
+from pipeline.paths import is_weights_file
 from pipeline.provenance import file_hash
 
 

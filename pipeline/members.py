@@ -15,11 +15,12 @@ import os
 import shutil
 from pathlib import Path
 
+from pipeline import paths
 from pipeline.errors import UserError
 
-OUTS = ("models", "data/oof")  # what a blend's member needs from its experiment, cached by DVC
-PREDICTIONS = ("data/predictions",)  # what a source of pseudo-labels needs
-RECIPE = "reports/evaluate/predictor.json"  # its rules, TTA and precision (in git: a `cache: false` out)
+OUTS = (str(paths.MODELS), str(paths.OOF))  # what a blend's member needs from its experiment, cached by DVC
+PREDICTIONS = (str(paths.PREDICTIONS),)  # what a source of pseudo-labels needs
+RECIPE = str(paths.RECIPE)  # its rules, TTA and precision (in git: a `cache: false` out)
 
 
 class MemberError(UserError):

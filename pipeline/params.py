@@ -124,14 +124,6 @@ class SplitParams(_Section):
 # train
 
 
-WEIGHT_FILES = (".pth", ".pt", ".safetensors")  # what makes train.model.encoder_weights a local file
-
-
-def is_weights_file(weights: str) -> bool:
-    """encoder_weights names a local file (rather than imagenet, another published set, or none)."""
-    return Path(weights).suffix in WEIGHT_FILES
-
-
 SEED_ARCHS = ("unet", "unetplusplus")  # built here without an encoder (the seed's U-Net and a UNet++)
 Arch = Literal[
     "unet", "unetplusplus", "fpn", "linknet", "deeplabv3", "deeplabv3plus", "manet", "pspnet", "pan", "upernet",
@@ -263,6 +255,11 @@ class TrainParams(_Section):
 TTASet = Literal["none", "hflip", "vflip", "hvflip", "d4"]
 
 
+def tta_set(value):
+    """A TTA set's name; true and false, the values of the former flag, are hflip and none."""
+    return "hflip" if value is True else "none" if value is False else value
+
+
 class EvaluateParams(_Section):
     threshold_min: float = Field(gt=0.0, lt=1.0)
     threshold_max: float = Field(gt=0.0, lt=1.0)
@@ -296,11 +293,16 @@ class BlendParams(_Section):
 class PredictParams(_Section):
     batch_size: int = Field(ge=1, le=4096)
     workers: int = Field(ge=0, le=256)
-    tta: Union[bool, TTASet]  # true / false: hflip / none, as the former flag
+    tta: TTASet  # true / false, the former flag's values, are read as hflip / none
     shard_size: int = Field(ge=1, le=100_000)
     amp: bool
     nproc: int = Field(ge=1, le=1024)
     backend: Literal["torch", "onnxruntime"]
+
+    @field_validator("tta", mode="before")
+    @classmethod
+    def _tta_name(cls, value):
+        return tta_set(value)
 
     @property
     def mixed_precision(self) -> bool:

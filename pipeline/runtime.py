@@ -1,5 +1,5 @@
 """Where and how code runs, decided in one place: the Runtime (device, rank, mixed precision, memory format)
-that train, evaluate, predict, `carvana predict` and the benches use, and the multi-process plumbing (torchrun
+that train, evaluate, predict, `kseg predict` and the benches use, and the multi-process plumbing (torchrun
 relaunch, process group, rank).
 
 A stage asked for N processes relaunches itself under `torch.distributed.run` (one process per GPU,
@@ -130,7 +130,7 @@ def for_training(amp: bool, channels_last: bool, dtype: torch.dtype | None = Non
 
 
 def for_inference(amp: bool) -> Runtime:
-    """The Runtime of evaluate, predict and `carvana predict`: predict.amp's precision (bf16 on a CPU that computes
+    """The Runtime of evaluate, predict and `kseg predict`: predict.amp's precision (bf16 on a CPU that computes
     it natively, too), channels_last (on a CPU too: the demo model's forward pass 2x faster, and bench.memory's peak
     as flat as without it: 1.02x from 208 to 2,000 test images)."""
     rank, world, local_rank = init()

@@ -26,9 +26,10 @@ from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import DataLoader, DistributedSampler
 
 from pipeline import params as P
-from pipeline import provenance, runtime
+from pipeline import paths, provenance, runtime
 from pipeline.competitions import Competition
-from pipeline.data.datasets import Preprocess, TrainDataset, ValidationDataset, collate_validation
+from pipeline.data.datasets import TrainDataset, ValidationDataset, collate_validation
+from pipeline.data.preprocess import Preprocess
 from pipeline.errors import UserError
 from pipeline.images import channels_of, decode_image
 from pipeline.models import checkpoint, encoders
@@ -317,7 +318,7 @@ def run_fingerprint(
             **({"pseudo": [pseudo.folder.name, pseudo.names]} if pseudo is not None else {}),
             "encoder_weights": (
                 provenance.file_hash(Path(p.model.encoder_weights))
-                if P.is_weights_file(p.model.encoder_weights)
+                if paths.is_weights_file(p.model.encoder_weights)
                 else ""
             ),
         }

@@ -3,21 +3,17 @@
 download.source picks the demo (rendered here), Kaggle (the API) or a local folder; see params.yaml.
 """
 
-from pathlib import Path
-
 from pipeline import params
 from pipeline.competitions import competition_class
 from pipeline.download import sources
 from pipeline.errors import run_stage
-
-RAW = Path("data/raw")
-TRUTH = Path("data/demo-truth")
+from pipeline.paths import DEMO_TRUTH, RAW
 
 
 def main() -> None:
     used = params.load("download")
     p = used["download"]
-    counts = sources.fetch(p, RAW, TRUTH)
+    counts = sources.fetch(p, RAW, DEMO_TRUTH)
     params.check_unchanged(used)
     title = competition_class(p.competition, p.source).title
     print(f"{RAW}: {counts['train']} train images with masks, {counts['test']} test images ({p.source}; {title})")

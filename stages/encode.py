@@ -6,19 +6,15 @@ competition's dialect on every core, and writes submissions/submission.csv.gz in
 order, checked before it replaces the previous file.
 """
 
-from pathlib import Path
-
 from pipeline import params
 from pipeline.competitions import competition_class
 from pipeline.errors import UserError, run_stage
 from pipeline.masks import recipe
 from pipeline.masks.postprocess import Rule
+from pipeline.paths import PREDICTIONS, RAW, RECIPE, SUBMISSION
 from pipeline.prediction import shards
 from pipeline.provenance import file_hash
 from pipeline.submission import encode
-
-RAW, PREDICTIONS, RECIPE = Path("data/raw"), Path("data/predictions"), Path("reports/evaluate/predictor.json")
-OUT = Path("submissions/submission.csv.gz")
 
 
 def main() -> None:
@@ -29,12 +25,12 @@ def main() -> None:
         raise UserError(f"{RECIPE} is missing; run `dvc repro evaluate`, or set encode.threshold to a number")
     channels = shards.check_manifest(PREDICTIONS)["classes"]
     rules = recipe.rules(chosen, channels) if e.threshold == "best" else [Rule(e.threshold)] * channels
-    stats = encode.write(PREDICTIONS, comp, comp.submission_format(RAW), rules, OUT, e.jobs)
+    stats = encode.write(PREDICTIONS, comp, comp.submission_format(RAW), rules, SUBMISSION, e.jobs)
     params.check_unchanged(used)
-    sha = file_hash(OUT)[:12]
+    sha = file_hash(SUBMISSION)[:12]
     print(
-        f"{OUT}: {stats['rows']} rows, {stats['bytes'] / 1e6:.1f} MB, threshold {_described(rules)}, sha256 {sha} "
-        f"(to upload this file: dvc exp run -S submit.sha256={sha} submit)"
+        f"{SUBMISSION}: {stats['rows']} rows, {stats['bytes'] / 1e6:.1f} MB, threshold {_described(rules)}, "
+        f"sha256 {sha} (to upload this file: dvc exp run -S submit.sha256={sha} submit)"
     )
 
 

@@ -4,7 +4,7 @@ The models run as predict runs them (predict.amp's precision, float32 under ONNX
 and their probabilities are rounded to predict's uint8 levels, then up-sampled to each image's size before the
 rules are applied, exactly as the submission will be; every threshold between evaluate.threshold_min and
 threshold_max is tried (and, where the competition rewards it, a minimum object area per class), and the best rules
-are what the encode stage and `carvana predict` use (predictor.json, beside metrics.json, threshold_sweep.csv,
+are what the encode stage and `kseg predict` use (predictor.json, beside metrics.json, threshold_sweep.csv,
 per_image.csv and worst/ in reports/evaluate). The maps scored are kept in data/oof, out of fold once every fold
 is trained.
 
@@ -14,25 +14,19 @@ blend's weights (blend.json, which predict reads) and its rules, and the blend's
 
 import json
 import shutil
-from pathlib import Path
 
 import pandas as pd
 
-from pipeline import members, params, runtime
+from pipeline import members, params, paths, runtime
 from pipeline.competitions import open_competition
 from pipeline.errors import UserError, run_stage
-from pipeline.evaluation import blend, evaluate
+from pipeline.evaluation import blend, evaluate, pictures
 from pipeline.masks import recipe
+from pipeline.paths import CHECKPOINTS, EVALUATION, INPUTS, MODELS, OOF, RAW, SPLIT
 from pipeline.prediction import shards
 
-RAW, SPLIT, MODELS, OUT, OOF = (
-    Path("data/raw"),
-    Path("data/split.csv"),
-    Path("models"),
-    Path("reports/evaluate"),
-    Path("data/oof"),
-)
-RESOLVED, FETCHED = Path("data/inputs/blend.json"), Path("checkpoints/members")
+OUT = EVALUATION
+RESOLVED, FETCHED = INPUTS / "blend.json", CHECKPOINTS / "members"
 
 
 def blend_members(comp, table: pd.DataFrame, names: list[str], low: float, high: float):
@@ -41,7 +35,7 @@ def blend_members(comp, table: pd.DataFrame, names: list[str], low: float, high:
     if [m["name"] for m in found] != names:
         raise UserError(f"{RESOLVED} lists other members than blend.members; run `dvc repro` (its inputs stage)")
     folders = [members.fetch(m, FETCHED) for m in found]
-    recipes = [json.loads((f / members.RECIPE).read_text()) for f in folders]
+    recipes = [recipe.read(f / members.RECIPE) for f in folders]
     chosen = blend.choose(
         comp,
         table["img"].tolist(),
@@ -95,7 +89,7 @@ def main() -> None:
     per_image.to_csv(OUT / "per_image.csv", index=False, float_format="%.6f")
     (OUT / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     (OUT / "blend.json").write_text(json.dumps({"members": spec}, indent=2) + "\n")
-    checkpoints = [] if spec else [MODELS / f"fold{k}" / "best.pt" for k in folds]
+    checkpoints = [] if spec else [paths.model(k) for k in folds]
     recipe.write(OUT / "predictor.json", checkpoints, rules, pr.tta, pr.mixed_precision, spec)
     params.check_unchanged(p)
 
@@ -103,7 +97,7 @@ def main() -> None:
     try:
         for name, dice in per_image.head(e.worst)[["img", "dice"]].itertuples(index=False):
             original, probs = maps.read(name)
-            picture = evaluate.picture(comp, name, probs, original, rules, f"{name}  Dice {dice:.4f}")
+            picture = pictures.picture(comp, name, probs, original, rules, f"{name}  Dice {dice:.4f}")
             picture.save(OUT / "worst" / f"{name.rsplit('.', 1)[0]}.jpg", quality=88)
     finally:
         maps.close()

@@ -8,24 +8,22 @@ stage that reads them: replacing such a file reruns that stage and what follows;
 runs.
 """
 
-from pathlib import Path
-
 from pipeline import inputs, params
 from pipeline.competitions import competition_class
 from pipeline.errors import run_stage
+from pipeline.paths import CHECKPOINTS, INPUTS
 
-OUT = Path("data/inputs")
-HASHES = Path("checkpoints/inputs/hashes.json")  # file hashes by size and time: outside DVC's outs, kept
+HASHES = CHECKPOINTS / "inputs/hashes.json"  # file hashes by size and time: outside DVC's outs, kept
 
 
 def main() -> None:
     p = params.load()
     competition_class(p["download"].competition, p["download"].source)  # an unknown slug stops here, first
     cache = inputs.HashCache(HASHES)
-    changed = inputs.write(p, OUT, cache)
+    changed = inputs.write(p, INPUTS, cache)
     cache.save()
     if changed:
-        print(f"{OUT}: the files read by {', '.join(changed)} changed")
+        print(f"{INPUTS}: the files read by {', '.join(changed)} changed")
 
 
 if __name__ == "__main__":

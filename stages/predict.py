@@ -15,23 +15,21 @@ weighted mean: a change of weights recomputes only that mean.
 import json
 from pathlib import Path
 
-from pipeline import budget, members, params, runtime
+from pipeline import budget, members, params, paths, runtime
 from pipeline.competitions import open_competition
 from pipeline.errors import run_stage
+from pipeline.paths import BLEND, CHECKPOINTS, PREDICTIONS, RAW
 from pipeline.prediction import blend, onnx_export, predict, shards
-from pipeline.prediction.inference import tta_name
 from pipeline.prediction.predictor import load_predictor
 
-RAW, MODELS, OUT, WORK = Path("data/raw"), Path("models"), Path("data/predictions"), Path("checkpoints/predict")
-BLEND, FETCHED = Path("reports/evaluate/blend.json"), Path("checkpoints/members")
+WORK, FETCHED = CHECKPOINTS / "predict", CHECKPOINTS / "members"
 
 
-def predict_into(work: Path, models: list[Path], comp, pr, tta: bool | str, amp: bool) -> int:
-    """Every missing shard of `work` from these fold models, under this TTA and precision (a blend member's own);
-    the shards written by this process."""
+def predict_into(work: Path, models: list[Path], comp, pr, tta: str, amp: bool) -> int:
+    """Every missing shard of `work` from these fold models, under this TTA and precision (a blend member's own),
+    after the budget says what it costs and the disk has room; the shards written by this process."""
     pr = params.replace(pr, tta=tta, amp=amp)  # what the budget counts, too
     rt = runtime.for_inference(amp)
-    names = comp.test_names
     if pr.backend == "onnxruntime":
         exported = [work / "onnx" / f"{m.parent.name}.onnx" for m in models]
         for onnx_path, ckpt_path in zip(exported, models, strict=True):
@@ -40,34 +38,20 @@ def predict_into(work: Path, models: list[Path], comp, pr, tta: bool | str, amp:
         runtime.barrier(rt.world)
         models = exported
     predictor = load_predictor(models, rt.device, rt.memory_format)
-    settings = {"tta": tta, "precision": str(rt.dtype), "backend": pr.backend}
-    if rt.rank == 0:
-        manifest = predict.prepare(work, names, pr.shard_size, predictor, settings, comp.test)
+    names = comp.test_names
+
+    def budget_first(manifest: dict) -> None:
         batch = (min(pr.batch_size, 2), predictor.pre.channels, *predictor.pre.size)
         per_image = budget.forward_seconds(lambda x: predictor(x, tta, rt.autocast), rt, batch)
         cost = budget.predict_cost(budget.competition_data(comp), predictor.pre, len(models), pr, per_image, rt)
         print(cost)
         todo = sum(min(pr.shard_size, len(names) - k * pr.shard_size) for k in shards.missing(work, manifest))
         budget.ensure_room(work, cost.disk * todo // max(1, len(names)), "the predictions")
-    runtime.barrier(rt.world)
-    manifest = shards.check_manifest(work)
-    done = predict.predict_shards(
-        predictor,
-        comp.test,
-        names,
-        work,
-        manifest,
-        batch_size=pr.batch_size,
-        workers=pr.workers,
-        tta=tta,
-        device=rt.device,
-        autocast=rt.autocast,
-        rank=rt.rank,
-        world=rt.world,
-        memory_format=rt.memory_format,
-    )
-    runtime.barrier(rt.world)
-    return done
+
+    return predict.predict_test_set(
+        predictor, comp.test, names, work, rt=rt, tta=tta, shard_size=pr.shard_size, batch_size=pr.batch_size,
+        workers=pr.workers, settings={"backend": pr.backend}, before=budget_first,
+    )  # fmt: skip
 
 
 def main() -> None:
@@ -82,24 +66,25 @@ def main() -> None:
     names = comp.test_names
     spec = [m for m in json.loads(BLEND.read_text())["members"] if m["weight"] > 0]
     if not spec:
-        models = [MODELS / f"fold{k}" / "best.pt" for k in p["split"].validation_folds()]
+        models = [paths.model(k) for k in p["split"].validation_folds()]
         done = predict_into(WORK, models, comp, pr, pr.tta, pr.mixed_precision)
-        what = f"{len(models)} model(s), TTA {tta_name(pr.tta)}"
+        what = f"{len(models)} model(s), TTA {pr.tta}"
     else:
         parts = []
         for m in spec:
             folder = members.fetch(m, FETCHED) if rt.rank == 0 else FETCHED / m["rev"]
             runtime.barrier(rt.world)
             work = WORK / "members" / m["rev"][:12]
-            predict_into(work, sorted(folder.glob("models/fold*/best.pt")), comp, pr, m["tta"], m["amp"])
+            predict_into(work, sorted(folder.glob(str(paths.model("*")))), comp, pr, m["tta"], m["amp"])
             parts.append(work)
         done = blend.blend_shards(parts, [m["weight"] for m in spec], WORK, pr.shard_size) if rt.rank == 0 else 0
         what = "a blend of " + ", ".join(f"{m['name']} x {m['weight']:.2f}" for m in spec)
     if rt.rank == 0:
         params.check_unchanged(p)
-        shards.publish(WORK, OUT)
+        shards.publish(WORK, PREDICTIONS)
         manifest = shards.check_manifest(WORK)
-        print(f"{OUT}: {len(names)} images in {manifest['shards']} shards ({done} written now by process 0, {what})")
+        shown = f"{manifest['shards']} shards ({done} written now by process 0, {what})"
+        print(f"{PREDICTIONS}: {len(names)} images in {shown}")
 
 
 if __name__ == "__main__":

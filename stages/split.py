@@ -1,14 +1,10 @@
 """Assign train images to folds, grouped as the competition groups them: `dvc repro split` -> data/split.csv."""
 
-from pathlib import Path
-
 from pipeline import params
 from pipeline.competitions import open_competition
 from pipeline.data import split
 from pipeline.errors import run_stage
-
-RAW = Path("data/raw")
-OUT = Path("data/split.csv")
+from pipeline.paths import RAW, SPLIT
 
 
 def main() -> None:
@@ -17,10 +13,10 @@ def main() -> None:
     comp = open_competition(RAW, d.competition, d.hq)
     table = split.split_competition(comp, folds=s.folds, seed=s.seed, stratify=s.stratify, group=s.group)
     params.check_unchanged(p)
-    table.to_csv(OUT, index=False, float_format="%.6f")
+    table.to_csv(SPLIT, index=False, float_format="%.6f")
     sizes = table.groupby("fold")["group"].nunique().tolist()
     label = split.group_label(comp, s.group)
-    print(f"{OUT}: {len(table)} images of {table['group'].nunique()} {label}s in {s.folds} folds ({sizes} each)")
+    print(f"{SPLIT}: {len(table)} images of {table['group'].nunique()} {label}s in {s.folds} folds ({sizes} each)")
 
 
 if __name__ == "__main__":

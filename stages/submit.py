@@ -6,39 +6,31 @@ change can spend the daily allowance. Either way the stage writes submissions/re
 it did. Every upload is also appended to submissions/history.jsonl, which is not a DVC out: no rerun may
 delete the record that keeps a file from being submitted twice. After an upload the stage waits up to
 submit.wait seconds for the public score and records it (submissions/scores.json, by ref) in the receipt, a
-DVC metric; `carvana submissions --wait` records a score that came later.
+DVC metric; `kseg submissions --wait` records a score that came later.
 """
 
 import json
-from pathlib import Path
 
 from pipeline import params
 from pipeline.errors import run_stage
+from pipeline.paths import HISTORY, METRICS, RECEIPT, SCORES, SUBMISSION
 from pipeline.provenance import file_hash
 from pipeline.submission import upload
-
-FILE, RECEIPT, HISTORY, SCORES = (
-    Path("submissions/submission.csv.gz"),
-    Path("submissions/receipt.json"),
-    Path("submissions/history.jsonl"),
-    Path("submissions/scores.json"),
-)
-EVALUATION = Path("reports/evaluate/metrics.json")
 
 
 def main() -> None:
     p = params.load("download", "split", "train", "predict", "submit")
     s, t = p["submit"], p["train"]
-    sha = file_hash(FILE)
+    sha = file_hash(SUBMISSION)
     if not s.sha256 or not sha.startswith(s.sha256):
         reason = (
             "submit.sha256 is empty: nothing to upload"
             if not s.sha256
-            else f"submit.sha256 names {s.sha256}, but {FILE} is now {sha[:12]}: nothing uploaded"
+            else f"submit.sha256 names {s.sha256}, but {SUBMISSION} is now {sha[:12]}: nothing uploaded"
         )
-        receipt = {"submitted": False, "reason": reason, "file": str(FILE), "sha256": sha}
+        receipt = {"submitted": False, "reason": reason, "file": str(SUBMISSION), "sha256": sha}
     else:
-        evaluation = json.loads(EVALUATION.read_text())
+        evaluation = json.loads(METRICS.read_text())
         key = {
             "arch": t.model.arch,
             "width": t.model.base_channels,
@@ -48,7 +40,7 @@ def main() -> None:
             "tta": p["predict"].tta,
             "val_dice": round(evaluation["dice"], 5),
         }
-        receipt = upload.submit_once(p["download"].competition, FILE, s.message, key, HISTORY, s.force)
+        receipt = upload.submit_once(p["download"].competition, SUBMISSION, s.message, key, HISTORY, s.force)
         if receipt["submitted"] and s.wait:
             print(f"waiting up to {s.wait} s for Kaggle's score of ref {receipt['ref']} ...")
             rows = upload.wait_for_score(p["download"].competition, receipt["ref"], s.wait, min(10.0, s.wait / 4))
@@ -60,7 +52,7 @@ def main() -> None:
     if receipt.get("public_score") is not None:
         said += f"; public score {receipt['public_score']}"
     elif "ref" in receipt:
-        said += "; not scored yet: `carvana submissions --wait` records the score"
+        said += "; not scored yet: `kseg submissions --wait` records the score"
     print(f"{RECEIPT}: {said}")
 
 

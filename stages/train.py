@@ -9,20 +9,19 @@ relaunches itself under torchrun (DDP: one process per GPU, or gloo processes on
 
 import json
 import shutil
-from pathlib import Path
 
 import pandas as pd
 
-from pipeline import budget, members, params, runtime, training
+from pipeline import budget, members, params, paths, runtime, training
 from pipeline.competitions import open_competition
 from pipeline.errors import run_stage
-from pipeline.evaluation import evaluate
+from pipeline.evaluation import pictures
 from pipeline.masks.postprocess import Rule
+from pipeline.paths import CHECKPOINTS, INPUTS, LIVE, MODELS, RAW, SPLIT
 from pipeline.prediction.pseudo import PseudoLabels
 
-RAW, SPLIT, MODELS, LIVE = Path("data/raw"), Path("data/split.csv"), Path("models"), Path("dvclive/train")
-STATE = Path("checkpoints/train")  # last.pt and best.pt while training: DVC never restores or deletes it
-RESOLVED, FETCHED = Path("data/inputs/train.json"), Path("checkpoints/pseudo")
+STATE = CHECKPOINTS / "train"  # last.pt and best.pt while training: DVC never restores or deletes it
+RESOLVED, FETCHED = INPUTS / "train.json", CHECKPOINTS / "pseudo"
 
 
 def pseudo_labels(t, comp, rt) -> tuple[PseudoLabels | None, dict | None]:
@@ -65,8 +64,8 @@ def main() -> None:
         if pseudo is not None:  # what this round trained on, beside its models
             (MODELS / "pseudo_labels.json").write_text(json.dumps(pseudo.record(source), indent=1) + "\n")
         for k in folds:  # the out: each fold's best model, once its training is complete
-            (MODELS / f"fold{k}").mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(STATE / f"fold{k}" / "best.pt", MODELS / f"fold{k}" / "best.pt")
+            paths.model(k).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(STATE / f"fold{k}" / "best.pt", paths.model(k))
         for r in results:
             live.summary[f"fold{r.fold}"] = {
                 **live.summary.get(f"fold{r.fold}", {}),
@@ -75,7 +74,7 @@ def main() -> None:
             }
             val = table.loc[table["fold"] == r.fold, "img"].tolist()[:3]
             rules = [Rule(0.5)] * comp.channels
-            for name, picture in evaluate.pictures(MODELS / f"fold{r.fold}" / "best.pt", comp, val, rules, rt):
+            for name, picture in pictures.pictures(paths.model(r.fold), comp, val, rules, rt):
                 live.log_image(f"fold{r.fold}/{name.rsplit('.', 1)[0]}.jpg", picture)
         live.summary["best_val_dice"] = sum(r.best_dice for r in results) / len(results)
         live.make_summary()

@@ -36,9 +36,16 @@ os.environ.update(
 )
 for _key in ("KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_API_TOKEN", "HTTP_PROXY", "http_proxy"):
     os.environ.pop(_key, None)
+if os.environ.get("PYTEST_XDIST_WORKER"):  # parallel workers: one torch thread each, in their stages too
+    os.environ.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
 
 ROOT = Path(__file__).resolve().parents[1]
 ISBI = ROOT.parent / "shared" / "data" / "isbi2012-membrane"
+
+
+def pytest_collection_modifyitems(items) -> None:
+    """The slow tests first: the workers start on the long ones, and the short ones fill the end."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 def _is_loopback(address) -> bool:
@@ -273,33 +280,26 @@ def write_test_images(raw: Path, folder: Path, count: int = 2) -> list[Path]:
 @pytest.fixture(scope="session")
 def tiny_submission(tiny_demo, tiny_model, tmp_path_factory) -> Path:
     """submission.csv.gz of `tiny_model` on the test images of `tiny_demo`."""
-    from contextlib import nullcontext
-
-    import torch
-
     from pipeline.prediction import predict
     from pipeline.prediction.predictor import load_predictor
 
     out = tmp_path_factory.mktemp("tiny-submission")
     comp = open_carvana(tiny_demo)
-    names = comp.test_names
-    predictor = load_predictor([tiny_model], torch.device("cpu"))
-    archive = comp.test
-    manifest = predict.prepare(out / "pred", names, 8, predictor, {}, archive)
-    predict.predict_shards(
-        predictor,
-        archive,
-        names,
-        out / "pred",
-        manifest,
-        batch_size=8,
-        workers=0,
-        tta=False,
-        device=torch.device("cpu"),
-        autocast=nullcontext,
+    rt = float32()
+    predictor = load_predictor([tiny_model], rt.device, rt.memory_format)
+    predict.predict_test_set(
+        predictor, comp.test, comp.test_names, out / "pred", rt=rt, tta="none", shard_size=8, batch_size=8, workers=0
     )
+    names = comp.test_names
     encode_carvana(out / "pred", names, out / "submission.csv.gz", 0.5, jobs=1)
     return out / "submission.csv.gz"
+
+
+def float32():
+    """The Runtime of inference in float32 on this CPU (predict.amp false): numbers the same on any CPU."""
+    from pipeline import runtime
+
+    return runtime.for_inference(amp=False)
 
 
 def write_shards(

@@ -1,4 +1,4 @@
-"""What a run will cost, before it runs: `carvana budget`, and predict's refusal when the disk is too small."""
+"""What a run will cost, before it runs: `kseg budget`, and predict's refusal when the disk is too small."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The `carvana` command line."""
+"""The `kseg` command line (and `carvana`, its first name)."""
 
 from __future__ import annotations
 
@@ -160,15 +160,19 @@ def test_predict_uses_what_evaluate_chose_for_this_very_checkpoint(tiny_demo, ti
     assert "threshold 0.500 (default), TTA hflip" in proc.stderr  # chosen for other bytes: not used
 
 
-def test_the_installed_console_script_gives_help_and_one_line_errors(tmp_path):
-    script = Path(sys.executable).with_name("carvana")  # the entry point pip installed beside this Python
-    command = [str(script)] if script.is_file() else [sys.executable, "-m", "pipeline.cli"]
-    proc = subprocess.run([*command, "--help"], capture_output=True, text=True)
-    assert proc.returncode == 0 and "predict" in proc.stdout and "submissions" in proc.stdout
-    proc = subprocess.run(
-        [*command, "predict", "-m", str(tmp_path / "none.pt"), "-i", "x.jpg"], capture_output=True, text=True
-    )
-    assert proc.returncode == 1 and proc.stderr.startswith("error: ") and "Traceback" not in proc.stderr, proc.stderr
+def test_both_installed_console_scripts_give_the_same_help_and_one_line_errors(tmp_path):
+    outputs = []
+    for name in ("kseg", "carvana"):  # the entry points pip installed beside this Python
+        script = Path(sys.executable).with_name(name)
+        assert script.is_file(), f"{name} is not installed: pip install -e '.[pipeline]'"
+        proc = subprocess.run([str(script), "--help"], capture_output=True, text=True)
+        assert proc.returncode == 0 and "predict" in proc.stdout and "submissions" in proc.stdout
+        bad = subprocess.run(
+            [str(script), "predict", "-m", str(tmp_path / "none.pt"), "-i", "x.jpg"], capture_output=True, text=True
+        )
+        assert bad.returncode == 1 and bad.stderr.startswith("error: ") and "Traceback" not in bad.stderr, bad.stderr
+        outputs.append((proc.stdout, bad.stderr))
+    assert outputs[0] == outputs[1] and outputs[0][0].startswith("usage: kseg")
 
 
 def test_predict_refuses_bad_models_inputs_and_outputs_in_one_line(tiny_model, tiny_demo, tmp_path, monkeypatch):

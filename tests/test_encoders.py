@@ -115,7 +115,7 @@ def test_a_checkpoint_rebuilds_the_encoder_model_and_onnx_runtime_agrees(tiny_de
     import pandas as pd
 
     from pipeline import training
-    from pipeline.data import datasets, split
+    from pipeline.data import preprocess, split
 
     p = tiny_train_params(epochs=1, model=_model_params(encoder="resnet18"), scale=1.0, crop=[64, 96])
     comp = open_carvana(tiny_demo)
@@ -130,7 +130,7 @@ def test_a_checkpoint_rebuilds_the_encoder_model_and_onnx_runtime_agrees(tiny_de
     model = checkpoint.build_model(ckpt)
     onnx_path = onnx_export.export(tmp_path / "m/best.pt", tmp_path / "m.onnx")
     session = OnnxModel(onnx_path)
-    pre = datasets.Preprocess.from_dict({**ckpt["preprocess"], "size": [160, 240]})  # 1918x1280 at scale 0.125
+    pre = preprocess.Preprocess.from_dict({**ckpt["preprocess"], "size": [160, 240]})  # 1918x1280 at scale 0.125
     name = comp.test.names()[0]
     x = pre.load(comp.test.read(name), name)[0][None]
     with torch.inference_mode():

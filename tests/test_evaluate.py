@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from pipeline import runtime
-from pipeline.evaluation import evaluate
+from pipeline.evaluation import evaluate, pictures
 from pipeline.masks import postprocess, rle
 from pipeline.masks import scoring as metrics
 from pipeline.masks.postprocess import Rule
@@ -34,7 +34,7 @@ BF16 = replace(CPU, dtype=torch.bfloat16, autocast=runtime.autocast(CPU.device, 
 def test_each_image_is_scored_as_its_encoded_mask_would_be_and_its_map_kept(tiny_demo, models, tmp_path, rt):
     comp, table = open_carvana(tiny_demo), tiny_folds(tiny_demo)
     board, fold_of = evaluate.evaluate_folds(
-        comp, table, models, [0], batch_size=1, workers=0, tta=True, rt=rt, oof=tmp_path / "oof"
+        comp, table, models, [0], batch_size=1, workers=0, tta="hflip", rt=rt, oof=tmp_path / "oof"
     )
     validation = table.loc[table["fold"] == 0, "img"].tolist()
     assert sorted(board.names) == sorted(validation) and set(fold_of.values()) == {0}
@@ -44,7 +44,7 @@ def test_each_image_is_scored_as_its_encoded_mask_would_be_and_its_map_kept(tiny
     for name, score in zip(board.names, board.per_image(0.4), strict=True):
         x, original = predictor.pre.load(comp.read_image(name), name)
         probs = postprocess.to_uint8(
-            predictor(x[None].contiguous(memory_format=rt.memory_format), True, rt.autocast)[0]
+            predictor(x[None].contiguous(memory_format=rt.memory_format), "hflip", rt.autocast)[0]
         )
         assert kept.read(name)[0] == tuple(original) and (kept.read(name)[1] == probs).all()
         runs = postprocess.mask_runs(postprocess.car_probability(probs), original, 0.4)  # what encode writes
@@ -56,7 +56,7 @@ def test_each_image_is_scored_as_its_encoded_mask_would_be_and_its_map_kept(tiny
 def test_the_sweep_picks_the_best_cut_in_its_range(tiny_demo, models, tmp_path):
     comp, table = open_carvana(tiny_demo), tiny_folds(tiny_demo)
     board, _ = evaluate.evaluate_folds(
-        comp, table, models, [0], batch_size=4, workers=0, tta=False, rt=CPU, oof=tmp_path / "oof"
+        comp, table, models, [0], batch_size=4, workers=0, tta="none", rt=CPU, oof=tmp_path / "oof"
     )
     threshold, dice, table_ = board.sweep(0.3, 0.7)
     assert 0.3 <= threshold <= 0.7 and len(table_) == postprocess.cut(0.7) - postprocess.cut(0.3) + 1
@@ -67,5 +67,5 @@ def test_pictures_are_full_size_overlays(tiny_demo, models):
     comp = open_carvana(tiny_demo)
     names = tiny_folds(tiny_demo)["img"].tolist()[:2]
     rules = [Rule(0.5)]
-    shown = evaluate.pictures(models / "fold0" / "best.pt", comp, names, rules, CPU, scores=dict.fromkeys(names, 0.5))
+    shown = pictures.pictures(models / "fold0" / "best.pt", comp, names, rules, CPU, scores=dict.fromkeys(names, 0.5))
     assert [n for n, _ in shown] == names and shown[0][1].width >= 160

@@ -8,7 +8,7 @@ from pipeline import provenance
 from tests.conftest import ROOT
 
 LAYERS = [  # bottom first; a package may import only from the layers below it, and from itself
-    ["pipeline.errors"],
+    ["pipeline.errors", "pipeline.paths"],  # the bottom: what everything may import
     ["pipeline.params", "pipeline.provenance", "pipeline.runtime", "pipeline.images", "pipeline.members"],
     ["pipeline.masks", "pipeline.inputs"],  # masks: probabilities -> masks -> run-length text, for 3 stages
     ["pipeline.competitions"],  # each competition's files, labels, submission and metric: every stage reads them
@@ -100,3 +100,14 @@ def test_training_and_evaluation_never_run_the_onnx_exporter():
     for stage in ("train", "evaluate"):
         assert "pipeline/prediction/onnx_export.py" not in closure(stage), stage
     assert "pipeline/prediction/onnx_export.py" in closure("predict")  # predict.backend onnxruntime exports
+
+
+def test_an_augmentation_or_evaluate_edit_neither_repredicts_nor_retrains():
+    def closure(entry):
+        return {str(p.relative_to(ROOT)) for p in provenance.closure(ROOT / entry)}
+
+    for entry in ("stages/predict.py", "pipeline/prediction/predict.py"):  # the stage, and its shards' fingerprint
+        assert not {"pipeline/data/augment.py", "pipeline/data/datasets.py"} & closure(entry), entry
+    assert "pipeline/params.py" not in closure("pipeline/prediction/predict.py")
+    assert "pipeline/evaluation/evaluate.py" not in closure("stages/train.py")
+    assert "pipeline/data/augment.py" in closure("stages/train.py")  # the check can fail

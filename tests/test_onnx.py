@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from contextlib import nullcontext
-
 import numpy as np
 import pytest
 import torch
@@ -14,7 +12,7 @@ from pipeline.prediction import onnx_export, predict, shards
 from pipeline.prediction.inference import probabilities
 from pipeline.prediction.onnx_runtime import OnnxError, OnnxModel
 from pipeline.prediction.predictor import load_predictor
-from tests.conftest import carvana, open_carvana, write_test_images
+from tests.conftest import carvana, float32, open_carvana, write_test_images
 
 CPU = torch.device("cpu")
 
@@ -41,19 +39,10 @@ def test_the_predict_backend_gives_the_same_shards(tiny_demo, tiny_model, export
     maps = {}
     for label, path in (("torch", tiny_model), ("onnx", exported)):
         predictor = load_predictor([path], CPU)
-        manifest = predict.prepare(tmp_path / label, names, 8, predictor, {"backend": label}, archive)
-        predict.predict_shards(
-            predictor,
-            archive,
-            names,
-            tmp_path / label,
-            manifest,
-            batch_size=4,
-            workers=0,
-            tta=True,
-            device=CPU,
-            autocast=nullcontext,
-        )
+        predict.predict_test_set(
+            predictor, archive, names, tmp_path / label, rt=float32(), tta="hflip", shard_size=8, batch_size=4,
+            workers=0, settings={"backend": label},
+        )  # fmt: skip
         maps[label] = [p for k in range(2) for _, _, p in shards.read_shard(tmp_path / label / shards.shard_name(k))]
     for a, b in zip(maps["torch"], maps["onnx"], strict=True):
         assert np.abs(a.astype(int) - b.astype(int)).max() <= 1  # uint8 rounding of values equal to 1e-4

@@ -62,8 +62,16 @@ def test_fold_all_means_every_fold(tmp_path):
 
 def test_every_section_is_checked_whichever_stage_reads(tmp_path):
     path = _write(tmp_path, lambda d: d["predict"].update(tta="maybe"))
-    with pytest.raises(params.ParamError, match=r"predict.tta must be bool or 'none' \| 'hflip'"):
+    with pytest.raises(params.ParamError, match=r"predict.tta must be one of 'none' \| 'hflip'"):
         params.load("download", path=path)  # the first stage: a typo in predict.* stops it, not hours later
+
+
+def test_the_former_tta_flag_is_read_once_as_a_set_name(tmp_path):
+    for flag, name in ((True, "hflip"), (False, "none"), ("d4", "d4")):
+        assert (
+            params.load("predict", path=_write(tmp_path, lambda d, f=flag: d["predict"].update(tta=f)))["predict"].tta
+            == name
+        )
 
 
 def test_the_quickest_experiment_one_epoch_is_valid(tmp_path):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import gzip
 import io
 import zipfile
-from contextlib import nullcontext
 
 import numpy as np
 import pytest
@@ -13,27 +12,26 @@ import torch
 from PIL import Image
 
 from pipeline.competitions.archive import ImageArchive
-from pipeline.data import datasets
+from pipeline.data import preprocess
 from pipeline.images import ImageError
 from pipeline.masks import rle
 from pipeline.models import checkpoint
 from pipeline.prediction import predict, shards
 from pipeline.prediction.predictor import PredictorError, load_predictor
 from pipeline.submission import encode
-from tests.conftest import encode_carvana, open_carvana, train_tiny
+from tests.conftest import encode_carvana, float32, open_carvana, train_tiny
 
 CPU = torch.device("cpu")
 
 
-def _run(predictor, archive, names, out, shard_size=5, tta=False):
-    manifest = predict.prepare(out, names, shard_size, predictor, {"tta": tta}, archive)
-    return predict.predict_shards(
-        predictor, archive, names, out, manifest, batch_size=4, workers=0, tta=tta, device=CPU, autocast=nullcontext
+def _run(predictor, archive, names, out, shard_size=5, tta="none"):
+    return predict.predict_test_set(
+        predictor, archive, names, out, rt=float32(), tta=tta, shard_size=shard_size, batch_size=4, workers=0
     )
 
 
 def test_normalize_follows_the_formula_for_uint8_and_float_and_leaves_its_input_alone():
-    pre = datasets.Preprocess.for_data((16, 24), 1.0, 3)
+    pre = preprocess.Preprocess.for_data((16, 24), 1.0, 3)
     pixels = torch.randint(0, 256, (2, 3, 16, 24), dtype=torch.uint8)
     mean, std = torch.tensor(pre.mean).view(3, 1, 1), torch.tensor(pre.std).view(3, 1, 1)
     expected = (pixels.double() / 255 - mean.double()) / std.double()
@@ -97,7 +95,7 @@ def test_a_changed_model_or_setting_deletes_the_stale_shards(tiny_demo, tiny_mod
     names, archive, out = _test_names(tiny_demo), ImageArchive(tiny_demo / "test.zip"), tmp_path / "pred"
     _run(predictor, archive, names, out)
     assert _run(predictor, archive, names, out) == 0
-    assert _run(predictor, archive, names, out, tta=True) == 4
+    assert _run(predictor, archive, names, out, tta="hflip") == 4
     assert "the old shards were deleted" in capsys.readouterr().out
 
 

@@ -8,7 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from pipeline.data.datasets import Preprocess, TrainDataset
+from pipeline.data.datasets import TrainDataset
+from pipeline.data.preprocess import Preprocess
 from pipeline.masks import postprocess, recipe
 from pipeline.masks.postprocess import Rule
 from pipeline.prediction import pseudo, shards

@@ -113,8 +113,8 @@ def test_the_submit_stage_under_dvc(tiny_project, tmp_path):
         ).stdout  # fmt: skip
         receipt = json.loads((project / "submissions/receipt.json").read_text())
         assert receipt["submitted"] and receipt["ref"] == 1000
-        assert receipt["public_score"] is None and "`carvana submissions --wait` records the score" in out, out
-        # the score comes later: `carvana submissions --wait` records it, and the ledger shows it beside the Dice
+        assert receipt["public_score"] is None and "`kseg submissions --wait` records the score" in out, out
+        # the score comes later: `kseg submissions --wait` records it, and the ledger shows it beside the Dice
         assert "public score" in run(["carvana", "submissions", "--wait", "--poll", "0"], project, env).stdout
         receipt = json.loads((project / "submissions/receipt.json").read_text())
         truth = (project / "data/demo-truth/test_masks.csv", (96, 160))

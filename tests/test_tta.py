@@ -10,7 +10,7 @@ import torch
 
 from pipeline import runtime
 from pipeline.evaluation import evaluate
-from pipeline.prediction.inference import TTA_SETS, probabilities, tta_views
+from pipeline.prediction.inference import TTA_SETS, probabilities
 from tests.conftest import open_carvana, tiny_folds
 
 
@@ -26,15 +26,14 @@ def test_every_view_is_undone_on_the_output(name):
     x = torch.randn(2, 3, 6, 10)  # not square: the transposed views see 10x6
     got = probabilities([_FirstChannel()], x, name)
     assert torch.allclose(got, torch.sigmoid(x[:, :1] * 3.0), atol=1e-6)
-    assert len(set(tta_views(name))) == len(tta_views(name)) == {"none": 1, "d4": 8, "hvflip": 4}.get(name, 2)
+    assert len(set(TTA_SETS[name])) == len(TTA_SETS[name]) == {"none": 1, "d4": 8, "hvflip": 4}.get(name, 2)
 
 
-def test_the_former_flag_is_the_hflip_set_bit_for_bit():
+def test_the_sets_differ_and_none_is_the_plain_model():
     torch.manual_seed(0)
     model = torch.nn.Conv2d(3, 1, 3, padding=1)
     x = torch.randn(2, 3, 8, 12)
-    assert torch.equal(probabilities([model], x, True), probabilities([model], x, "hflip"))
-    assert torch.equal(probabilities([model], x, False), probabilities([model], x, "none"))
+    assert torch.equal(probabilities([model], x, "none"), torch.sigmoid(model(x)))
     assert not torch.equal(probabilities([model], x, "hflip"), probabilities([model], x, "d4"))
 
 
@@ -44,7 +43,7 @@ def test_evaluate_scores_other_tta_sets_on_the_same_images(tiny_demo, tiny_model
     comp, table = open_carvana(tiny_demo), tiny_folds(tiny_demo)
     boards = {"none": comp.scoreboard(), "d4": comp.scoreboard()}
     board, _ = evaluate.evaluate_folds(
-        comp, table, tmp_path / "models", [0], batch_size=4, workers=0, tta=False, rt=runtime.for_inference(True),
+        comp, table, tmp_path / "models", [0], batch_size=4, workers=0, tta="none", rt=runtime.for_inference(True),
         oof=tmp_path / "oof", tta_boards=boards,
     )  # fmt: skip
     assert boards["none"].names == board.names and boards["none"].curves[0].tolist() == board.curves[0].tolist()

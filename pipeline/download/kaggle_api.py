@@ -128,7 +128,7 @@ def _after(action: str) -> str:
     """What a failed call leaves behind, and what to do next."""
     if action.startswith("submit"):
         return (
-            "the upload may not have completed: look at `carvana submissions` before submitting again (Kaggle "
+            "the upload may not have completed: look at `kseg submissions` before submitting again (Kaggle "
             "counts every upload against the daily limit)"
         )
     return "finished files are kept and partial downloads resume: run the same command again later"

@@ -1,4 +1,5 @@
-"""The evaluate stage's loop: each fold's model on its own validation images, scored at full resolution.
+"""The evaluate stage's loop: each fold's model on its own validation images, scored at full resolution (the
+pictures of its worst images: pipeline.evaluation.pictures).
 
 Probabilities at the model size go through exactly the path of the submission (uint8, bilinear up-sampling to
 the original size, then the competition's rules; see masks.postprocess), so the score reported here is the score
@@ -8,19 +9,15 @@ chooses the rules (a threshold, and where the competition rewards it a minimum o
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
-from PIL import Image
 from torch.utils.data import DataLoader
 
+from pipeline import paths
 from pipeline.competitions import Competition
 from pipeline.data.datasets import ValidationDataset, collate_validation
-from pipeline.evaluation import overlay
 from pipeline.masks import postprocess
-from pipeline.masks.postprocess import Rule
 from pipeline.prediction import shards
 from pipeline.prediction.predictor import load_predictor
 from pipeline.runtime import Runtime
@@ -36,7 +33,7 @@ def evaluate_folds(
     *,
     batch_size: int,
     workers: int,
-    tta: bool,
+    tta: str,
     rt: Runtime,
     oof: Path,
     tta_boards: dict | None = None,
@@ -49,7 +46,7 @@ def evaluate_folds(
     names_all = table.loc[table["fold"].isin(folds), "img"].tolist()
     sequence, written = None, 0
     for fold in folds:
-        predictor = load_predictor([models / f"fold{fold}" / "best.pt"], rt.device, rt.memory_format)
+        predictor = load_predictor([paths.model(fold, models)], rt.device, rt.memory_format)
         names = table.loc[table["fold"] == fold, "img"].tolist()
         loader = DataLoader(
             ValidationDataset(comp, names, predictor.pre),
@@ -74,36 +71,6 @@ def evaluate_folds(
                 sequence.add(written, names[j], probs[i], list(full[i].shape))
                 written += 1
     return board, fold_of
-
-
-def picture(comp: Competition, name: str, probs: np.ndarray, original, rules: list[Rule], caption: str) -> Image.Image:
-    """A train image with the mask of uint8 probabilities (C, h, w) under `rules`: hits green, misses blue, extra
-    pixels red (every class together)."""
-    truth = comp.read_mask(name, expected=original) > 0
-    pred = np.logical_or.reduce(list(comp.masks(probs, original, rules, list(range(len(probs)))).values()))
-    rgb = np.asarray(Image.open(io.BytesIO(comp.read_image(name))).convert("RGB"))
-    return overlay.compare(rgb, pred, truth, caption=caption)
-
-
-def pictures(
-    best: Path,
-    comp: Competition,
-    names: list[str],
-    rules: list[Rule],
-    rt: Runtime,
-    tta: bool = False,
-    scores: dict[str, float] | None = None,
-) -> list[tuple[str, Image.Image]]:
-    """(name, picture) of train images predicted by a model under `rules` (see `picture`)."""
-    predictor = load_predictor([best], rt.device, rt.memory_format)
-    out = []
-    for name in names:
-        x, original = predictor.pre.load(comp.read_image(name), name)
-        x = x[None].to(rt.device).contiguous(memory_format=rt.memory_format)
-        probs = postprocess.to_uint8(predictor(x, tta, rt.autocast)[0])
-        caption = name if scores is None else f"{name}  Dice {scores[name]:.4f}"
-        out.append((name, picture(comp, name, probs, original, rules, caption)))
-    return out
 
 
 def summarize(board, comp: Competition, fold_of: dict[str, int], low: float, high: float):

@@ -2,7 +2,7 @@
 the flip TTA and mixed precision under which evaluate chose them.
 
 Written by the evaluate stage beside its metrics, keyed by the checkpoints' SHA-256, and read by encode and
-`carvana predict`, which so predicts like the pipeline by default. No torch here: encode starts in a moment.
+`kseg predict`, which so predicts like the pipeline by default. No torch here: encode starts in a moment.
 """
 
 from __future__ import annotations
@@ -11,11 +11,12 @@ import json
 from pathlib import Path
 
 from pipeline.masks.postprocess import Rule
+from pipeline.params import tta_set
 from pipeline.provenance import file_hash
 
 
 def write(
-    path: Path, checkpoints: list[Path], rules: list[Rule], tta: bool, amp: bool, blend: list[dict] | None = None
+    path: Path, checkpoints: list[Path], rules: list[Rule], tta: str, amp: bool, blend: list[dict] | None = None
 ) -> None:
     """Record how these checkpoints are best used (evaluate's choice), keyed by their hashes; for a blend of
     experiments, no checkpoint (the rules fit the blend, not any one model) and the members with their weights."""
@@ -34,6 +35,7 @@ def read(path: Path, checkpoint_path: Path | None = None) -> dict | None:
     if not path.is_file():
         return None
     recipe = json.loads(path.read_text())
+    recipe["tta"] = tta_set(recipe["tta"])  # written as true / false before TTA sets
     if checkpoint_path is not None:
         hashes = set(recipe["checkpoints"].values())
         if not Path(checkpoint_path).is_file() or file_hash(checkpoint_path) not in hashes:

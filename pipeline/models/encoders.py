@@ -24,7 +24,7 @@ from pipeline.errors import UserError
 from pipeline.images import IMAGENET
 from pipeline.models.unet import pad_to_multiple
 from pipeline.models.weights import copy_matching
-from pipeline.params import is_weights_file
+from pipeline.paths import is_weights_file
 
 
 class EncoderError(UserError):

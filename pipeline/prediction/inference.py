@@ -36,15 +36,6 @@ TTA_SETS: dict[str, list[View]] = {
 }
 
 
-def tta_views(tta: bool | str) -> list[View]:
-    """The views of predict.tta: a set's name, or true (hflip) / false (none) as the former flag said."""
-    return TTA_SETS["hflip" if tta is True else "none" if tta is False else tta]
-
-
-def tta_name(tta: bool | str) -> str:
-    return "hflip" if tta is True else "none" if tta is False else tta
-
-
 def _view(x: torch.Tensor, view: View) -> torch.Tensor:
     v, h, t = view
     x = x.flip(-2) if v else x
@@ -63,7 +54,7 @@ def _unview(x: torch.Tensor, view: View) -> torch.Tensor:
 def probabilities(
     models: Sequence[nn.Module],
     x: torch.Tensor,
-    tta: bool | str = False,
+    tta: str = "none",
     autocast=nullcontext,
     labels: str | None = None,
 ) -> torch.Tensor:
@@ -71,7 +62,7 @@ def probabilities(
     total = None
     passes = 0
     for model in models:
-        for view in tta_views(tta):
+        for view in TTA_SETS[tta]:
             with autocast():
                 logits = model(_view(x, view) if any(view) else x)
             probs = to_probs(logits, labels)

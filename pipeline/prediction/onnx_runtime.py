@@ -29,7 +29,7 @@ class OnnxModel:
         import onnxruntime as ort
 
         if not Path(path).is_file():
-            raise OnnxError(f"{path} does not exist; write it with `carvana export`")
+            raise OnnxError(f"{path} does not exist; write it with `kseg export`")
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         try:
@@ -40,7 +40,7 @@ class OnnxModel:
         if meta is None:
             raise OnnxError(
                 f"{path} was not exported by this pipeline (no {METADATA_KEY} metadata); "
-                f"export a checkpoint with `carvana export`"
+                f"export a checkpoint with `kseg export`"
             )
         self.meta = json.loads(meta)
         inputs = self.session.get_inputs()

@@ -1,4 +1,6 @@
-"""Predict a test set into shards of uint8 probability maps (see shards), streaming and resumable.
+"""Predict a test set into shards of uint8 probability maps (see shards), streaming and resumable:
+`predict_test_set` is the one wiring from a predictor to complete shards that the predict stage, a Kaggle kernel,
+the benches and the tests run.
 
 The shards' fingerprint covers the models, the image list and their pixels, this code and every setting
 that changes the numbers, so that a changed model never mixes with stale shards.
@@ -9,19 +11,21 @@ from __future__ import annotations
 import errno
 import os
 from pathlib import Path
+from typing import Callable
 
 import torch
 from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
-from pipeline import provenance
+from pipeline import provenance, runtime
 from pipeline.competitions.archive import ImageArchive
-from pipeline.data.datasets import ImageDataset
+from pipeline.data.preprocess import ImageDataset
 from pipeline.images import ImageError
 from pipeline.masks import postprocess
 from pipeline.prediction import shards
 from pipeline.prediction.predictor import Predictor
 from pipeline.prediction.shards import PredictionError
+from pipeline.runtime import Runtime
 
 
 def prepare(
@@ -50,6 +54,49 @@ def prepare(
     )
 
 
+def predict_test_set(
+    predictor: Predictor,
+    archive: ImageArchive,
+    names: list[str],
+    work: Path,
+    *,
+    rt: Runtime,
+    tta: str,
+    shard_size: int,
+    batch_size: int,
+    workers: int,
+    settings: dict | None = None,
+    before: Callable[[dict], None] | None = None,
+) -> int:
+    """Every missing shard of `work` for these test images: process 0 writes the manifest (which discards the shards
+    of any other prediction; `before(manifest)` then runs there, e.g. the budget and its disk check), then each
+    process predicts its shards, all of them waiting for each other in between. `settings` join the fingerprint
+    (what else changes the numbers: the backend). Returns the images this process predicted."""
+    settings = {"tta": tta, "precision": str(rt.dtype), **(settings or {})}
+    if rt.rank == 0:
+        manifest = prepare(work, names, shard_size, predictor, settings, archive)
+        if before is not None:
+            before(manifest)
+    runtime.barrier(rt.world)
+    done = predict_shards(
+        predictor,
+        archive,
+        names,
+        work,
+        shards.check_manifest(work),
+        batch_size=batch_size,
+        workers=workers,
+        tta=tta,
+        device=rt.device,
+        autocast=rt.autocast,
+        rank=rt.rank,
+        world=rt.world,
+        memory_format=rt.memory_format,
+    )
+    runtime.barrier(rt.world)
+    return done
+
+
 def _lower_priority(worker: int) -> None:
     """Decoding workers yield to the model: where they share CPU cores with its threads, those threads then
     never wait for a preempted worker (17 % less time outside the model on 2 cores, model time unchanged)."""
@@ -66,7 +113,7 @@ def predict_shards(
     *,
     batch_size: int,
     workers: int,
-    tta: bool,
+    tta: str,
     device: torch.device,
     autocast,
     rank: int = 0,

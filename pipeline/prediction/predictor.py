@@ -1,7 +1,7 @@
 """Checkpoints -> a predictor, in one place: the models (.pt through torch, .onnx through ONNX Runtime), the
 preprocessing and classes they agree on, and how to call them (flip TTA).
 
-Evaluate, predict, the ONNX export, `carvana predict`, torch.hub and the benches all load models here.
+Evaluate, predict, the ONNX export, `kseg predict`, torch.hub and the benches all load models here.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from pipeline.data.datasets import Preprocess
+from pipeline.data.preprocess import Preprocess
 from pipeline.errors import UserError
 from pipeline.models import checkpoint
 from pipeline.prediction.inference import probabilities
@@ -35,7 +35,7 @@ class Predictor:
     description: dict  # architecture, preprocessing and class names: what makes a file rebuild its model alone
     labels: str = "binary"  # binary | multiclass (softmax) | multilabel (a sigmoid per class)
 
-    def __call__(self, x: torch.Tensor, tta: bool | str = False, autocast=nullcontext) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, tta: str = "none", autocast=nullcontext) -> torch.Tensor:
         """(N, C, H, W) probabilities of a normalised batch, averaged over the models and the TTA set's views."""
         return probabilities(self.models, x, tta, autocast, self.labels)
 

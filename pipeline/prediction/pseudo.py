@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline import paths
 from pipeline.competitions import Competition
 from pipeline.images import Size
 from pipeline.masks import postprocess, recipe
@@ -53,7 +54,7 @@ class PseudoLabels:
     @classmethod
     def choose(cls, comp: Competition, folder: Path, fraction: float) -> PseudoLabels:
         """The `fraction` most confident test images of a source fetched to `folder` (members.fetch)."""
-        maps = shards.Maps(folder / "data/predictions")
+        maps = shards.Maps(folder / paths.PREDICTIONS)
         try:
             scored = sorted(((name, confidence(maps.read(name)[1])) for name in maps.names), key=lambda r: -r[1])
             channels = maps.manifest["classes"]
@@ -66,7 +67,7 @@ class PseudoLabels:
     def _open(self) -> shards.Maps:
         """The shards, opened once per process: DataLoader workers must not share a file position."""
         if self._maps is None or self._maps[0] != os.getpid():
-            self._maps = (os.getpid(), shards.Maps(self.folder / "data/predictions"))
+            self._maps = (os.getpid(), shards.Maps(self.folder / paths.PREDICTIONS))
         return self._maps[1]
 
     def __getstate__(self) -> dict:
