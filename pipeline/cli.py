@@ -31,15 +31,15 @@ def _budget(args: argparse.Namespace) -> None:
 
 def _submissions(args: argparse.Namespace) -> None:
     from pipeline import params
-    from pipeline.download import kaggle_api
+    from pipeline.kaggle_api import submissions
 
     if args.competition is None:  # the competition of this project
         args.competition = params.load("download", path=args.params)["download"].competition
-    rows = kaggle_api.submissions(args.competition)
+    rows = submissions.submissions(args.competition)
     while args.wait and any(r["status"] == "PENDING" for r in rows):
         print("waiting for Kaggle to score the pending submission ...")
         time.sleep(args.poll)
-        rows = kaggle_api.submissions(args.competition)
+        rows = submissions.submissions(args.competition)
     if not rows:
         print(f"no submissions to {args.competition} yet")
         return

@@ -13,6 +13,7 @@ import json
 
 from pipeline import params
 from pipeline.errors import run_stage
+from pipeline.kaggle_api import submissions
 from pipeline.paths import HISTORY, METRICS, RECEIPT, SCORES, SUBMISSION
 from pipeline.provenance import file_hash
 from pipeline.submission import upload
@@ -43,7 +44,7 @@ def main() -> None:
         receipt = upload.submit_once(p["download"].competition, SUBMISSION, s.message, key, HISTORY, s.force)
         if receipt["submitted"] and s.wait:
             print(f"waiting up to {s.wait} s for Kaggle's score of ref {receipt['ref']} ...")
-            rows = upload.wait_for_score(p["download"].competition, receipt["ref"], s.wait, min(10.0, s.wait / 4))
+            rows = submissions.wait_for_score(p["download"].competition, receipt["ref"], s.wait, min(10.0, s.wait / 4))
             upload.record_scores(rows, SCORES)
         receipt = upload.with_score(receipt, SCORES)
     params.check_unchanged(p)

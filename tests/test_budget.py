@@ -11,8 +11,8 @@ from tests.conftest import ROOT, carvana
 
 
 def readme_recipe() -> list[str]:
-    """The `-S` settings of the README's recipe for the real competition, as the README gives them."""
-    text = (ROOT / "README.md").read_text()
+    """The `-S` settings of the documented recipe for the real competition, as docs/howto-encoders.md gives them."""
+    text = (ROOT / "docs/howto-encoders.md").read_text()
     block = text.split("**The recipe for the real competition on one GPU**", 1)[1].split("```bash", 1)[1]
     return re.findall(r"-S (\S+)", block.split("```", 1)[0])
 

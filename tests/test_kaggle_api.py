@@ -8,9 +8,11 @@ import time
 import pytest
 import requests
 
+from pipeline import kaggle_api
 from pipeline.competitions import open_competition
 from pipeline.competitions.carvana import Carvana
-from pipeline.download import kaggle_api, sources
+from pipeline.download import sources
+from pipeline.kaggle_api import downloads
 from tests.kaggle_standin import StandIn, kaggle_files
 
 SLUG = "carvana-image-masking-challenge"
@@ -38,7 +40,7 @@ def _file_gets(server: StandIn) -> list[dict]:
 
 def test_download_fetches_every_file_byte_for_byte(standin, tiny_demo, tmp_path):
     dest = tmp_path / "raw"
-    kaggle_api.download(SLUG, FILES, dest)
+    downloads.download(SLUG, FILES, dest)
     Carvana.unpack(dest)
     for name in FILES:
         src = standin.competitions[SLUG][name]
@@ -52,9 +54,9 @@ def test_download_fetches_every_file_byte_for_byte(standin, tiny_demo, tmp_path)
 
 def test_complete_files_are_skipped(standin, tmp_path):
     dest = tmp_path / "raw"
-    kaggle_api.download(SLUG, FILES, dest)
+    downloads.download(SLUG, FILES, dest)
     before = len(_file_gets(standin))
-    kaggle_api.download(SLUG, FILES, dest)
+    downloads.download(SLUG, FILES, dest)
     assert len(_file_gets(standin)) == before
 
 
@@ -65,7 +67,7 @@ def _range_start(header: str | None) -> int:
 def test_dropped_connection_is_resumed_with_a_range_request(standin, tmp_path):
     standin.cut_after["big.zip"] = 1_500_000
     standin.cuts_left["big.zip"] = 1
-    kaggle_api.download(SLUG, ["big.zip"], tmp_path)
+    downloads.download(SLUG, ["big.zip"], tmp_path)
     assert (tmp_path / "big.zip").read_bytes() == BIG
     starts = [_range_start(r["range"]) for r in _file_gets(standin)]
     assert starts[0] == 0 and starts[1] >= 1 << 20  # the second request continues where the first broke
@@ -75,12 +77,12 @@ def test_failed_download_resumes_on_the_next_run(standin, tmp_path):
     standin.cut_after["big.zip"] = 1_500_000
     standin.cuts_left["big.zip"] = 1000  # every attempt of this run breaks
     with pytest.raises(kaggle_api.KaggleError, match="run the same command again"):
-        kaggle_api.download(SLUG, ["big.zip"], tmp_path, delays=())
+        downloads.download(SLUG, ["big.zip"], tmp_path, delays=())
     partial = tmp_path / "big.zip"
     assert 0 < partial.stat().st_size < len(BIG)
     standin.cuts_left["big.zip"] = 0
     standin.log.clear()
-    kaggle_api.download(SLUG, ["big.zip"], tmp_path)
+    downloads.download(SLUG, ["big.zip"], tmp_path)
     assert partial.read_bytes() == BIG
     assert _range_start(_file_gets(standin)[-1]["range"]) >= 1 << 20
 
@@ -88,26 +90,26 @@ def test_failed_download_resumes_on_the_next_run(standin, tmp_path):
 def test_wrong_key_is_401_and_the_key_is_never_shown(standin, monkeypatch, tmp_path):
     monkeypatch.setenv("KAGGLE_KEY", "not-the-key-123")
     with pytest.raises(kaggle_api.KaggleError) as err:
-        kaggle_api.download(SLUG, FILES, tmp_path)
+        downloads.download(SLUG, FILES, tmp_path)
     assert "401" in str(err.value) and "kaggle.json" in str(err.value)
     assert "not-the-key-123" not in str(err.value)
 
 
 def test_rules_not_accepted_is_403_with_the_rules_page(standin, tmp_path):
     with pytest.raises(kaggle_api.KaggleError, match=r"403.*competitions/closed-comp/rules"):
-        kaggle_api.download("closed-comp", FILES, tmp_path)
+        downloads.download("closed-comp", FILES, tmp_path)
 
 
 def test_unknown_competition_is_404_naming_the_param(standin, tmp_path):
     with pytest.raises(kaggle_api.KaggleError, match=r"404.*download\.competition"):
-        kaggle_api.download("no-such-comp", FILES, tmp_path)
+        downloads.download("no-such-comp", FILES, tmp_path)
 
 
 def test_missing_credentials_say_where_they_go_before_any_request(standin, monkeypatch, tmp_path):
     monkeypatch.delenv("KAGGLE_USERNAME")
     monkeypatch.delenv("KAGGLE_KEY")
     with pytest.raises(kaggle_api.KaggleError, match=r"kaggle\.json.*KAGGLE_USERNAME and KAGGLE_KEY"):
-        kaggle_api.download(SLUG, FILES, tmp_path)
+        downloads.download(SLUG, FILES, tmp_path)
     assert standin.log == []
 
 
@@ -119,16 +121,16 @@ def test_kaggle_json_credentials_are_used(standin, monkeypatch, tmp_path):
     token.write_text('{"username": "tester", "key": "secret-key"}')
     token.chmod(0o600)
     try:
-        kaggle_api.download(SLUG, ["metadata.csv.zip"], tmp_path / "raw")
+        downloads.download(SLUG, ["metadata.csv.zip"], tmp_path / "raw")
     finally:
         token.unlink()
     assert (tmp_path / "raw" / "metadata.csv.zip").is_file()
 
 
 def test_not_enough_disk_space_is_reported_before_downloading(standin, monkeypatch, tmp_path):
-    monkeypatch.setattr(kaggle_api.shutil, "disk_usage", lambda path: type("U", (), {"free": 10})())
+    monkeypatch.setattr(downloads.shutil, "disk_usage", lambda path: type("U", (), {"free": 10})())
     with pytest.raises(kaggle_api.KaggleError, match="not enough disk space"):
-        kaggle_api.download(SLUG, FILES, tmp_path)
+        downloads.download(SLUG, FILES, tmp_path)
     assert _file_gets(standin) == []
 
 
@@ -141,11 +143,11 @@ def test_no_request_can_leave_the_machine():
 
 def test_server_errors_are_retried_then_explained_in_one_line(standin, tmp_path):
     standin.server_errors[:] = [500, 503]  # the listing fails twice, then works
-    kaggle_api.download(SLUG, ["train_masks.csv.zip"], tmp_path / "raw")
+    downloads.download(SLUG, ["train_masks.csv.zip"], tmp_path / "raw")
     assert (tmp_path / "raw" / "train_masks.csv.zip").is_file()
     standin.server_errors[:] = [500] * 50
     with pytest.raises(kaggle_api.KaggleError) as err:
-        kaggle_api.download(SLUG, ["metadata.csv.zip"], tmp_path / "raw2")
+        downloads.download(SLUG, ["metadata.csv.zip"], tmp_path / "raw2")
     message = str(err.value)
     assert "answered HTTP 500 to every try" in message and "finished files are kept" in message
     assert "\n" not in message
@@ -155,7 +157,7 @@ def test_server_errors_are_retried_then_explained_in_one_line(standin, tmp_path)
 def test_a_rate_limited_download_is_not_mistaken_for_the_submission_allowance(standin, tmp_path):
     standin.server_errors[:] = [429] * 50
     with pytest.raises(kaggle_api.KaggleError) as err:
-        kaggle_api.download(SLUG, ["metadata.csv.zip"], tmp_path / "raw")
+        downloads.download(SLUG, ["metadata.csv.zip"], tmp_path / "raw")
     message = str(err.value)
     assert "limiting the rate of requests (HTTP 429" in message and "partial downloads resume" in message
     assert "submission" not in message and "\n" not in message

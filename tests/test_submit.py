@@ -6,8 +6,9 @@ import json
 
 import pytest
 
+from pipeline import kaggle_api
 from pipeline.competitions.carvana import Carvana
-from pipeline.download import kaggle_api
+from pipeline.kaggle_api import submissions
 from pipeline.submission import encode, upload
 from tests.conftest import carvana, copy_project, run
 from tests.kaggle_standin import StandIn
@@ -59,8 +60,8 @@ def test_a_long_note_and_a_lost_reply_still_mean_one_upload(standin, tiny_submis
 
 def test_the_score_is_the_carvana_dice_of_the_file(standin, tiny_demo, tiny_submission, tmp_path):
     upload.submit_once(SLUG, tiny_submission, "", {}, tmp_path / "h.jsonl", force=False)
-    rows = kaggle_api.submissions(SLUG)
-    rows = kaggle_api.submissions(SLUG)  # the stand-in scores on the second look, like a queue
+    rows = submissions.submissions(SLUG)
+    rows = submissions.submissions(SLUG)  # the stand-in scores on the second look, like a queue
     expected = Carvana.score(tiny_submission, *_truth(tiny_demo))
     assert rows[0]["status"] == "COMPLETE" and float(rows[0]["public_score"]) == pytest.approx(expected, abs=1e-5)
 
@@ -72,7 +73,7 @@ def test_carvana_submissions_waits_for_the_score_and_records_it_in_the_receipt(s
     proc = carvana("submissions", "-c", SLUG, "--wait", "--poll", "0", cwd=tmp_path)
     assert "waiting for Kaggle" in proc.stdout and "COMPLETE" in proc.stdout and "1000" in proc.stdout
     recorded = json.loads((tmp_path / "submissions/receipt.json").read_text())
-    listed = kaggle_api.submissions(SLUG)[0]
+    listed = submissions.submissions(SLUG)[0]
     assert recorded["ref"] == listed["ref"] and recorded["public_score"] == float(listed["public_score"])
     assert recorded["private_score"] == float(listed["private_score"]) and recorded["status"] == "COMPLETE"
     assert f"public score {recorded['public_score']}" in proc.stdout

@@ -23,8 +23,9 @@ from pipeline.competitions.carvana import SLUG as CARVANA
 from pipeline.competitions.carvana import demo as carvana_demo
 from pipeline.competitions.severstal import SLUG as SEVERSTAL
 from pipeline.competitions.severstal import demo as severstal_demo
-from pipeline.download import kaggle_api, store
+from pipeline.download import store
 from pipeline.errors import UserError
+from pipeline.kaggle_api import downloads
 from pipeline.params import DownloadParams
 
 STAMP = "SOURCE.json"
@@ -162,7 +163,7 @@ def _link_download(p: DownloadParams, comp: type[Competition], out: Path) -> boo
     if checked:
         print(f"{where}: the {len(names)} files of {p.competition} are there, checked: nothing to download")
     else:
-        kaggle_api.download(p.competition, names, where)
+        downloads.download(p.competition, names, where)
     for name in names:
         link_or_copy(where / name, out / name)
     comp.unpack(out)

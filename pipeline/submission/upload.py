@@ -13,11 +13,10 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from pipeline.download import kaggle_api
+from pipeline.kaggle_api import submissions
 from pipeline.provenance import file_hash
 
 
@@ -58,7 +57,7 @@ def submit_once(competition: str, file: Path, note: str, key_params: dict, histo
     if not force:
         earlier = next((h for h in _history(history) if h["sha256"] == sha and h["competition"] == competition), None)
         if earlier is None:
-            remote = kaggle_api.submissions(competition)
+            remote = submissions.submissions(competition)
             earlier = next((r for r in remote if f"sha256:{sha[:12]}" in r["description"]), None)
         if earlier is not None:
             return {
@@ -69,7 +68,7 @@ def submit_once(competition: str, file: Path, note: str, key_params: dict, histo
                 f"submit it again",
             }
     message = description(note, sha, key_params)
-    answer = kaggle_api.submit(competition, file, message)
+    answer = submissions.submit(competition, file, message)
     receipt = {**receipt, "submitted": True, "ref": answer["ref"], "message": message, "kaggle": answer["message"]}
     with history.open("a") as f:
         f.write(json.dumps(receipt) + "\n")
@@ -108,13 +107,3 @@ def with_score(receipt: dict, scores_path: Path) -> dict:
         return receipt
     known = scores.get(str(receipt["ref"]), {"status": "PENDING", "public_score": None, "private_score": None})
     return {**receipt, **known}
-
-
-def wait_for_score(competition: str, ref, seconds: float, poll: float) -> list[dict]:
-    """The competition's submissions once `ref` is scored (or `seconds` have passed)."""
-    deadline = time.monotonic() + seconds
-    rows = kaggle_api.submissions(competition)
-    while any(str(r["ref"]) == str(ref) and r["status"] == "PENDING" for r in rows) and time.monotonic() < deadline:
-        time.sleep(poll)
-        rows = kaggle_api.submissions(competition)
-    return rows
