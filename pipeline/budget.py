@@ -41,6 +41,15 @@ CHECKPOINT_COPIES = 5  # per fold: best.pt in models/ and in checkpoints/, last.
 SHARD_RATIOS = ((240 * 160, 0.205), (1918 * 1280, 0.055))
 
 
+# Kaggle's machines, for a kernel's run time on the hidden test set. Assumed from Kaggle's notebook specifications
+# (kaggle.com/docs/notebooks; check them there, they change): 4 CPU cores in a CPU session and beside a GPU; the GPU a
+# Tesla T4, 65 TFLOPS of fp16 on tensor cores and 8.1 of fp32 (NVIDIA's T4 datasheet), of which a U-Net's
+# convolutions sustain about a quarter (an assumption, the error of this estimate: measure a kernel version).
+KAGGLE_CORES = 4
+T4_FLOPS = {"amp": 65e12 / 4, "float32": 8.1e12 / 4}
+KERNEL_START_S = 120.0  # a kernel's start on Kaggle: the session, pip install from the bundle, imports, the models
+
+
 class DiskError(UserError):
     """Not enough free disk for a stage's outs; nothing was started."""
 
@@ -303,3 +312,58 @@ def for_params(p: dict, raw: Path) -> str:
     one_pass = forward_seconds(model, rt, (_batch(rt, pr.batch_size), data.channels, *pre.size))
     predict = predict_cost(data, pre, folds, pr, folds * len(TTA_SETS[pr.tta]) * one_pass, rt)
     return report([train, predict], data, rt)
+
+
+def flops(forward, shape: tuple[int, int, int, int]) -> float:
+    """Floating-point operations of `forward` (a predictor with its folds and TTA) on one input of `shape`, counted
+    by torch's FLOP counter on the CPU (convolutions and matrix products: the bulk of a U-Net)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        forward(torch.zeros(shape))
+    return float(counter.get_total_flops()) / shape[0]
+
+
+def encoding_seconds(comp: type[Competition], data: Data, small: Size, rules: list) -> float:
+    """Seconds per image, on one core, of the submission's rows from a map at the model size: up-sampling to the
+    image's size, the rules, the run-length text."""
+    rng = np.random.default_rng(0)
+    probs = rng.integers(0, 256, (data.outputs, *small), dtype=np.uint8)
+    classes = list(range(data.outputs))
+    return _timed(lambda: comp.texts(probs, data.size, rules, classes), torch.device("cpu"), 1, 3)
+
+
+@dataclass(frozen=True)
+class KernelCost:
+    """A kernel's estimated run time on Kaggle's hidden test set, on a CPU and on a GPU, and how it was estimated."""
+
+    images: int
+    cpu_s: float
+    gpu_s: float
+    how: str
+
+    def on(self, gpu: bool) -> float:
+        return self.gpu_s if gpu else self.cpu_s
+
+
+def kernel_cost(comp: type[Competition], data: Data, forward, pre: Preprocess, amp: bool, rules: list) -> KernelCost:
+    """What a kernel will take on Kaggle for the competition's hidden test set (`kaggle_counts`), from figures
+    measured here: `forward` (every model and TTA view of the bundle on a batch) in float32 on this CPU (a Kaggle CPU
+    computes float32; per core, as fast as this one) and its FLOPs (at a T4's sustained rate), the decoding and the
+    encoding of an image on one core (Kaggle's cores share them), plus a start of a few minutes."""
+    images = comp.kaggle_counts[1] or data.test
+    shape = (1, pre.channels, *pre.size)
+    cpu = runtime.for_inference(False)
+    model_core_s = forward_seconds(forward, cpu, shape) * (os.cpu_count() or 1)
+    decode_s, encode_s = decoding_seconds(data, pre.size), encoding_seconds(comp, data, pre.size, rules)
+    work_s = decode_s + encode_s
+    gpu_model_s = flops(forward, shape) / T4_FLOPS["amp" if amp else "float32"]
+    cpu_s = KERNEL_START_S + images * (model_core_s + work_s) / KAGGLE_CORES
+    # on a GPU the workers decode while the card computes; encoding follows, on the cores
+    gpu_s = KERNEL_START_S + images * (max(gpu_model_s, decode_s / KAGGLE_CORES) + encode_s / KAGGLE_CORES)
+    how = (
+        f"{images:,} images; here a float32 forward pass set takes {model_core_s * 1e3:.0f} core-ms an image, decoding "
+        f"and encoding {work_s * 1e3:.0f} core-ms; a T4 {gpu_model_s * 1e3:.1f} ms; {KAGGLE_CORES} Kaggle cores"
+    )
+    return KernelCost(images, cpu_s, gpu_s, how)

@@ -74,11 +74,12 @@ def fingerprints(p: dict, cache: HashCache) -> dict[str, dict]:
     }
 
 
-def write(p: dict, out: Path, cache: HashCache) -> list[str]:
-    """Write out/<stage>.json for every stage; the names of those whose content changed."""
+def write(p: dict, out: Path, cache: HashCache, more: dict[str, dict] | None = None) -> list[str]:
+    """Write out/<stage>.json for every stage (`more`: what else a stage reads from outside, e.g. the environment the
+    package stage bundles); the names of those whose content changed."""
     out.mkdir(parents=True, exist_ok=True)
     changed = []
-    for stage, found in fingerprints(p, cache).items():
+    for stage, found in {**fingerprints(p, cache), **(more or {})}.items():
         path = out / f"{stage}.json"
         text = json.dumps(found, indent=1, sort_keys=True) + "\n"
         if not path.is_file() or path.read_text() != text:

@@ -326,19 +326,39 @@ class EncodeParams(_Section):
         return self
 
 
+Slug = Annotated[str, Field(pattern=r"^$|^[a-z0-9][a-z0-9-]{4,48}[a-z0-9]$")]  # Kaggle's: 6 to 50, a-z 0-9 -
+
+
+class PackageParams(_Section):
+    """The kernel bundle of a code competition: what Kaggle's image is, and where the bundle goes on Kaggle."""
+
+    python: Annotated[list[Annotated[str, Field(pattern=r"^3\.\d{1,2}$")]], Field(min_length=1)]
+    platform: str = Field(pattern=r"^(manylinux_\d+_\d+|manylinux2014|linux)_(x86_64|aarch64)$")
+    preinstalled: list[str]  # Kaggle's own packages: not bundled (their requirements neither)
+    bundle: list[str]  # of those, bundle anyway (a newer release than Kaggle's)
+    gpu: bool  # the kernel runs on Kaggle's GPU (T4); false: on a CPU
+    check_images: int = Field(ge=1, le=1000)  # test images the bundle is tried on, offline, before it is accepted
+    max_gb: float = Field(gt=0.0)  # Kaggle's dataset size limit
+    owner: str = Field(pattern=r"^$|^[A-Za-z0-9][A-Za-z0-9_-]*$")  # your Kaggle username; "": the credentials'
+    dataset: Slug  # "": kseg-<competition>
+    kernel: Slug  # "": kseg-<competition>-kernel
+
+
 class SubmitParams(_Section):
-    sha256: str  # "": upload nothing; else the first characters of the SHA-256 of the one file to upload
+    sha256: str  # "": upload nothing; else the first characters of the SHA-256 of the one file (or bundle) to submit
     message: str
     force: bool
     wait: int = Field(ge=0, le=86_400)  # seconds to wait for Kaggle's score after an upload
+    via: Literal["auto", "file", "kernel"]  # auto: the competition's own way (Carvana: file, Severstal: kernel)
+    kernel_wait: int = Field(ge=0, le=7 * 86_400)  # seconds for Kaggle to process the dataset and run the kernel
 
     @model_validator(mode="after")
     def _a_hash_or_nothing(self):
         _require(
             self.sha256 == "" or (len(self.sha256) >= 8 and all(c in "0123456789abcdef" for c in self.sha256)),
             "sha256",
-            f"must be empty (upload nothing) or at least 8 hex digits of the file's SHA-256 as the encode stage prints "
-            f"it, got {self.sha256!r}",
+            f"must be empty (upload nothing) or at least 8 hex digits of the SHA-256 that the encode stage (a file) or "
+            f"the package stage (a kernel's bundle) prints, got {self.sha256!r}",
         )
         return self
 
@@ -351,6 +371,7 @@ class Params(_Section):
     blend: BlendParams
     predict: PredictParams
     encode: EncodeParams
+    package: PackageParams
     submit: SubmitParams
 
 
@@ -455,6 +476,8 @@ def _describe(error: dict, root: type[BaseModel], prefix: str) -> str:
         return f"{key} {_range(field.metadata, given)}"
     if kind in _WORDS:
         return f"{key} must be {_WORDS[kind]}, got {given!r}"
+    if kind == "string_pattern_mismatch":
+        return f"{key} must match {error['ctx']['pattern']} (see params.yaml's comment on it), got {given!r}"
     return f"{key}: {error['msg']}, got {given!r}"
 
 

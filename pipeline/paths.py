@@ -21,6 +21,7 @@ METRICS = EVALUATION / "metrics.json"
 RECIPE = EVALUATION / "predictor.json"  # the rules, TTA and precision chosen for the checkpoints
 BLEND = EVALUATION / "blend.json"
 LIVE = Path("dvclive/train")
+PACKAGE = Path("data/package")  # a code competition's kernel bundle: dataset/ and kernel/
 SUBMISSIONS = Path("submissions")
 SUBMISSION = SUBMISSIONS / "submission.csv.gz"
 RECEIPT = SUBMISSIONS / "receipt.json"

@@ -25,8 +25,11 @@ def _rel(paths) -> list[str]:
 
 def test_every_stage_lists_its_whole_import_closure_in_dvc_yaml():
     stages = YAML(typ="safe", pure=True).load((ROOT / "dvc.yaml").read_text())["stages"]
+    wheel = {str(p.relative_to(ROOT)) for p in (ROOT / "pipeline").rglob("*.py")}
     for name, stage in stages.items():
         closure = _rel(provenance.closure(ROOT / "stages" / f"{name}.py"))
+        if name == "package":  # what it bundles: the wheel holds every module
+            closure = sorted(set(closure) | wheel)
         missing = [m for m in closure if m not in stage["deps"]]
         assert not missing, f"dvc.yaml: stage {name} imports {', '.join(missing)} but does not list it in deps"
         stale = [d for d in stage["deps"] if d.endswith(".py") and d not in closure]

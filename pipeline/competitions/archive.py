@@ -105,6 +105,39 @@ class ImageArchive:
             ) from None
 
 
+class ImageFolder:
+    """The image files of a folder, addressed by name as `ImageArchive` addresses a zip's members: how Kaggle mounts
+    a competition's test images in a kernel (`/kaggle/input/<slug>/test_images/`)."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        if not self.path.is_dir():
+            raise ArchiveError(f"{self.path} is not a folder of images")
+        self._sizes = {f.name: f.stat() for f in self.path.iterdir() if f.is_file() and not f.name.startswith(".")}
+
+    def __len__(self) -> int:
+        return len(self._sizes)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._sizes
+
+    def names(self) -> list[str]:
+        return sorted(self._sizes)
+
+    def content(self, names: list[str]) -> str:
+        """A hash of each named file's size and time (what a kernel's own resumed run needs to trust its shards)."""
+        h = hashlib.sha256()
+        for name in names:
+            st = self._sizes.get(name)
+            h.update(f"{name}\0{st.st_size if st else -1}\0{st.st_mtime_ns if st else 0}\n".encode())
+        return h.hexdigest()[:16]
+
+    def read(self, name: str) -> bytes:
+        if name not in self._sizes:
+            raise ArchiveError(f"{name} is not in {self.path}, which the sample submission says holds it")
+        return (self.path / name).read_bytes()
+
+
 def write_member(archive: zipfile.ZipFile, name: str, data: bytes, date_time=(1980, 1, 1, 0, 0, 0)) -> None:
     """Store `data` as `name`, uncompressed (images are compressed already) and with a fixed time, so that the same
     files make the same bytes."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import re
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -16,6 +17,7 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 
+from pipeline.competitions.archive import ImageArchive, ImageFolder, extract_member, write_member
 from pipeline.errors import UserError
 from pipeline.images import Size
 from pipeline.masks.postprocess import Rule
@@ -26,6 +28,20 @@ PREFIX = re.compile(r"^(?P<prefix>.+)_(?P<index>\d{2})$")  # <prefix>_<NN>: view
 
 class CompetitionError(UserError):
     """The competition folder is incomplete or inconsistent; the message lists what and the fix."""
+
+
+@dataclass(frozen=True)
+class KernelLimits:
+    """The limits a code competition puts on the kernel that Kaggle reruns on the hidden test set: hours of run time
+    on a CPU and on a GPU, the internet always off."""
+
+    cpu_hours: float
+    gpu_hours: float
+
+
+# Kaggle's limit on any notebook session, for `submit.via: kernel` in a competition that takes files: "12 hours of
+# execution time for CPU and GPU notebook sessions" (kaggle.com/docs/notebooks, Technical specifications).
+NOTEBOOK_SESSION = KernelLimits(cpu_hours=12, gpu_hours=12)
 
 
 def stem(name: str) -> str:
@@ -121,6 +137,9 @@ class Competition:
     dialect: ClassVar[Dialect]
     labels: str = "binary"  # binary (one sigmoid) | multiclass (softmax over classes) | multilabel (one sigmoid each)
     class_names: list[str]
+    submission_way: ClassVar[str] = "file"  # how Kaggle takes submissions: file (an uploaded CSV) | kernel (a rerun)
+    kernel_limits: ClassVar[KernelLimits] = NOTEBOOK_SESSION
+    kernel_test: ClassVar[tuple[str, ...]] = ("test_images", "test", "test.zip")  # where a kernel finds the test set
 
     def __init__(self, root: Path, hq: bool = False, strict: bool = False):
         self.root, self.hq, self.strict = Path(root), hq, strict
@@ -213,6 +232,43 @@ class Competition:
 
     def submission(self) -> SubmissionFormat:
         return self.submission_format(self.root)
+
+    @classmethod
+    def write_kernel_inputs(cls, root: Path, fmt: SubmissionFormat, images: dict[str, bytes], place: str | None = None):
+        """The competition as Kaggle mounts it in a kernel, with these test images (in `place`, the first of
+        `kernel_test` by default: a folder, or a zip like Kaggle's) and the sample submission of `fmt`: what package
+        tries a bundle on, and the tests' hidden test sets."""
+        place = place or cls.kernel_test[0]
+        root.mkdir(parents=True, exist_ok=True)
+        if place.endswith(".zip"):
+            with zipfile.ZipFile(root / place, "w") as z:
+                for name, data in images.items():
+                    write_member(z, f"{place[: -len('.zip')]}/{name}", data)
+        else:
+            (root / place).mkdir(parents=True, exist_ok=True)
+            for name, data in images.items():
+                (root / place / name).write_bytes(data)
+        write_csv(root / cls.SAMPLE, fmt.columns, [fields for rows in fmt.rows for _, fields in rows])
+
+    @classmethod
+    def kernel_inputs(cls, root: Path, work: Path) -> tuple[ImageArchive | ImageFolder, SubmissionFormat]:
+        """The test set as Kaggle mounts the competition in a kernel (`root` = /kaggle/input/<slug>): the first of
+        `kernel_test` (a folder of images, or a zip of them) and the sample submission that lists the images to
+        predict, as a CSV or zipped as Kaggle serves it (extracted into `work`)."""
+        sample = root / cls.SAMPLE
+        if not sample.is_file() and (root / f"{cls.SAMPLE}.zip").is_file():
+            work.mkdir(parents=True, exist_ok=True)
+            sample = extract_member(root / f"{cls.SAMPLE}.zip", cls.SAMPLE, work / cls.SAMPLE)
+        if not sample.is_file():
+            raise CompetitionError(f"{root} has no {cls.SAMPLE}: is the competition {cls.slug} added to the kernel?")
+        fmt = cls.submission_format(sample.parent)
+        for place in cls.kernel_test:
+            path = root / place
+            if path.is_dir():
+                return ImageFolder(path), fmt
+            if path.is_file():
+                return ImageArchive(path), fmt
+        raise CompetitionError(f"{root} holds none of {', '.join(cls.kernel_test)}: where are the test images?")
 
     @staticmethod
     def texts(probs: np.ndarray, size: Size, rules: list[Rule], classes: list[int]) -> dict[int, str]:

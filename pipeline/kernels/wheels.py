@@ -232,3 +232,42 @@ def _cached(out: Path, req: str, target: Target) -> list[Path]:
             if set(tags) & target.tags():
                 found.append(wheel)
     return found
+
+
+def gather(own: Path, targets: list[Target], preinstalled: list[str], forced: list[str], cache: Path, out: Path):
+    """The wheels a kernel installs offline beside `own` (this project's wheel) into `out`: every runtime
+    dependency of `own` on each target, except what Kaggle's image has (`preinstalled` and what those require),
+    unless `forced`. Each comes from this environment's installed files where its tags fit the target, else from
+    the wheel cache `cache` or `pip download`. Returns the wheels, `own` first."""
+    core = [r for r in metadata_requires(own) if r.marker is None or "extra" not in str(r.marker)]
+    needed = closure(core, targets)
+    forced = {canonicalize_name(f) for f in forced}
+    kaggle = closure([Requirement(p) for p in preinstalled if canonicalize_name(p) not in forced], targets)
+    out.mkdir(parents=True, exist_ok=True)
+    found = [out / own.name]
+    if own.parent != out:
+        shutil.copyfile(own, found[0])
+    for name in sorted(set(needed) - set(kaggle)):
+        dist = installed(name)
+        wanted = f"{name}=={dist.version}" if dist is not None else str(needed[name])
+        for target in targets:
+            if dist is not None and repackable(dist, target):
+                built = next(iter(_cached(cache, wanted, target)), None) or repack(dist, cache)
+            else:
+                built = download(wanted, target, cache)
+            if not (out / built.name).exists():
+                shutil.copyfile(built, out / built.name)
+                found.append(out / built.name)
+    return found
+
+
+def bundled_versions(preinstalled: list[str], forced: list[str], targets: list[Target]) -> dict[str, str]:
+    """{distribution: version} of this environment that a bundle would take: what this project's installed metadata
+    requires, less Kaggle's preinstalled set; a dependency of the package stage that DVC cannot see otherwise (an
+    upgraded package changes the bundle)."""
+    own = installed("kaggle-segmentation")
+    core = [Requirement(r) for r in (own.requires or []) if "extra" not in r] if own is not None else []
+    needed = closure(core, targets)
+    forced = {canonicalize_name(f) for f in forced}
+    kaggle = closure([Requirement(p) for p in preinstalled if canonicalize_name(p) not in forced], targets)
+    return {n: (installed(n).version if installed(n) else "not installed") for n in sorted(set(needed) - set(kaggle))}

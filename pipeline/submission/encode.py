@@ -1,5 +1,6 @@
 """The submission file: up-sample, apply the chosen rules and run-length encode every prediction, in parallel, into
-the rows of the competition's sample submission, in its order, gzip-compressed as it streams.
+the rows of the competition's sample submission, in its order, gzip-compressed as it streams (`.csv.gz`; a kernel
+writes the plain `submission.csv` that code competitions score).
 
 Each piece of a shard (at most `PIECE` images) is encoded by one worker into a complete gzip member; the
 members are written one after the other (a multi-member gzip is one valid .gz file), so compression runs
@@ -55,8 +56,10 @@ def encode_piece(
     fmt: SubmissionFormat,
     rules: list[Rule],
     every: int,
+    compress: bool = True,
 ) -> tuple[list[str], bytes, list[tuple[int, str, tuple[int, int]]]]:
-    """(image names, gzip member of their rows, self-check entries) for the images start:stop of one shard.
+    """(image names, their rows as a gzip member (or plain text), self-check entries) for the images start:stop of
+    one shard.
 
     `fmt` holds the rows of exactly these images; image `first + i` is checked when its index divides by `every`:
     each of its rows gives (its line in the file, the digest of its mask, the image's size).
@@ -77,7 +80,8 @@ def encode_piece(
             masks = comp.masks(probs, size, rules, sorted(set(classes)))
             checks += [(line + k, digest(masks[cls]), size) for k, cls in enumerate(classes)]
         line += len(classes)
-    member = gzip.compress("".join(lines).encode(), compresslevel=COMPRESSLEVEL, mtime=0)  # same rows, same bytes
+    text = "".join(lines).encode()
+    member = gzip.compress(text, compresslevel=COMPRESSLEVEL, mtime=0) if compress else text  # same rows, same bytes
     return names, member, checks
 
 
@@ -93,7 +97,8 @@ def _pieces(predictions: Path, manifest: dict):
 def write(
     predictions: Path, comp: type[Competition], fmt: SubmissionFormat, rules: list[Rule], out: Path, jobs: int
 ) -> dict:
-    """Write the submission of every test image in `fmt`'s rows; returns {'rows', 'bytes'}."""
+    """Write the submission of every test image in `fmt`'s rows, gzip-compressed when `out` ends in .gz; returns
+    {'rows', 'bytes'}."""
     manifest = shards.check_complete(predictions)
     if manifest["images"] != len(fmt.images):
         raise SubmissionError(
@@ -102,16 +107,17 @@ def write(
         )
     pieces = list(_pieces(predictions, manifest))
     every = max(SPACING, len(fmt.images) // CHECKED)
+    compress = out.suffix == ".gz"
     starts = np.cumsum([0] + [len(r) for r in fmt.rows])  # the file line (after the header) of each image's rows
     out.parent.mkdir(parents=True, exist_ok=True)
     part = out.with_name(out.name + ".part")
     position, checks = 0, []
     try:
         with open(part, "wb") as f:
-            f.write(gzip.compress(fmt.header.encode(), mtime=0))
+            f.write(gzip.compress(fmt.header.encode(), mtime=0) if compress else fmt.header.encode())
             tasks = (
                 delayed(encode_piece)(
-                    path, start, stop, first, comp, _rows_of(fmt, first, first + stop - start), rules, every
+                    path, start, stop, first, comp, _rows_of(fmt, first, first + stop - start), rules, every, compress
                 )
                 for path, start, stop, first in pieces
             )
@@ -157,7 +163,7 @@ def check_file(path: Path, fmt: SubmissionFormat, comp: type[Competition], check
     expected = [fields for rows in fmt.rows for _, fields in rows]
     due = {line: (d, size) for line, d, size in checks}
     keys = [i for i in range(len(fmt.columns)) if i != fmt.value]
-    with gzip.open(path, "rt", newline="") as f:
+    with _open_text(path) as f:
         if f.readline() != fmt.header:
             raise SubmissionError(f"{path} does not start with the sample submission's header {fmt.header.strip()!r}")
         count = 0
@@ -182,15 +188,22 @@ def check_file(path: Path, fmt: SubmissionFormat, comp: type[Competition], check
     return count
 
 
+def _open_text(path: Path):
+    """A submission file (gzip-compressed or plain) opened as text."""
+    with open(path, "rb") as f:
+        zipped = f.read(2) == b"\x1f\x8b"
+    return gzip.open(path, "rt", newline="") if zipped else open(path, newline="")
+
+
 def read(path: Path) -> dict[str, str]:
     """{first column: run-length text} of a submission file with one row per image (Carvana's layout)."""
-    with gzip.open(path, "rt", newline="") as f:
+    with _open_text(path) as f:
         f.readline()
         return {name: code for name, code in csv.reader(f)}
 
 
 def read_rows(path: Path) -> tuple[list[str], list[list[str]]]:
     """(header, rows) of any submission file."""
-    with gzip.open(path, "rt", newline="") as f:
+    with _open_text(path) as f:
         reader = csv.reader(f)
         return next(reader), list(reader)

@@ -75,6 +75,7 @@ class Carvana(Competition):
     kaggle_counts = (5088, 100_064)
     group = "prefix"
     unit = "car"
+    kernel_test = ("test", "test.zip", "test_hq", "test_hq.zip")  # Carvana: the zips Kaggle serves, or their folders
     dialect = DIALECTS["carvana"]
 
     def __init__(self, root: Path, hq: bool = False, strict: bool = False):

@@ -27,6 +27,7 @@ from pipeline.competitions.archive import ImageArchive, extract_member, open_zip
 from pipeline.competitions.base import (
     Competition,
     CompetitionError,
+    KernelLimits,
     SubmissionFormat,
     diff,
     raise_problems,
@@ -106,6 +107,11 @@ class Severstal(Competition):
     group = "image"
     dialect = DIALECTS["severstal"]
     labels = "multilabel"
+    # A code competition: "Synchronous kernel-only competition. No internet; 1 hour run-time; 30 hours/week with GPU"
+    # (the 12th place's slides, bamps53/kaggle-severstal); the hidden test set replaced test_images/.
+    submission_way = "kernel"
+    kernel_limits = KernelLimits(cpu_hours=1, gpu_hours=1)
+    kernel_test = (TEST_FOLDER,)
 
     def __init__(self, root: Path, hq: bool = False, strict: bool = False):
         super().__init__(root, hq, strict)
