@@ -343,6 +343,18 @@ class PackageParams(_Section):
     dataset: Slug  # "": kseg-<competition>
     kernel: Slug  # "": kseg-<competition>-kernel
 
+    @model_validator(mode="before")
+    @classmethod
+    def _versions_are_strings(cls, data):
+        numbers = [v for v in (data.get("python") or []) if isinstance(v, float)] if isinstance(data, dict) else []
+        _require(
+            not numbers,
+            "python",
+            f"must list Python versions as strings, quoted: ['{numbers[0] if numbers else ''}'] (YAML reads an "
+            f"unquoted 3.10 as the number 3.1)",
+        )
+        return data
+
 
 class SubmitParams(_Section):
     sha256: str  # "": upload nothing; else the first characters of the SHA-256 of the one file (or bundle) to submit

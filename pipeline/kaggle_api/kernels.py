@@ -37,9 +37,14 @@ def status(ref: str) -> tuple[str, str]:
 
 
 def log(ref: str, folder: Path) -> str:
-    """The kernel's log (its output files go to `folder` too)."""
+    """The kernel's log as text (Kaggle writes it as a JSON list of stream entries); its output files go to `folder`
+    too."""
     api = connect()
     folder.mkdir(parents=True, exist_ok=True)
     files, _ = call(lambda: api.kernels_output(ref, str(folder), force=True), f"kernel {ref}", "fetch the kernel's log")
     logs = [Path(f) for f in files if str(f).endswith(".log")]
-    return logs[0].read_text() if logs else ""
+    text = logs[0].read_text() if logs else ""
+    try:
+        return "".join(entry.get("data", "") for entry in json.loads(text))
+    except (ValueError, TypeError, AttributeError):
+        return text

@@ -50,32 +50,48 @@ def _history(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def earlier(competition: str, sha: str, history: Path) -> dict | None:
+    """The submission of these bytes (a file's, or a kernel bundle's hash) that the local history or the
+    competition's own list (by the hash that starts every description) already has; None when there is none."""
+    found = next((h for h in _history(history) if h["sha256"] == sha and h["competition"] == competition), None)
+    if found is None:
+        remote = submissions.submissions(competition)
+        found = next((r for r in remote if f"sha256:{sha[:12]}" in r["description"]), None)
+    return found
+
+
+def already(receipt: dict, found: dict, what: str) -> dict:
+    """The receipt of a submission not made because `found` made it already."""
+    return {
+        **receipt,
+        "submitted": False,
+        "ref": found["ref"],
+        "reason": f"this {what} was already submitted (ref {found['ref']}); set submit.force true to submit it again",
+    }
+
+
+def record(history: Path, receipt: dict) -> None:
+    """Append a submission to the history, which no rerun deletes: nothing is submitted twice."""
+    history.parent.mkdir(parents=True, exist_ok=True)
+    with history.open("a") as f:
+        f.write(json.dumps(receipt) + "\n")
+
+
 def submit_once(competition: str, file: Path, note: str, key_params: dict, history: Path, force: bool) -> dict:
     """Submit `file` unless it was already submitted; returns the receipt."""
     sha = file_hash(file)
-    receipt = {"competition": competition, "file": str(file), "sha256": sha, "time": _now()}
-    if not force:
-        earlier = next((h for h in _history(history) if h["sha256"] == sha and h["competition"] == competition), None)
-        if earlier is None:
-            remote = submissions.submissions(competition)
-            earlier = next((r for r in remote if f"sha256:{sha[:12]}" in r["description"]), None)
-        if earlier is not None:
-            return {
-                **receipt,
-                "submitted": False,
-                "ref": earlier["ref"],
-                "reason": f"this file was already submitted (ref {earlier['ref']}); set submit.force true to "
-                f"submit it again",
-            }
+    receipt = {"competition": competition, "file": str(file), "sha256": sha, "time": now()}
+    found = None if force else earlier(competition, sha, history)
+    if found is not None:
+        return already(receipt, found, "file")
     message = description(note, sha, key_params)
     answer = submissions.submit(competition, file, message)
     receipt = {**receipt, "submitted": True, "ref": answer["ref"], "message": message, "kaggle": answer["message"]}
-    with history.open("a") as f:
-        f.write(json.dumps(receipt) + "\n")
+    record(history, receipt)
     return receipt
 
 
-def _now() -> str:
+def now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
