@@ -16,8 +16,24 @@ from pipeline.competitions.archive import ImageArchive
 from pipeline.competitions.carvana import SLUG, demo
 from pipeline.data import preprocess
 from pipeline.models.factory import create_model
+from pipeline.planning import resolve
 from pipeline.prediction import predict, shards
 from pipeline.prediction.predictor import Predictor, load_predictor
+
+# What the plan chooses for the Carvana demo on a CPU (tests/test_planning.py checks it): the values the benches and
+# the tests that train or predict in their own process use for params.yaml's `auto`, without a plan stage.
+CARVANA_PLAN = {
+    "split.group": "prefix", "train.scale": 0.125, "train.model.base_channels": 8, "train.batch_size": 8,
+    "train.lr": 0.003, "train.epochs": 8, "train.bce_weight": 1.0, "train.dice_weight": 1.0,
+    "train.augment.hflip": 0.5, "train.augment.vflip": 0.0, "train.augment.saturation": 0.2,
+    "train.augment.hue": 0.03, "evaluate.threshold_min": 0.2, "evaluate.threshold_max": 0.8,
+    "evaluate.empty_rule": False, "predict.tta": "hflip",
+}  # fmt: skip
+
+
+def demo_params(*sections: str, path: str | Path = "params.yaml", overrides=()) -> dict:
+    """params.yaml's sections with every `auto` as the Carvana demo's plan has it."""
+    return resolve.resolve(params.load(*sections, path=path, overrides=list(overrides)), CARVANA_PLAN)
 
 
 def demo_competition(test_images: int = 64, root: Path | None = None) -> Path:
@@ -70,7 +86,7 @@ def load_model(path: Path) -> tuple[nn.Module, preprocess.Preprocess]:
         f"{path} not found: using an untrained model with params.yaml's architecture (run `dvc repro train` for "
         f"realistic masks)"
     )
-    t = params.load("train")["train"]
+    t = demo_params("train")["train"]
     model = create_model(t.model.arch, in_channels=3, classes=1, **t.model.kwargs()).eval()
     return model, preprocess.Preprocess.for_data((1280, 1918), t.scale, 3)
 

@@ -20,6 +20,7 @@ from bench.common import machine
 from pipeline import params, paths, training
 from pipeline.competitions import open_competition
 from pipeline.models.factory import count_parameters, create_model
+from pipeline.planning import resolve
 
 
 def main() -> None:
@@ -27,7 +28,7 @@ def main() -> None:
     parser.add_argument("--encoders", nargs="+", default=["resnet18", "resnet34"])
     parser.add_argument("--epochs", type=int, default=None, help="default: params.yaml's train.epochs")
     args = parser.parse_args()
-    p_all = params.load("download", "train")
+    p_all = resolve.resolved(params.load(), paths.PLAN, "train")
     base, d = p_all["train"], p_all["download"]
     base = params.replace(base, epochs=args.epochs or base.epochs)
     comp = open_competition(paths.RAW, d.competition, d.hq)

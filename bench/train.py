@@ -16,7 +16,7 @@ import time
 import torch
 from torch.utils.data import DataLoader
 
-from bench.common import demo_competition, machine, open_demo
+from bench.common import demo_competition, demo_params, machine, open_demo
 from pipeline import params
 from pipeline.data import datasets, preprocess
 from pipeline.models.factory import create_model
@@ -52,7 +52,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=24, help="timed steps of the demo settings")
     args = parser.parse_args()
     comp = open_demo(demo_competition())
-    p = params.load("train")["train"]
+    p = demo_params("train")["train"]
     seed_style = params.replace(p, batch_size=1, channels_last=False, workers=0)
     ours = images_per_second(comp, p, args.steps)
     seed = images_per_second(comp, seed_style, args.steps * p.batch_size)

@@ -367,3 +367,23 @@ def kernel_cost(comp: type[Competition], data: Data, forward, pre: Preprocess, a
         f"and encoding {work_s * 1e3:.0f} core-ms; a T4 {gpu_model_s * 1e3:.1f} ms; {KAGGLE_CORES} Kaggle cores"
     )
     return KernelCost(images, cpu_s, gpu_s, how)
+
+
+class EpochTimer:
+    """Seconds of one epoch of one fold of given train params on this machine, for the plan: the budget's timed
+    training steps, validation passes and decoding (`train_cost`), measured under train's Runtime."""
+
+    def __init__(self, comp: Competition, split: P.SplitParams, t: P.TrainParams):
+        self.comp, self.data, self.rt = comp, None, None  # made when first timed: a plan may only ask the device
+        self.split, self.train = P.replace(split, fold=0), t
+        dev = runtime.device()
+        self.device = (
+            dev.type,
+            torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"CPU ({os.cpu_count()} cores)",
+        )
+
+    def __call__(self, t: P.TrainParams) -> float:
+        if self.data is None:
+            self.data = competition_data(self.comp)
+            self.rt = runtime.for_training(self.train.amp, self.train.channels_last)
+        return train_cost({"train": t, "split": self.split}, self.data, self.rt).seconds

@@ -6,6 +6,7 @@ kseg export [-m MODEL] [-o OUT.onnx]   ONNX with dynamic batch, height and width
 kseg masks [-p data/predictions] [-o DIR] [-t 0.5]   index and colour PNGs of the predictions
 kseg submissions [-c SLUG] [--wait]   list your Kaggle submissions and their scores
 kseg budget [-S key=value ...]   what train and predict will cost with these params, timed on this device
+kseg plan [-S key=value ...]   the plan of every auto param, from the data, each value with its reason
 """
 
 from __future__ import annotations
@@ -23,10 +24,48 @@ from pipeline import paths
 from pipeline.errors import run_stage
 
 
+def _planned(p: dict, raw: Path) -> dict:
+    """The params with every `auto` the plan's (computed now from the data in `raw`); without the data, the params
+    as they are, and an error for an `auto` that a caller then needs."""
+    from pipeline.competitions import CompetitionError, open_competition
+    from pipeline.planning import plan, resolve
+
+    if not any(resolve.value_of(p, k) == "auto" for k in resolve.PLANNED):
+        return p
+    try:
+        comp = open_competition(raw, p["download"].competition, p["download"].hq)
+    except CompetitionError:
+        return p
+    chosen = plan.planned(p, comp, p["download"].competition)
+    return resolve.resolve(p, {k: c.value for k, c in chosen.items()})
+
+
 def _budget(args: argparse.Namespace) -> None:
     from pipeline import budget, params
+    from pipeline.errors import UserError
+    from pipeline.planning import resolve
 
-    print(budget.for_params(params.load(path=args.params, overrides=args.set), args.data))
+    p = _planned(params.load(path=args.params, overrides=args.set), args.data)
+    needed = ["train.scale", "train.epochs", "train.batch_size", "predict.tta"]
+    needed += [] if p["train"].model.has_encoder else ["train.model.base_channels"]
+    left = [k for k in needed if resolve.value_of(p, k) == "auto"]
+    if left:
+        raise UserError(
+            f"{left[0]} is auto, which the plan chooses from the data; {args.data} holds none yet: run `dvc repro "
+            f"download`, or give it with -S {left[0]}=..."
+        )
+    print(budget.for_params(p, args.data))
+
+
+def _plan(args: argparse.Namespace) -> None:
+    """The plan of every `auto` param, with its reasons, from the data: what `dvc repro plan` would write."""
+    from pipeline import params
+    from pipeline.competitions import open_competition
+    from pipeline.planning import plan
+
+    p = params.load(path=args.params, overrides=args.set)
+    comp = open_competition(args.data, p["download"].competition, p["download"].hq)
+    print(plan.describe(plan.planned(p, comp, p["download"].competition)))
 
 
 def _submissions(args: argparse.Namespace) -> None:
@@ -67,7 +106,7 @@ def _train(args: argparse.Namespace) -> None:
     from pipeline.data import split
     from pipeline.errors import UserError
 
-    p = params.load("download", "split", "train", path=args.params)
+    p = _planned(params.load(path=args.params), args.data)
     flags = {
         "epochs": args.epochs,
         "batch_size": args.batch_size,
@@ -326,6 +365,12 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file (default %(default)s)")
     b.add_argument("--data", type=Path, default=paths.RAW, help="competition folder (default %(default)s)")
     b.set_defaults(func=_budget)
+
+    pl = sub.add_parser("plan", help="the plan of every auto param from the data, with its reasons; writes nothing")
+    pl.add_argument("-S", "--set", action="append", default=[], metavar="KEY=VALUE", help="as `dvc exp run -S`")
+    pl.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file (default %(default)s)")
+    pl.add_argument("--data", type=Path, default=paths.RAW, help="competition folder (default %(default)s)")
+    pl.set_defaults(func=_plan)
     return parser
 
 

@@ -35,6 +35,7 @@ def _require(condition: bool, key: str, message: str) -> None:
 
 
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+Auto = Literal["auto"]  # a value the plan chooses from the data (pipeline.planning), unless the user sets one
 Channel = Annotated[int, Field(ge=0, le=255)]  # one 8-bit colour value
 
 # ----------------------------------------------------------------------------------------------
@@ -99,7 +100,7 @@ class SplitParams(_Section):
     fold: Union[int, Literal["all"]]
     seed: int
     stratify: bool
-    group: Literal["auto", "prefix", "image"]  # auto: the competition's (Carvana: prefix, its car; Severstal: image)
+    group: Literal["auto", "prefix", "image"]  # auto: the plan's (names <prefix>_<NN>: prefix; else image)
 
     @field_validator("group", mode="before")
     @classmethod
@@ -135,7 +136,7 @@ class ModelParams(_Section):
     arch: Arch
     encoder: str  # none: the seed's networks; else an smp encoder (resnet34, efficientnet-b3, tu-convnext_tiny, ...)
     encoder_weights: str  # imagenet (or another published set), none, or a local .pth / .safetensors file
-    base_channels: int = Field(ge=1, le=256)  # the seed's U-Net has 64; the widest level has 2**depth times more
+    base_channels: Union[Annotated[int, Field(ge=1, le=256)], Auto]  # the seed's U-Net has 64
     depth: int = Field(ge=1, le=6)
     bilinear: bool
     deep_supervision: bool
@@ -174,14 +175,15 @@ class ModelParams(_Section):
 
 
 class AugmentParams(_Section):
-    hflip: Probability
+    hflip: Union[Probability, Auto]
+    vflip: Union[Probability, Auto]
     shift: float = Field(ge=0.0, le=0.5)
     scale: float = Field(ge=0.0, le=0.5)
     rotate: float = Field(ge=0.0, le=45.0)
     brightness: Probability
     contrast: Probability
-    saturation: Probability
-    hue: float = Field(ge=0.0, le=0.5)
+    saturation: Union[Probability, Auto]
+    hue: Union[Annotated[float, Field(ge=0.0, le=0.5)], Auto]
 
 
 class PseudoLabelParams(_Section):
@@ -192,11 +194,12 @@ class PseudoLabelParams(_Section):
 class TrainParams(_Section):
     seed: int
     model: ModelParams
-    scale: float = Field(ge=0.01, le=1.0)  # 1918x1280 at 0.01 is 19x13 pixels
+    minutes: float = Field(gt=0.0, le=100_000)  # the time the plan gives training, all folds together
+    scale: Union[Annotated[float, Field(ge=0.01, le=4.0)], Auto]  # 1918x1280 at 0.01 is 19x13; above 1: up-sampled
     crop: int | list[int]  # 0: whole images; N or [height, width]: random crops of the scaled images
-    epochs: int = Field(ge=1, le=10_000)
-    batch_size: int = Field(ge=1, le=4096)
-    lr: float = Field(gt=0.0, lt=1.0)
+    epochs: Union[Annotated[int, Field(ge=1, le=10_000)], Auto]
+    batch_size: Union[Annotated[int, Field(ge=1, le=4096)], Auto]
+    lr: Union[Annotated[float, Field(gt=0.0, lt=1.0)], Auto]
     weight_decay: float = Field(ge=0.0, le=1.0)
     warmup_epochs: float = Field(ge=0.0)
     grad_clip: float = Field(ge=0.0, le=1e6)  # 0 turns clipping off
@@ -204,8 +207,8 @@ class TrainParams(_Section):
     restarts: int = Field(ge=0, le=1000)  # warm restarts of the cosine schedule (SGDR); 0: one decay
     ema: float = Field(ge=0.0, lt=1.0)  # 0 turns it off
     average_best: int = Field(ge=0, le=100)  # k: best.pt is the average of the k best epochs' weights; 0: off
-    bce_weight: float = Field(ge=0.0)
-    dice_weight: float = Field(ge=0.0)
+    bce_weight: Union[Annotated[float, Field(ge=0.0)], Auto]
+    dice_weight: Union[Annotated[float, Field(ge=0.0)], Auto]
     augment: AugmentParams
     pseudo_labels: PseudoLabelParams
     amp: bool
@@ -232,11 +235,15 @@ class TrainParams(_Section):
             f"must be 0 (whole images), a size N or [height, width] of at least 1, got {self.crop}",
         )
         _require(
-            self.warmup_epochs <= self.epochs,
+            self.epochs == "auto" or self.warmup_epochs <= self.epochs,
             "warmup_epochs",
             f"must be in [0, train.epochs], got {self.warmup_epochs}",
         )
-        _require(self.bce_weight + self.dice_weight > 0, "bce_weight/dice_weight", "must not both be 0")
+        _require(
+            "auto" in (self.bce_weight, self.dice_weight) or self.bce_weight + self.dice_weight > 0,
+            "bce_weight/dice_weight",
+            "must not both be 0",
+        )
         return self
 
     @property
@@ -261,15 +268,16 @@ def tta_set(value):
 
 
 class EvaluateParams(_Section):
-    threshold_min: float = Field(gt=0.0, lt=1.0)
-    threshold_max: float = Field(gt=0.0, lt=1.0)
+    threshold_min: Union[Annotated[float, Field(gt=0.0, lt=1.0)], Auto]
+    threshold_max: Union[Annotated[float, Field(gt=0.0, lt=1.0)], Auto]
+    empty_rule: Union[bool, Auto]  # search the empty-mask rule (a top threshold and a minimum of pixels above it)
     worst: int = Field(ge=0)
     tta_sets: list[TTASet]  # also scored out of fold, to choose predict.tta
 
     @model_validator(mode="after")
     def _ordered(self):
         _require(
-            self.threshold_min <= self.threshold_max,
+            "auto" in (self.threshold_min, self.threshold_max) or self.threshold_min <= self.threshold_max,
             "threshold_min/threshold_max",
             f"must satisfy min <= max, got {self.threshold_min}, {self.threshold_max}",
         )
@@ -293,7 +301,7 @@ class BlendParams(_Section):
 class PredictParams(_Section):
     batch_size: int = Field(ge=1, le=4096)
     workers: int = Field(ge=0, le=256)
-    tta: TTASet  # true / false, the former flag's values, are read as hflip / none
+    tta: Union[TTASet, Auto]  # true / false, the former flag's values, are read as hflip / none
     shard_size: int = Field(ge=1, le=100_000)
     amp: bool
     nproc: int = Field(ge=1, le=1024)
@@ -464,12 +472,26 @@ def _walk(loc: tuple, root: type[BaseModel]) -> tuple[list[str], Any, Any]:
     return names, field, model
 
 
+def _describe_union(key: str, annotation: Any, kind: str, inner: tuple, given: Any) -> str:
+    """A bad value of a param of several types (pydantic tried each): a number out of range of a param that also
+    takes `auto`, or the param's whole type."""
+    if kind in _BOUNDS and len(inner) == 1:
+        member = next(a for a in typing.get_args(annotation) if typing.get_origin(a) is Annotated)
+        limits = [m for info in typing.get_args(member)[1:] for m in getattr(info, "metadata", [info])]
+        return f"{key} {_range(limits, given)} (or auto: the plan's)"
+    if kind in _WORDS and len(inner) == 1:
+        return f"{key} must be {_WORDS[kind]} or 'auto' (the plan's), got {given!r}"
+    return f"{key} must be {'one of ' if kind == 'literal_error' else ''}{_type_name(annotation)}, got {given!r}"
+
+
 def _describe(error: dict, root: type[BaseModel], prefix: str) -> str:
     """One line for pydantic's first error, naming the key as params.yaml spells it."""
     names, field, model = _walk(error["loc"], root)
     key = ".".join(([prefix] if prefix else []) + names)
     kind, given = error["type"], error.get("input")
     inner = error["loc"][len(names) :]  # inside a mapping or list: its keys and indices
+    if field is not None and typing.get_origin(field.annotation) in (Union, types.UnionType) and inner:
+        return _describe_union(key, field.annotation, kind, inner, given)
     if inner and kind in (*_BOUNDS, "too_short", "too_long"):
         return _describe_item(key, inner, kind, error["ctx"], given)
     if kind == "value_error":
@@ -479,9 +501,6 @@ def _describe(error: dict, root: type[BaseModel], prefix: str) -> str:
     if kind == "extra_forbidden":
         unknown = ".".join(([key] if key else []) + [str(error["loc"][len(names)])])
         return f"unknown key {unknown} in params.yaml; known keys here: {', '.join(model.model_fields)}"
-    in_a_union = field is not None and typing.get_origin(field.annotation) in (Union, types.UnionType)
-    if in_a_union and len(names) < len(error["loc"]):  # pydantic tried each member: name the field's whole type
-        return f"{key} must be {_type_name(field.annotation)}, got {given!r}"
     if kind == "literal_error" and field is not None:
         return f"{key} must be one of {_type_name(field.annotation)}, got {given!r}"
     if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal") and field is not None:

@@ -12,6 +12,8 @@ from pathlib import Path
 RAW = Path("data/raw")  # the competition's files (download)
 DEMO_TRUTH = Path("data/demo-truth")  # the demo's test labels: no stage reads them
 INPUTS = Path("data/inputs")  # the content of the files params name (inputs)
+PLAN = Path("data/plan")  # the planned value of every `auto` param, one file per stage that reads them
+PLAN_REPORTS = Path("reports/plan")  # plan.json (each value, its reason, who chose it) and fingerprint.json
 SPLIT = Path("data/split.csv")
 MODELS = Path("models")
 OOF = Path("data/oof")  # the maps evaluate scored: out of fold with split.fold all

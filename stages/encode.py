@@ -35,7 +35,12 @@ def main() -> None:
 
 
 def _described(rules: list[Rule]) -> str:
-    text = [f"{r.threshold:.3f}" + (f" min area {r.min_area}" if r.min_area else "") for r in rules]
+    text = [
+        f"{r.threshold:.3f}"
+        + (f" min area {r.min_area}" if r.min_area else "")
+        + (f" only with {r.top_pixels}+ px over {r.top:.2f}" if r.top_pixels else "")
+        for r in rules
+    ]
     return text[0] if len(set(text)) == 1 else "per class " + ", ".join(text)
 
 

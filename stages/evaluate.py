@@ -22,7 +22,8 @@ from pipeline.competitions import open_competition
 from pipeline.errors import UserError, run_stage
 from pipeline.evaluation import blend, evaluate, pictures
 from pipeline.masks import recipe
-from pipeline.paths import CHECKPOINTS, EVALUATION, INPUTS, MODELS, OOF, RAW, SPLIT
+from pipeline.paths import CHECKPOINTS, EVALUATION, INPUTS, MODELS, OOF, PLAN, RAW, SPLIT
+from pipeline.planning import resolve
 from pipeline.prediction import shards
 
 OUT = EVALUATION
@@ -52,7 +53,8 @@ def blend_members(comp, table: pd.DataFrame, names: list[str], low: float, high:
 
 
 def main() -> None:
-    p = params.load("download", "split", "evaluate", "blend", "predict")
+    given = params.load("download", "split", "evaluate", "blend", "predict")
+    p = resolve.resolved(given, PLAN, "evaluate", "predict")  # the threshold range, empty-mask rule and TTA set planned
     e, pr, folds, d = p["evaluate"], p["predict"], p["split"].validation_folds(), p["download"]
     rt = runtime.for_inference(pr.mixed_precision)  # predict's: the rules are chosen on the numbers it submits
     comp = open_competition(RAW, d.competition, d.hq)
@@ -72,7 +74,9 @@ def main() -> None:
             comp, table, MODELS, folds, batch_size=pr.batch_size, workers=pr.workers, tta=pr.tta, rt=rt, oof=OOF,
             tta_boards=tta_boards,
         )  # fmt: skip
-    rules, metrics, sweep, per_image = evaluate.summarize(board, comp, fold_of, e.threshold_min, e.threshold_max)
+    rules, metrics, sweep, per_image = evaluate.summarize(
+        board, comp, fold_of, e.threshold_min, e.threshold_max, e.empty_rule
+    )
     metrics.update(images=len(board), folds=[int(k) for k in folds], tta=pr.tta)
     if not spec and e.tta_sets:  # each set's best Dice on the same images, to choose predict.tta by
         metrics["tta_sets"] = {n: b.choose(e.threshold_min, e.threshold_max)[1]["dice"] for n, b in tta_boards.items()}
@@ -91,7 +95,7 @@ def main() -> None:
     (OUT / "blend.json").write_text(json.dumps({"members": spec}, indent=2) + "\n")
     checkpoints = [] if spec else [paths.model(k) for k in folds]
     recipe.write(OUT / "predictor.json", checkpoints, rules, pr.tta, pr.mixed_precision, spec)
-    params.check_unchanged(p)
+    params.check_unchanged(given)
 
     maps = shards.Maps(OOF)  # the worst images as scored: their out-of-fold maps under the chosen rules
     try:

@@ -12,19 +12,20 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from pipeline import budget, members, params, paths
-from pipeline.competitions import competition_class, open_competition
+from pipeline import params, paths
+from pipeline.competitions import competition_class
 from pipeline.errors import UserError, run_stage
-from pipeline.kernels import bundle, files
-from pipeline.masks import recipe
-from pipeline.prediction.predictor import load_predictor
-from pipeline.provenance import ROOT, file_hash
 
 WHEELS, FETCHED = paths.CHECKPOINTS / "package" / "wheels", paths.CHECKPOINTS / "members"
 
 
-def to_bundle(p: dict) -> tuple[list[bundle.Member], dict]:
-    """(the models predict ran, as members; the rules encode applied), from evaluate's recipe and blend."""
+def to_bundle(p: dict) -> tuple[list, dict]:
+    """(the models predict ran, as bundle.Members; the rules encode applied), from evaluate's recipe and blend."""
+    from pipeline import members
+    from pipeline.kernels import bundle
+    from pipeline.masks import recipe
+    from pipeline.provenance import file_hash
+
     pr, e = p["predict"], p["encode"]
     if pr.backend != "torch":
         raise UserError("a kernel runs the torch checkpoints: set predict.backend torch (evaluate then chooses again)")
@@ -62,7 +63,7 @@ def to_bundle(p: dict) -> tuple[list[bundle.Member], dict]:
 
 def main() -> None:
     p = params.load("download", "split", "predict", "encode", "package", "submit")
-    d, pr, pk = p["download"], p["predict"], p["package"]
+    d = p["download"]
     comp = competition_class(d.competition, d.source)
     way = comp.submission_way if p["submit"].via == "auto" else p["submit"].via
     shutil.rmtree(paths.PACKAGE, ignore_errors=True)
@@ -74,6 +75,20 @@ def main() -> None:
         params.check_unchanged(p)
         print(f"{paths.PACKAGE}: no kernel bundle: {d.competition} takes a file (submit.via kernel makes one)")
         return
+    build(p, comp)
+
+
+def build(p: dict, comp) -> None:
+    """The bundle, tried offline and checked against Kaggle's limits. Imported here, not above: a competition that
+    takes a file (the demo's) needs none of torch, the kernels or the budget, which take seconds to import."""
+    from pipeline import budget
+    from pipeline.competitions import open_competition
+    from pipeline.kernels import bundle, files
+    from pipeline.masks import recipe
+    from pipeline.prediction.predictor import load_predictor
+    from pipeline.provenance import ROOT
+
+    d, pr, pk = p["download"], p["predict"], p["package"]
     found, rules = to_bundle(p)
     written = {"shard_size": pr.shard_size, "batch_size": pr.batch_size, "workers": pr.workers}
     bundle.write(paths.PACKAGE, comp, found, rules, written, pk, ROOT, WHEELS)

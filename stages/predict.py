@@ -18,7 +18,8 @@ from pathlib import Path
 from pipeline import budget, members, params, paths, runtime
 from pipeline.competitions import open_competition
 from pipeline.errors import run_stage
-from pipeline.paths import BLEND, CHECKPOINTS, PREDICTIONS, RAW
+from pipeline.paths import BLEND, CHECKPOINTS, PLAN, PREDICTIONS, RAW
+from pipeline.planning import resolve
 from pipeline.prediction import blend, onnx_export, predict, shards
 from pipeline.prediction.predictor import load_predictor
 
@@ -55,7 +56,8 @@ def predict_into(work: Path, models: list[Path], comp, pr, tta: str, amp: bool) 
 
 
 def main() -> None:
-    p = params.load("download", "split", "predict")
+    given = params.load("download", "split", "predict")
+    p = resolve.resolved(given, PLAN, "predict")  # the TTA set planned
     pr = p["predict"]
     status = runtime.relaunch(__spec__.name, pr.nproc)
     if status is not None:
@@ -80,7 +82,7 @@ def main() -> None:
         done = blend.blend_shards(parts, [m["weight"] for m in spec], WORK, pr.shard_size) if rt.rank == 0 else 0
         what = "a blend of " + ", ".join(f"{m['name']} x {m['weight']:.2f}" for m in spec)
     if rt.rank == 0:
-        params.check_unchanged(p)
+        params.check_unchanged(given)
         shards.publish(WORK, PREDICTIONS)
         manifest = shards.check_manifest(WORK)
         shown = f"{manifest['shards']} shards ({done} written now by process 0, {what})"

@@ -1,15 +1,17 @@
-"""Assign train images to folds, grouped as the competition groups them: `dvc repro split` -> data/split.csv."""
+"""Assign train images to folds, grouped as the plan says (names <prefix>_<NN>: by prefix, Carvana's car; else by
+image): `dvc repro split` -> data/split.csv."""
 
 from pipeline import params
 from pipeline.competitions import open_competition
 from pipeline.data import split
 from pipeline.errors import run_stage
-from pipeline.paths import RAW, SPLIT
+from pipeline.paths import PLAN, RAW, SPLIT
+from pipeline.planning import resolve
 
 
 def main() -> None:
     p = params.load("download", "split")
-    s, d = p["split"], p["download"]
+    s, d = resolve.resolved(p, PLAN, "split")["split"], p["download"]
     comp = open_competition(RAW, d.competition, d.hq)
     table = split.split_competition(comp, folds=s.folds, seed=s.seed, stratify=s.stratify, group=s.group)
     params.check_unchanged(p)

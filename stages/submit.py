@@ -20,6 +20,7 @@ from pipeline.errors import run_stage
 from pipeline.kaggle_api import submissions
 from pipeline.kernels import files
 from pipeline.kernels import submit as kernel
+from pipeline.planning import resolve
 from pipeline.provenance import file_hash
 from pipeline.submission import upload
 
@@ -28,7 +29,8 @@ WORK = paths.CHECKPOINTS / "submit"
 
 
 def main() -> None:
-    p = params.load("download", "split", "train", "predict", "package", "submit")
+    given = params.load("download", "split", "train", "predict", "package", "submit")
+    p = resolve.resolved(given, paths.PLAN, "train", "predict")  # the description names the values trained with
     s, t, d = p["submit"], p["train"], p["download"]
     way = competition_class(d.competition, d.source).submission_way if s.via == "auto" else s.via
     if way == "file" and competition_class(d.competition, d.source).submission_way == "kernel" and s.sha256:
@@ -65,7 +67,7 @@ def main() -> None:
             rows = submissions.wait_for_score(d.competition, receipt["ref"], s.wait, min(10.0, s.wait / 4))
             upload.record_scores(rows, paths.SCORES)
         receipt = upload.with_score(receipt, paths.SCORES)
-    params.check_unchanged(p)
+    params.check_unchanged(given)
     paths.RECEIPT.write_text(json.dumps(receipt, indent=2) + "\n")
     said = f"submitted as ref {receipt['ref']}" if receipt["submitted"] else receipt["reason"]
     if receipt.get("public_score") is not None:

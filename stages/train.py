@@ -17,7 +17,8 @@ from pipeline.competitions import open_competition
 from pipeline.errors import run_stage
 from pipeline.evaluation import pictures
 from pipeline.masks.postprocess import Rule
-from pipeline.paths import CHECKPOINTS, INPUTS, LIVE, MODELS, RAW, SPLIT
+from pipeline.paths import CHECKPOINTS, INPUTS, LIVE, MODELS, PLAN, RAW, SPLIT
+from pipeline.planning import resolve
 from pipeline.prediction.pseudo import PseudoLabels
 
 STATE = CHECKPOINTS / "train"  # last.pt and best.pt while training: DVC never restores or deletes it
@@ -42,7 +43,8 @@ def pseudo_labels(t, comp, rt) -> tuple[PseudoLabels | None, dict | None]:
 
 
 def main() -> None:
-    p = params.load("download", "split", "train")
+    given = params.load("download", "split", "train")
+    p = resolve.resolved(given, PLAN, "train")  # every auto as the plan chose it
     t, folds = p["train"], p["split"].validation_folds()
     status = runtime.relaunch(__spec__.name, t.nproc, t.nnodes, t.rdzv_endpoint)
     if status is not None:
@@ -59,7 +61,7 @@ def main() -> None:
     pseudo, source = pseudo_labels(t, comp, rt)
     results = [training.train_fold(t, rt, comp, table, k, STATE / f"fold{k}", live, pseudo=pseudo) for k in folds]
     if live is not None:
-        params.check_unchanged(p)
+        params.check_unchanged(given)
         MODELS.mkdir(exist_ok=True)
         if pseudo is not None:  # what this round trained on, beside its models
             (MODELS / "pseudo_labels.json").write_text(json.dumps(pseudo.record(source), indent=1) + "\n")

@@ -43,9 +43,22 @@ ROOT = Path(__file__).resolve().parents[1]
 ISBI = ROOT.parent / "shared" / "data" / "isbi2012-membrane"
 
 
+# the slowest modules, slowest first (seconds measured with two workers): the workers take them first and the
+# short tests fill the end, so that neither waits for the other at the end of the run
+HEAVY = ("test_end_to_end", "test_dvc_train", "test_dvc_sharing", "test_dvc_predict", "test_severstal",
+         "test_dvc_data", "test_kernels", "test_pseudo", "test_planning", "test_training", "test_submit",
+         "test_gpu_check")  # fmt: skip
+
+
 def pytest_collection_modifyitems(items) -> None:
-    """The slow tests first: the workers start on the long ones, and the short ones fill the end."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    """The slow tests first, the heaviest modules first among them; the rest in their order."""
+
+    def weight(item) -> tuple[int, int]:
+        module = item.module.__name__.rsplit(".", 1)[-1]
+        rank = HEAVY.index(module) if module in HEAVY else len(HEAVY)
+        return (item.get_closest_marker("slow") is None, rank)
+
+    items.sort(key=weight)
 
 
 def _is_loopback(address) -> bool:
@@ -154,18 +167,38 @@ def tiny_pipeline(data: dict, epochs: int = 1, worst: int = 1) -> None:
     data["download"]["demo"].update(train=4, test=1, width=160, height=96)
     data["split"]["folds"] = 2
     data["train"]["model"].update(base_channels=4, depth=2)
-    data["train"].update(epochs=epochs, scale=0.5, workers=0, warmup_epochs=0)
+    data["train"].update(epochs=epochs, scale=0.5, batch_size=8, workers=0, warmup_epochs=0)
     data["predict"].update(workers=0)
     data["evaluate"].update(worst=worst)
 
 
+def shared(tmp_path_factory, name: str, build) -> Path:
+    """A folder made once for the whole run, whichever worker asks first (the others wait for it): `build(folder)`
+    fills it. Tests must only read it, or work on a copy."""
+    from filelock import FileLock
+
+    root = tmp_path_factory.getbasetemp()
+    root = root.parent if os.environ.get("PYTEST_XDIST_WORKER") else root  # the workers' common folder
+    folder = root / f"shared-{name}"
+    with FileLock(str(folder) + ".lock"):
+        if not (folder / ".done").is_file():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            build(folder)
+            (folder / ".done").touch()
+    return folder
+
+
 @pytest.fixture(scope="session")
 def tiny_project(tmp_path_factory) -> Path:
-    """A project after a whole `dvc repro` with `tiny_pipeline` params. Tests work on a `copy_project` of it,
-    so the pipeline runs once for all of them."""
-    project = make_project(tmp_path_factory.mktemp("tiny-project") / "p", tiny_pipeline)
-    run(["dvc", "repro"], project)
-    return project
+    """A project after a whole `dvc repro` with `tiny_pipeline` params, made once for every worker. Tests work on
+    a `copy_project` of it."""
+
+    def build(folder: Path) -> None:
+        project = make_project(folder / "p", tiny_pipeline)
+        run(["dvc", "repro"], project)
+
+    return shared(tmp_path_factory, "tiny-project", build) / "p"
 
 
 def copy_project(src: Path, dest: Path) -> Path:
@@ -210,12 +243,19 @@ def encode_carvana(predictions: Path, names: list[str], out: Path, threshold: fl
     return encode.write(predictions, Carvana, Carvana.format_for(names), [Rule(threshold)], out, jobs)
 
 
+def planned_params(*sections: str, overrides=()) -> dict:
+    """params.yaml's sections with every `auto` as the plan of the Carvana demo has it."""
+    from bench.common import demo_params
+
+    return demo_params(*sections, path=ROOT / "params.yaml", overrides=overrides)
+
+
 def tiny_train_params(**changes):
     """The project's train params, shrunk for tests (a 4-channel U-Net of depth 2 on 80x48 images)."""
 
     from pipeline import params
 
-    p = params.load(path=ROOT / "params.yaml")["train"]
+    p = planned_params("train")["train"]
     model = params.replace(p.model, base_channels=4, depth=2)
     base = dict(model=model, scale=0.5, epochs=2, batch_size=8, workers=0, warmup_epochs=0.5)
     return params.replace(p, **{**base, **changes})

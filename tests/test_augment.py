@@ -10,7 +10,15 @@ from pipeline.data import augment
 from pipeline.params import AugmentParams
 
 STRONG = AugmentParams(
-    hflip=0.5, shift=0.1, scale=0.2, rotate=20.0, brightness=0.0, contrast=0.0, saturation=0.0, hue=0.0
+    hflip=0.5,
+    vflip=0.0,
+    shift=0.1,
+    scale=0.2,
+    rotate=20.0,
+    brightness=0.0,
+    contrast=0.0,
+    saturation=0.0,
+    hue=0.0,
 )
 
 
@@ -44,7 +52,15 @@ def test_colour_changes_keep_the_range_and_the_mask():
     image = torch.rand(3, 16, 16)
     mask = torch.ones(16, 16, dtype=torch.uint8)
     p = AugmentParams(
-        hflip=0.0, shift=0.0, scale=0.0, rotate=0.0, brightness=0.5, contrast=0.5, saturation=0.5, hue=0.2
+        hflip=0.0,
+        vflip=0.0,
+        shift=0.0,
+        scale=0.0,
+        rotate=0.0,
+        brightness=0.5,
+        contrast=0.5,
+        saturation=0.5,
+        hue=0.2,
     )
     out, out_mask = augment.augment(image, mask, p, augment.sample_generator(0, 0, 0))
     assert out.min() >= 0 and out.max() <= 1 and torch.equal(out_mask, mask)

@@ -25,9 +25,21 @@ def figures(line: str) -> tuple[str, str]:
     return found[1], found[2]
 
 
+PLANNED = [
+    "train.scale=0.125",
+    "train.epochs=8",
+    "train.batch_size=8",
+    "train.model.base_channels=8",
+    "predict.tta=hflip",
+]
+
+
 def test_budget_of_the_demo_and_of_the_real_recipe_runs_nothing(tmp_path):
-    nothing = tmp_path / "raw"  # no data yet: the demo's counts, then Kaggle's
-    demo = carvana("budget", "--params", ROOT / "params.yaml", "--data", nothing).stdout.splitlines()
+    nothing = tmp_path / "raw"  # no data yet: nothing to plan from, so the values the plan would choose are given
+    auto = carvana("budget", "--params", ROOT / "params.yaml", "--data", nothing, check=False)
+    assert auto.returncode == 1 and "train.scale is auto, which the plan chooses from the data" in auto.stderr
+    planned = [f"-S{s}" for s in PLANNED]
+    demo = carvana("budget", "--params", ROOT / "params.yaml", "--data", nothing, *planned).stdout.splitlines()
     assert "192 train and 64 test images of 1918x1280 (the demo, not rendered yet)" in demo[0]
     assert demo[1].startswith("train: 1 fold(s) x 8 epochs x 154 images (+ 38 validation) at 240x160: ~")
     assert demo[2].startswith("predict: 64 images x 2 passes (1 fold(s) x hflip TTA) at 240x160: ~")
@@ -45,15 +57,19 @@ def test_budget_of_the_demo_and_of_the_real_recipe_runs_nothing(tmp_path):
     assert not list(tmp_path.iterdir())  # nothing was written
 
 
-def test_budget_counts_the_competition_folder_when_there_is_one(tiny_demo):
+def test_budget_counts_the_competition_folder_when_there_is_one_and_uses_its_plan(tiny_demo):
     lines = carvana("budget", "--params", ROOT / "params.yaml", "--data", tiny_demo).stdout.splitlines()
     assert f"48 train and 16 test images of 160x96 ({tiny_demo})" in lines[0]
-    assert "x 8 epochs x 38 images (+ 10 validation) at 20x12" in lines[1]
+    plan = carvana("plan", "--params", ROOT / "params.yaml", "--data", tiny_demo).stdout
+    scale, epochs = (float(re.search(rf"^train\.{k} +([\d.]+)", plan, re.M)[1]) for k in ("scale", "epochs"))
+    assert (
+        f"x {int(epochs)} epochs x 38 images (+ 10 validation) at {round(160 * scale)}x{round(96 * scale)}" in lines[1]
+    )
 
 
 def test_a_bad_override_is_one_line(tmp_path):
     bad = carvana("budget", "--params", ROOT / "params.yaml", "-S", "train.scale=0", check=False)
-    assert bad.returncode != 0 and "train.scale must be in [0.01, 1], got 0" in bad.stderr
+    assert bad.returncode != 0 and "train.scale must be in [0.01, 4], got 0" in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1
 
 

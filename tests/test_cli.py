@@ -66,7 +66,7 @@ def test_train_with_the_seed_flags(tiny_demo, tmp_path):
 
 def test_bad_flags_get_one_line_errors(tiny_demo, tmp_path):
     proc = carvana("train", "-s", "0", "--data", tiny_demo, "--params", _params(tmp_path), check=False)
-    assert proc.returncode == 1 and "train.scale must be in [0.01, 1], got 0.0" in proc.stderr
+    assert proc.returncode == 1 and "train.scale must be in [0.01, 4], got 0.0" in proc.stderr
     assert "Traceback" not in proc.stderr
     proc = carvana("train", "--classes", "2", "--data", tiny_demo, "--params", _params(tmp_path), check=False)
     assert "--classes 2 does not match" in proc.stderr

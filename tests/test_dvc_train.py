@@ -112,7 +112,7 @@ def test_params_edited_while_a_stage_runs_are_never_locked(tiny_project, tmp_pat
     edit_yaml(project / "params.yaml", lambda d: d["train"].update(lr=0.002))  # what a refused `dvc exp run -S` does
     out, err = proc.communicate(timeout=300)
     assert proc.returncode != 0, out
-    assert "params.yaml changed while this stage ran (train.lr: 0.003 then 0.002)" in err and "Traceback" not in err
+    assert "params.yaml changed while this stage ran (train.lr: 'auto' then 0.002)" in err and "Traceback" not in err
     assert _locked_train(project) == locked  # nothing locked: train is still due
     assert "train" in run(["dvc", "status", "train"], project).stdout
 

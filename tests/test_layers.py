@@ -23,6 +23,7 @@ LAYERS = [  # bottom first; a package may import only from the layers below it, 
     ["pipeline.prediction"],
     ["pipeline.evaluation", "pipeline.training", "pipeline.submission", "pipeline.budget"],
     ["pipeline.kernels"],  # a kernel's bundle and what runs in it: predict and encode's code, the budget's estimates
+    ["pipeline.planning"],  # the plan: a fingerprint of the data, the rules, the epoch timed by the budget
     ["pipeline.cli"],
 ]
 

@@ -44,7 +44,7 @@ def test_the_project_params_load():
         (lambda d: d["predict"].update(batch_sise=8), "unknown key predict.batch_sise"),
         (lambda d: d["predict"].update(batch_size=0), r"predict.batch_size must be in 1..4096, got 0"),
         (lambda d: d["train"]["model"].update(base_channels=1_000_000), r"base_channels must be in 1..256"),
-        (lambda d: d["train"].update(scale=1e-9), r"train.scale must be in \[0.01, 1\], got 1e-09"),
+        (lambda d: d["train"].update(scale=1e-9), r"train.scale must be in \[0.01, 4\], got 1e-09 \(or auto"),
         (lambda d: d["download"]["local"].update(colors={1: [300, 0, 0]}), r"colors\[1\]\[0\] must be at most 255"),
         (lambda d: d["download"]["local"].update(colors={1: [3, 0]}), r"colors\[1\] must have at least 3 values"),
         (lambda d: d["download"]["local"].update(colors={999: [3, 0, 1]}), r"colors key must be at most 255, got 999"),
@@ -98,9 +98,9 @@ def test_every_copy_is_validated_naming_the_key():
 
 
 def test_types_are_strict(tmp_path):
-    with pytest.raises(params.ParamError, match="train.epochs must be an integer, got True"):
+    with pytest.raises(params.ParamError, match="train.epochs must be an integer or 'auto' \\(the plan's\\), got True"):
         params.load(path=_write(tmp_path, lambda d: d["train"].update(epochs=True)))
-    with pytest.raises(params.ParamError, match="train.lr must be a number, got '0.1'"):
+    with pytest.raises(params.ParamError, match="train.lr must be a number or 'auto' \\(the plan's\\), got '0.1'"):
         params.load(path=_write(tmp_path, lambda d: d["train"].update(lr="0.1")))
 
 

@@ -101,3 +101,47 @@ def test_all_empty_is_the_share_of_pairs_without_a_defect():
     board.add("a.jpg", torch.zeros(2, 8, 8), full)
     board.add("b.jpg", torch.zeros(2, 8, 8), np.zeros((8, 8), np.uint8))
     assert board.all_empty() == 0.75 and board.dice(0.5) == 0.75  # empty predictions score the empty pairs
+
+
+def _faint_and_strong(count: int, seed: int = 0):
+    """Images whose class is either absent, with a faint area of mid probabilities (the model unsure), or present,
+    with a confident core in a halo of the same mid probabilities that belongs to it: no threshold tells the two apart
+    (low: the faint areas become masks; high: the halos go), the empty-mask rule does (SIIM, Severstal)."""
+    rng = np.random.default_rng(seed)
+    for i in range(count):
+        full = np.zeros((32, 48), np.uint8)
+        probs = torch.full((1, 16, 24), 0.02)
+        if i % 2:
+            full[4:28, 8:40] = 1
+            probs[0, 2:14, 4:20] = 0.45  # the halo, as unsure as the faint areas
+            probs[0, 5:11, 8:16] = 0.97  # the core
+        else:
+            top = int(rng.integers(0, 8))
+            probs[0, top : top + 8, 2:22] = 0.45
+        yield f"{i}.jpg", probs, full
+
+
+@pytest.mark.parametrize("pairs", [False, True])
+def test_the_empty_mask_rule_drops_unsure_masks_and_scores_what_it_submits(pairs):
+    board = metrics.PairScoreboard(1, areas=True) if pairs else metrics.Scoreboard(1)
+    for name, probs, full in _faint_and_strong(20):
+        board.add(name, probs, full)
+    plain_rules, plain, _ = board.choose(0.2, 0.8)
+    rules, chosen, _ = board.choose(0.2, 0.8, empty_rule=True)
+    (rule,) = rules
+    assert rule.top_pixels > 0 and rule.top > 0.45 and rule.threshold < 0.45  # decided high, drawn low
+    assert chosen["dice"] > plain["dice"] + 0.1 and chosen["dice"] > 0.95
+    assert board.per_rule(rules).mean() == pytest.approx(chosen["dice"])
+    expected = [metrics.dice(rule.apply(postprocess.to_uint8(p)[0], f.shape), f) for _, p, f in _faint_and_strong(20)]
+    assert board.per_rule(rules) == pytest.approx(expected)  # the scored masks are the ones encode writes
+    assert not board.choose(0.2, 0.8)[0][0].top_pixels  # off unless asked
+
+
+def test_the_empty_mask_rule_is_kept_only_where_it_helps():
+    board = metrics.PairScoreboard(3, areas=True)
+    for name, probs, full in _pairs(1, 10):
+        board.add(name, probs, full)
+    without, plain, _ = board.choose(0.2, 0.8)
+    with_rule, chosen, _ = board.choose(0.2, 0.8, empty_rule=True)
+    assert chosen["dice"] >= plain["dice"] - 1e-12
+    assert all(w == r or r.top_pixels for w, r in zip(without, with_rule, strict=True))

@@ -29,7 +29,7 @@ def test_a_second_clone_sharing_the_environment_runs_its_own_code_under_dvc(tmp_
     with open(clone / "pipeline/data/split.py", "a") as f:
         f.write('\nprint("split code of the second clone")\n')
     out = run(["dvc", "repro", "split"], clone).stdout  # no PYTHONPATH: the environment's install is ROOT's
-    assert stages_run(out) == ["inputs", "download", "split"]
+    assert stages_run(out) == ["inputs", "download", "plan", "split"]
     assert "split code of the second clone" in out
 
 

@@ -41,6 +41,18 @@ def test_checkpoints_are_written_and_the_same_params_give_the_same_weights(tiny_
     assert model(torch.zeros(1, 3, 48, 80)).shape == (1, 1, 48, 80)
 
 
+def test_an_input_scale_above_one_trains_at_twice_the_size(tiny_demo, tmp_path):
+    """For structures too thin for the network's strides at full size (the plan's 2 and 4)."""
+    from pipeline.masks import postprocess
+
+    result = train_tiny(tiny_demo, tmp_path, scale=2.0, epochs=1)
+    best = checkpoint.load(tmp_path / "best.pt")
+    assert best["preprocess"]["size"] == [192, 320] and best["preprocess"]["original"] == [96, 160]
+    prob = torch.sigmoid(checkpoint.build_model(best)(torch.zeros(1, 3, 192, 320)))[0, 0]
+    assert postprocess.binary_mask((prob * 255).byte().numpy(), (96, 160), 0.5).shape == (96, 160)  # resized down
+    assert len(result.history) == 1 and "val_dice" in result.history[0]  # validated at the full size
+
+
 @pytest.mark.parametrize("ema", [0.0, 0.9])
 def test_an_interrupted_training_resumes_to_the_same_weights(tiny_demo, tmp_path, monkeypatch, ema):
     """With train.ema, the moving average is resumed too, and it is what validation scores and best.pt holds."""

@@ -9,6 +9,8 @@ images by name prefix when every name is `<prefix>_<NN>` (the views of one objec
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pipeline.competitions.carvana import Carvana
 
 
@@ -16,3 +18,8 @@ class Folder(Carvana):
     slug = ""  # no Kaggle competition: the data's own name is download.competition
     title = "a folder of your own (generic: Carvana's file layout, mean Dice per image)"
     group = "prefix"
+
+    def __init__(self, root: Path, hq: bool = False, strict: bool = False):
+        super().__init__(root, hq, strict)
+        if self.class_names == ["background", "car"]:  # binary masks: no car here
+            self.class_names = ["background", "foreground"]

@@ -29,6 +29,8 @@ def _uniform(g: torch.Generator, amount: float) -> float:
 def _geometry(image: torch.Tensor, mask: torch.Tensor, p: AugmentParams, g: torch.Generator):
     if torch.rand((), generator=g).item() < p.hflip:
         image, mask = image.flip(-1), mask.flip(-1)
+    if p.vflip and torch.rand((), generator=g).item() < p.vflip:  # drawn only when on: the other draws stay the same
+        image, mask = image.flip(-2), mask.flip(-2)
     angle = math.radians(_uniform(g, p.rotate))
     zoom = 1.0 + _uniform(g, p.scale)
     tx, ty = _uniform(g, p.shift), _uniform(g, p.shift)

@@ -73,9 +73,10 @@ def evaluate_folds(
     return board, fold_of
 
 
-def summarize(board, comp: Competition, fold_of: dict[str, int], low: float, high: float):
-    """The rules to submit with and what they reach: (rules, metrics, threshold sweep, per-image table)."""
-    rules, metrics, sweep = board.choose(low, high)
+def summarize(board, comp: Competition, fold_of: dict[str, int], low: float, high: float, empty_rule: bool = False):
+    """The rules to submit with and what they reach: (rules, metrics, threshold sweep, per-image table); with
+    `empty_rule`, the empty-mask rule where it raises the Dice."""
+    rules, metrics, sweep = board.choose(low, high, empty_rule)
     if comp.labels == "multilabel":
         metrics["classes"] = board.class_report(rules, comp.class_names)
     elif comp.labels == "multiclass":

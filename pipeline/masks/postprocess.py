@@ -264,11 +264,22 @@ def remove_small(mask: np.ndarray, min_area: int) -> np.ndarray:
 @dataclass(frozen=True)
 class Rule:
     """How one output channel becomes a submitted mask: probability above `threshold`, then only the objects of at
-    least `min_area` pixels (0: every object)."""
+    least `min_area` pixels (0: every object). With `top_pixels`, the empty-mask rule of the SIIM-ACR winners'
+    triplet: an image gets a mask at all only when at least `top_pixels` of its pixels are above `top` (a higher
+    threshold), which decides the empty images that dominate a per-(image, class) mean Dice."""
 
     threshold: float
     min_area: int = 0
+    top: float = 0.0
+    top_pixels: int = 0
+
+    @property
+    def whole(self) -> bool:
+        """Whether the rule needs the whole mask (not only its runs): a minimum area or the empty-mask rule."""
+        return bool(self.min_area or self.top_pixels)
 
     def apply(self, prob: np.ndarray, size: Size) -> np.ndarray:
         """Full-size boolean mask of one uint8 probability map (h, w)."""
+        if self.top_pixels and int(full_mask(prob, size, self.top).sum()) < self.top_pixels:
+            return np.zeros(size, dtype=bool)
         return remove_small(full_mask(prob, size, self.threshold), self.min_area)

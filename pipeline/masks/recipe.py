@@ -21,8 +21,8 @@ def write(
     """Record how these checkpoints are best used (evaluate's choice), keyed by their hashes; for a blend of
     experiments, no checkpoint (the rules fit the blend, not any one model) and the members with their weights."""
     chosen: dict = {"threshold": rules[0].threshold}
-    if len(rules) > 1 or rules[0].min_area:
-        chosen = {"rules": [{"threshold": r.threshold, "min_area": r.min_area} for r in rules]}
+    if len(rules) > 1 or rules[0].whole:
+        chosen = {"rules": [_rule(r) for r in rules]}
     recipe = {**chosen, "tta": tta, "amp": amp, "checkpoints": {str(p): file_hash(p) for p in checkpoints}}
     if blend:
         recipe["blend"] = blend
@@ -43,8 +43,14 @@ def read(path: Path, checkpoint_path: Path | None = None) -> dict | None:
     return recipe
 
 
+def _rule(r: Rule) -> dict:
+    """A rule as the recipe writes it (the empty-mask rule's fields only where it is on)."""
+    written = {"threshold": r.threshold, "min_area": r.min_area}
+    return {**written, "top": r.top, "top_pixels": r.top_pixels} if r.top_pixels else written
+
+
 def rules(recipe: dict, channels: int) -> list[Rule]:
     """One rule per output channel: the recorded ones, or the one threshold for every channel."""
     if "rules" in recipe:
-        return [Rule(r["threshold"], r["min_area"]) for r in recipe["rules"]]
+        return [Rule(**r) for r in recipe["rules"]]
     return [Rule(recipe["threshold"])] * channels

@@ -34,6 +34,43 @@ def dice_curve(counts: np.ndarray) -> np.ndarray:
     return np.where(denom == 0, 1.0, 2.0 * inter / np.maximum(denom, 1))
 
 
+TOPS = tuple(round(0.5 + 0.05 * i, 2) for i in range(10))  # the empty-mask rule's thresholds: 0.5 .. 0.95
+
+
+def above_tops(counts: np.ndarray) -> np.ndarray:
+    """(len(TOPS),) pixels above each of TOPS, from `dice_counts`: what the empty-mask rule decides on."""
+    above = np.cumsum(counts[0][::-1])[::-1]  # above[k] = pixels >= k
+    return np.array([above[postprocess.cut(t) + 1] if postprocess.cut(t) < 255 else 0 for t in TOPS])
+
+
+def best_empty_rule(
+    curves: np.ndarray, above: np.ndarray, empty: np.ndarray, cuts: np.ndarray, minimums: list[int]
+) -> tuple[float, Rule | None]:
+    """The empty-mask rule (SIIM-ACR 1st place's triplet: a top threshold, a minimum of pixels above it, a bottom
+    threshold that draws the mask) of the best mean Dice on these images: `curves` (n, 256) each image's Dice at every
+    cut, `above` (n, len(TOPS)) its pixels above each top, `empty` (n,) whether its truth is empty (an image whose
+    mask is dropped scores 1 then, else 0). (that Dice, the rule), or (-1, None) without a minimum to try."""
+    best, rule = -1.0, None
+    n = len(curves)
+    for t, top in enumerate(TOPS):
+        for minimum in (m for m in minimums if m > 0):
+            keep = above[:, t] >= minimum
+            scores = (curves[keep][:, cuts].sum(axis=0) + empty[~keep].sum()) / n
+            k = int(np.argmax(scores))
+            if scores[k] > best:
+                best, rule = float(scores[k]), Rule(int(cuts[k]) / 255.0, 0, top, int(minimum))
+    return best, rule
+
+
+def rule_scores(rule: Rule, curves: np.ndarray, above: np.ndarray, empty: np.ndarray) -> np.ndarray:
+    """Each image's Dice under a threshold, or a threshold and the empty-mask rule (no minimum area)."""
+    plain = curves[:, postprocess.cut(rule.threshold)]
+    if not rule.top_pixels:
+        return plain
+    keep = above[:, TOPS.index(rule.top)] >= rule.top_pixels
+    return np.where(keep, plain, empty.astype(np.float64))
+
+
 def dice(pred: np.ndarray, truth: np.ndarray) -> float:
     """Dice of two boolean masks, 1 when both are empty."""
     p, t = pred.astype(bool), truth.astype(bool)
@@ -68,6 +105,7 @@ class Scoreboard:
         self.classes = classes  # model output channels: 1 = binary
         self.names: list[str] = []
         self.curves: list[np.ndarray] = []  # (256,) car Dice per cut
+        self.above: list[np.ndarray] = []  # (len(TOPS),) pixels above each top threshold (the empty-mask rule)
         self.confusions: list[np.ndarray] = []  # multi-class: (C, C)
         self.areas: list[float] = []
 
@@ -79,8 +117,11 @@ class Scoreboard:
         """q: the uint8 (C, h, w) probabilities the shards hold."""
         self.names.append(name)
         self.areas.append(float((full > 0).mean()))
+        self.size = full.shape
         prob = postprocess.levels(postprocess.car_probability(q), full.shape)
-        self.curves.append(dice_curve(dice_counts(prob, full > 0)))
+        counts = dice_counts(prob, full > 0)
+        self.curves.append(dice_curve(counts))
+        self.above.append(above_tops(counts))
         if self.classes > 1:
             self.confusions.append(confusion(postprocess.class_maps(q, full.shape), full, self.classes))
 
@@ -102,16 +143,26 @@ class Scoreboard:
         best = max(table, key=lambda row: row[1])
         return best[0], best[1], table
 
-    def choose(self, low: float, high: float) -> tuple[list[Rule], dict, list[dict]]:
-        """(the rule to submit with, the metrics it reaches, the sweep table) on these images."""
+    def choose(self, low: float, high: float, empty_rule: bool = False) -> tuple[list[Rule], dict, list[dict]]:
+        """(the rule to submit with, the metrics it reaches, the sweep table) on these images; with `empty_rule`, the
+        empty-mask rule where it raises the Dice."""
         threshold, dice, sweep = self.sweep(low, high)
-        threshold = float(threshold)
-        metrics = {"dice": dice, "threshold": threshold, "dice_at_0_5": self.dice(0.5)}
-        return [Rule(threshold)], metrics, [{"threshold": t, "dice": d} for t, d in sweep]
+        rule = Rule(float(threshold))
+        metrics = {"dice": dice, "threshold": float(threshold), "dice_at_0_5": self.dice(0.5)}
+        if empty_rule:
+            cuts = np.arange(postprocess.cut(low), postprocess.cut(high) + 1)
+            empty = np.array([a == 0 for a in self.areas])
+            minimums = _minimums(self.size)
+            found, triplet = best_empty_rule(np.array(self.curves), np.array(self.above), empty, cuts, minimums)
+            if triplet is not None and found > dice:
+                rule, metrics = triplet, {**metrics, "dice": found, "dice_without_empty_rule": dice}
+                metrics["threshold"] = triplet.threshold
+        return [rule], metrics, [{"threshold": t, "dice": d} for t, d in sweep]
 
     def per_rule(self, rules: list[Rule]) -> np.ndarray:
         """Each image's score under the chosen rule."""
-        return self.per_image(rules[0].threshold)
+        empty = np.array([a == 0 for a in self.areas])
+        return rule_scores(rules[0], np.array(self.curves), np.array(self.above), empty)
 
     def class_scores(self) -> dict[str, np.ndarray]:
         return class_scores(np.sum(self.confusions, axis=0))
@@ -123,6 +174,11 @@ class Scoreboard:
 
 AREA_FRACTIONS = (0.0, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2)  # minimum object areas tried, of the image
 THRESHOLD_STEP = 0.05  # thresholds tried with an area rule: a labelling of the objects each
+
+
+def _minimums(size: tuple[int, int]) -> list[int]:
+    """The pixel counts tried as minimums (of objects, or of pixels above a top threshold): fractions of the image."""
+    return sorted({int(round(f * size[0] * size[1])) for f in AREA_FRACTIONS})
 
 
 class PairScoreboard:
@@ -139,6 +195,7 @@ class PairScoreboard:
         self.classes, self.with_areas = classes, areas
         self.names: list[str] = []
         self.curves: list[np.ndarray] = []  # (classes, 256) Dice per cut
+        self.above: list[np.ndarray] = []  # (classes, len(TOPS)) pixels above each top threshold
         self.grids: list[np.ndarray] = []  # (classes, thresholds, areas) Dice
         self.empty: list[np.ndarray] = []  # (classes,) True where the truth is empty
         self.areas: list[float] = []
@@ -147,8 +204,7 @@ class PairScoreboard:
 
     def _grid_for(self, size: tuple[int, int], low: float = 0.2, high: float = 0.8) -> None:
         if not self.min_areas:
-            pixels = size[0] * size[1]
-            self.min_areas = sorted({int(round(f * pixels)) for f in AREA_FRACTIONS})
+            self.min_areas = _minimums(size)
             steps = np.arange(low, high + 1e-9, THRESHOLD_STEP)
             self.thresholds = sorted({round(float(t), 4) for t in steps} | {0.5})
 
@@ -163,7 +219,10 @@ class PairScoreboard:
         truths = [(full >> c) & 1 for c in range(self.classes)]
         self.empty.append(np.array([not t.any() for t in truths]))
         levels = [postprocess.levels(q[c], full.shape) for c in range(self.classes)]
-        self.curves.append(np.stack([dice_curve(dice_counts(lv, t)) for lv, t in zip(levels, truths, strict=True)]))
+        counts = [dice_counts(lv, t) for lv, t in zip(levels, truths, strict=True)]
+        self.curves.append(np.stack([dice_curve(c) for c in counts]))
+        self.above.append(np.stack([above_tops(c) for c in counts]))
+        self.size = full.shape
         if self.with_areas:
             self._grid_for(full.shape)
             self.grids.append(np.stack([self._grid(lv, t) for lv, t in zip(levels, truths, strict=True)]))
@@ -200,8 +259,9 @@ class PairScoreboard:
         """The score of a submission with no mask at all: the share of pairs whose truth is empty."""
         return float(np.mean(self.empty))
 
-    def choose(self, low: float, high: float) -> tuple[list[Rule], dict, list[dict]]:
-        """Per class the threshold (and, with `areas`, the minimum area) of its best mean Dice on these images."""
+    def choose(self, low: float, high: float, empty_rule: bool = False) -> tuple[list[Rule], dict, list[dict]]:
+        """Per class the threshold (and, with `areas`, the minimum area; with `empty_rule`, the empty-mask rule) of
+        its best mean Dice on these images."""
         curves = np.mean(self.curves, axis=0)  # (classes, 256)
         cuts = np.arange(postprocess.cut(low), postprocess.cut(high) + 1)
         best_cut = cuts[np.argmax(curves[:, cuts], axis=1)]
@@ -216,6 +276,8 @@ class PairScoreboard:
                 i, a = np.unravel_index(np.argmax(flat), flat.shape)
                 with_area = Rule(self.thresholds[allowed[i]], self.min_areas[a])
                 rules.append(with_area if flat[i, a] > curves[c, best_cut[c]] else no_area[c])  # only what helps
+        if empty_rule:
+            rules = [self._with_empty_rule(c, rule, cuts) for c, rule in enumerate(rules)]
         per_class = self._per_class(rules)
         metrics = {
             "dice": float(np.mean(per_class)),
@@ -230,11 +292,22 @@ class PairScoreboard:
         ]  # fmt: skip
         return rules, metrics, sweep
 
+    def _with_empty_rule(self, c: int, rule: Rule, cuts: np.ndarray) -> Rule:
+        """The class's rule, or the empty-mask rule where that scores higher on these images."""
+        current = self._pair_dice([rule if k == c else Rule(0.5) for k in range(self.classes)])[:, c].mean()
+        empty = np.array([e[c] for e in self.empty])
+        curves, above = np.array([x[c] for x in self.curves]), np.array([x[c] for x in self.above])
+        found, triplet = best_empty_rule(curves, above, empty, cuts, _minimums(self.size))
+        return triplet if triplet is not None and found > current else rule
+
     def _pair_dice(self, rules: list[Rule]) -> np.ndarray:
         """(images, classes) Dice of every pair under per-class rules."""
         out = np.empty((len(self), self.classes))
         for c, rule in enumerate(rules):
-            if rule.min_area and self.with_areas:
+            if rule.top_pixels:
+                curves, above = np.array([x[c] for x in self.curves]), np.array([x[c] for x in self.above])
+                out[:, c] = rule_scores(rule, curves, above, np.array([e[c] for e in self.empty]))
+            elif rule.min_area and self.with_areas:
                 i, a = self.thresholds.index(rule.threshold), self.min_areas.index(rule.min_area)
                 out[:, c] = [g[c, i, a] for g in self.grids]
             else:
@@ -254,5 +327,6 @@ class PairScoreboard:
         plain = self._per_class([Rule(r.threshold) for r in rules])
         return {
             name: {"dice": float(d), "threshold": r.threshold, "min_area": r.min_area, "dice_without_area": float(p)}
+            | ({"empty_rule": {"top": r.top, "pixels": r.top_pixels}} if r.top_pixels else {})
             for name, d, r, p in zip(names, per_class, rules, plain, strict=True)
         }

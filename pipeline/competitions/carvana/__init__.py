@@ -264,7 +264,7 @@ class Carvana(Competition):
         """The car's mask: outside the cells on its outline, the run-length encoding needs no up-sampling."""
         rule = rules[0]
         car = postprocess.car_probability(probs)
-        if rule.min_area:
+        if rule.whole:
             return {0: Carvana.dialect.encode(rule.apply(car, size))}
         runs = postprocess.mask_runs(car, size, rule.threshold)
         return {0: Carvana.dialect.text(runs)}
