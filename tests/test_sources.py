@@ -104,3 +104,49 @@ def test_a_kaggle_sized_zip_is_checked_in_a_few_tasks_per_worker():
 
     assert -(-100_064 // archive.crc_chunk(100_064, 2)) == 2 * archive.TASKS_PER_WORKER  # not 501 opens of 100k entries
     assert archive.crc_chunk(64, 2) >= 64  # a small archive: one task, no process pool
+
+
+def _same_size_other_bytes(zip_path) -> None:
+    """Rewrite a stored zip with one image's middle bytes changed: another file of the same size and valid CRCs."""
+    import io
+    import zipfile
+
+    with zipfile.ZipFile(zip_path) as z:
+        members = [(i, z.read(i)) for i in z.infolist()]
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as z:
+        for k, (info, data) in enumerate(members):
+            if k == 1:
+                middle = len(data) // 2
+                data = data[:middle] + bytes(b ^ 0x55 for b in data[middle : middle + 64]) + data[middle + 64 :]
+            z.writestr(info, data)
+    assert len(buf.getvalue()) == zip_path.stat().st_size
+    zip_path.unlink()  # a new file (a new inode), as a download or a copy makes
+    zip_path.write_bytes(buf.getvalue())
+
+
+@pytest.mark.parametrize("disk", ["same", "other"])
+def test_a_local_import_follows_its_source_s_bytes_never_its_names_or_sizes(tiny_demo, tmp_path, monkeypatch, disk):
+    import shutil
+    import zipfile
+
+    if disk == "other":  # hard links refused, as across disks: the files are copied
+        monkeypatch.setattr(sources.os, "link", lambda *a: (_ for _ in ()).throw(OSError("cross-device link")))
+    src, raw = tmp_path / "kaggle", tmp_path / "raw"
+    shutil.copytree(tiny_demo, src)
+    with zipfile.ZipFile(src / "test.zip") as z:  # the test images as a folder, as a user unzips them
+        z.extractall(src)
+    (src / "test.zip").unlink()
+    p = _local(src, layout="kaggle")
+    sources.fetch(p, raw, tmp_path / "truth")
+
+    names = sorted((src / "test").iterdir())
+    names[0].write_bytes(names[1].read_bytes())  # another picture under the first one's name
+    _same_size_other_bytes(src / "train_masks.zip")
+    sources.fetch(p, raw, tmp_path / "truth")
+    with zipfile.ZipFile(raw / "test.zip") as z:
+        assert z.read(f"test/{names[0].name}") == names[1].read_bytes()
+    assert (raw / "train_masks.zip").read_bytes() == (src / "train_masks.zip").read_bytes()
+    packed = (raw / "test.zip").stat().st_mtime_ns
+    sources.fetch(p, raw, tmp_path / "truth")  # nothing changed: compared, not packed again
+    assert (raw / "test.zip").stat().st_mtime_ns == packed

@@ -171,9 +171,11 @@ def _link_download(p: DownloadParams, comp: type[Competition], out: Path) -> boo
 
 
 def link_or_copy(src: Path, dst: Path) -> None:
-    """Hard-link `src` to `dst` (no second copy on disk); copy when they are on different disks."""
+    """Hard-link `src` to `dst` (no second copy on disk); copy when they are on different disks. A `dst` already
+    there is kept only when it holds `src`'s bytes: the same file (a link), or a copy compared byte for byte; a file
+    replaced at the source by another of the same name and size is linked or copied again."""
     if dst.exists():
-        if dst.stat().st_ino == src.stat().st_ino or dst.stat().st_size == src.stat().st_size:
+        if dst.stat().st_ino == src.stat().st_ino or _same_bytes(src, dst):
             return
         dst.unlink()
     try:
@@ -185,18 +187,47 @@ def link_or_copy(src: Path, dst: Path) -> None:
         tmp.replace(dst)
 
 
+def _same_bytes(a: Path, b: Path) -> bool:
+    """Whether two files on different inodes hold the same bytes: read only when their sizes agree."""
+    import filecmp
+
+    return a.stat().st_size == b.stat().st_size and filecmp.cmp(a, b, shallow=False)
+
+
 def pack_folders(folders: list[Path], archive: Path) -> None:
     """Store extracted image folders as one zip (no recompression, each folder's name kept inside), so later stages
-    read one file."""
+    read one file. An archive already there is kept only when its members are the folders' files, byte for byte
+    (their CRC-32s against the zip's): an image replaced under the same name is packed again."""
+    listed = []
+    for folder in folders:
+        files = sorted(f for f in folder.iterdir() if f.is_file() and not f.name.startswith("."))
+        if not files:
+            raise SourceError(f"{folder} holds no files; point download.local.path at the folder with the data")
+        listed += [(f, f"{folder.name}/{f.name}") for f in files]
+    if archive.is_file() and _packed(listed, archive):
+        return
     tmp = archive.with_name(archive.name + ".part")
     with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as z:
-        for folder in folders:
-            files = sorted(f for f in folder.iterdir() if f.is_file() and not f.name.startswith("."))
-            if not files:
-                raise SourceError(f"{folder} holds no files; point download.local.path at the folder with the data")
-            for f in tqdm(files, desc=f"pack {archive.name}", unit="file"):
-                z.write(f, f"{folder.name}/{f.name}")
+        for f, name in tqdm(listed, desc=f"pack {archive.name}", unit="file"):
+            z.write(f, name)
     tmp.replace(archive)
+
+
+def _packed(listed: list[tuple[Path, str]], archive: Path) -> bool:
+    """Whether `archive` holds exactly these files under these names, each with the CRC-32 of its bytes."""
+    import zlib
+
+    try:
+        with zipfile.ZipFile(archive) as z:
+            crcs = {i.filename: i.CRC for i in z.infolist() if not i.is_dir()}
+    except zipfile.BadZipFile:
+        return False
+    if set(crcs) != {name for _, name in listed}:
+        return False
+    for f, name in tqdm(listed, desc=f"compare {archive.name}", unit="file", leave=False):
+        if zlib.crc32(f.read_bytes()) != crcs[name]:
+            return False
+    return True
 
 
 def import_kaggle_folder(p: DownloadParams, out: Path, comp: type[Competition]) -> None:
@@ -209,8 +240,7 @@ def import_kaggle_folder(p: DownloadParams, out: Path, comp: type[Competition]) 
         if (src / archive).is_file():
             link_or_copy(src / archive, out / archive)
         elif all((src / f).is_dir() for f in folders):
-            if not (out / archive).is_file():
-                pack_folders([src / f for f in folders], out / archive)
+            pack_folders([src / f for f in folders], out / archive)
         else:
             wanted = " and ".join(f"{f}/" for f in folders)
             raise SourceError(f"{src} has neither {archive} nor {wanted}; it is not the {comp.title} data folder")
