@@ -113,6 +113,41 @@ def test_bad_files_are_named(steel, tmp_path):
         open_competition(tmp_path / "bad", SLUG).verify()
 
 
+def test_labels_are_checked_as_kaggle_s_own_files_would_be(steel, tmp_path):
+    import io
+    import zipfile
+
+    from PIL import Image
+
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for name in (ZIP, "train.csv", "sample_submission.csv"):
+        (bad / name).write_bytes((steel / name).read_bytes())
+    train = pd.read_csv(steel / "train.csv", dtype=str)
+    pd.concat([train, train.iloc[[0]]]).to_csv(bad / "train.csv", index=False)  # one (image, class) twice
+    first = f"{train['ImageId'][0]} class {train['ClassId'][0]} is on lines 2 and {len(train) + 2}"
+    with pytest.raises(CompetitionError, match=first):
+        open_competition(bad, SLUG).verify()
+    (bad / "train.csv").write_bytes(b"")
+    with pytest.raises(CompetitionError, match=r"train.csv is empty \(0 bytes\): put the competition's own file"):
+        open_competition(bad, SLUG).verify()
+    (bad / "train.csv").write_bytes((steel / "train.csv").read_bytes())
+
+    with zipfile.ZipFile(steel / ZIP) as z:  # one train image at half size, its name and its labels kept
+        members = [(i, z.read(i)) for i in z.infolist()]
+    odd = sorted(i.filename for i, _ in members if i.filename.startswith("train_images/"))[1]
+    with zipfile.ZipFile(bad / ZIP, "w") as z:
+        for info, data in members:
+            if info.filename == odd:
+                small = io.BytesIO()
+                Image.open(io.BytesIO(data)).resize((SIZE[1] // 2, SIZE[0] // 2)).save(small, "JPEG")
+                data = small.getvalue()
+            z.writestr(info, data)
+    with pytest.raises(CompetitionError, match=f"{odd} is {SIZE[1] // 2}x{SIZE[0] // 2}, the other images "
+                       f"{SIZE[1]}x{SIZE[0]}"):  # fmt: skip
+        open_competition(bad, SLUG).verify()
+
+
 def test_kaggle_s_metric_averages_every_image_and_class_pair(tmp_path):
     truth = tmp_path / "truth.csv"
     truth.write_text("ImageId,ClassId,EncodedPixels\na.jpg,1,1 4\na.jpg,3,5 2\n")

@@ -52,7 +52,14 @@ def read_csv(path: Path, columns: tuple[str, ...] = ()) -> pd.DataFrame:
     """Read a competition CSV as strings, with a clear error for a missing file or column."""
     if not path.is_file():
         raise CompetitionError(f"{path} is missing; run `dvc repro download` to fetch it")
-    table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    try:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as err:
+        what = "is empty (0 bytes)" if path.stat().st_size == 0 else f"is not a CSV file ({str(err).splitlines()[0]})"
+        raise CompetitionError(
+            f"{path} {what}: put the competition's own file there (delete data/raw and run `dvc repro download`, or "
+            f"replace it in download.local.path)"
+        ) from None
     missing = [c for c in columns if c not in table.columns]
     if missing:
         raise CompetitionError(f"{path} lacks the column {missing[0]!r}; its columns are {list(table.columns)}")

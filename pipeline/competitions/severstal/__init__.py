@@ -62,9 +62,16 @@ def read_labels(path: Path) -> dict[str, dict[int, str]]:
             f"{OLD_ID},{VALUE})"
         )
     labels: dict[str, dict[int, str]] = {}
-    for name, c, code in zip(image, cls, table[VALUE], strict=True):
+    first: dict[tuple[str, int], int] = {}
+    for row, (name, c, code) in enumerate(zip(image, cls, table[VALUE], strict=True), start=2):
         if not str(c).isdigit() or not 1 <= int(c) <= CLASSES:
             raise CompetitionError(f"{path}, row {name}: class {c!r} is not one of 1..{CLASSES}")
+        if (name, int(c)) in first:  # Severstal gives one row per (image, class): a second would replace the first
+            raise CompetitionError(
+                f"{path}: {name} class {c} is on lines {first[name, int(c)]} and {row}; Severstal's train.csv has one "
+                f"row per image and class: keep one (the runs of both, merged, if both are right)"
+            )
+        first[name, int(c)] = row
         if code.strip():
             labels.setdefault(name, {})[int(c)] = code
     return labels
@@ -187,6 +194,7 @@ class Severstal(Competition):
         diff(f"images of {TRAIN_CSV}", set(labels), f"{ZIP}/{TRAIN_FOLDER}", train, problems)
         if train:
             shape = image_size(self.train.read(min(train)), min(train))
+            problems += self._other_sizes(sorted(train), shape)
             problems += self._bad_rows(labels, shape)
         sample = self.submission()
         listed = set(sample.images)
@@ -197,6 +205,18 @@ class Severstal(Competition):
             problems.append(f"{SAMPLE_CSV} lists a class of {twice[0]} twice")
         raise_problems(self.root, problems)
         return {"train": len(train), "test": len(test)}
+
+    def _other_sizes(self, names: list[str], shape: Size) -> list[str]:
+        """A train image of another size than the first: its runs would be read against pixels it does not have."""
+        for name in names:
+            size = image_size(self.train.read(name), name)
+            if size != shape:
+                return [
+                    f"{ZIP}: {TRAIN_FOLDER}/{name} is {size[1]}x{size[0]}, the other images {shape[1]}x{shape[0]} "
+                    f"(width x height); Severstal's labels are runs over one size: remove it, or its labels, from "
+                    f"the zip and {TRAIN_CSV}"
+                ]
+        return []
 
     @classmethod
     def _bad_rows(cls, labels: dict[str, dict[int, str]], shape: Size) -> list[str]:
