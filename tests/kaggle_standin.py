@@ -111,7 +111,8 @@ class StandIn:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         self.port = self._server.server_address[1]
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        # polled every 20 ms, not socketserver's 0.5 s: stop() waits for the next poll, in every test that starts one
+        threading.Thread(target=self._server.serve_forever, args=(0.02,), daemon=True).start()
         return self
 
     def run_kernel(self, version: dict) -> None:
