@@ -33,12 +33,17 @@ def project_root() -> Path:
 
 
 def _commit(scm, name: str) -> str:
+    from dvc.repo.experiments.exceptions import InvalidExpRefError
     from dvc.repo.experiments.utils import resolve_name
     from scmrepo.exceptions import RevError
 
-    found = resolve_name(scm, name).get(name)
-    if found is not None:
-        return scm.get_ref(str(found))
+    try:
+        found = resolve_name(scm, name).get(name)
+    except InvalidExpRefError:  # a git ref such as refs/heads/main or refs/tags/v1: a revision, below
+        found = None
+    sha = scm.get_ref(str(found)) if found is not None else None
+    if sha:
+        return sha
     try:
         return scm.resolve_rev(name)
     except RevError:
@@ -80,9 +85,14 @@ def resolve(names: list[str], root: Path | None = None, needed: tuple[str, ...] 
 
     scm = Git(str(root or project_root()))
     try:
-        found = []
+        found, named = [], {}
         for name in names:
             sha = _commit(scm, name)
+            if sha in named:  # one model blended with itself, under two names: twice its weight, by accident
+                raise MemberError(
+                    f"blend.members: {named[sha]} and {name} are the same commit ({sha[:7]}); name each member once"
+                )
+            named[sha] = name
             found.append({"name": name, "rev": sha, **_locked_outs(scm, name, sha, needed)})
         return found
     finally:

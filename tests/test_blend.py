@@ -110,8 +110,19 @@ def test_members_are_found_by_name_and_one_without_out_of_fold_maps_is_named(tmp
         members.resolve(["old", "old"], tmp_path)
     (tmp_path / "dvc.lock").write_text(lock + "  evaluate:\n    outs:\n    - path: data/oof\n      md5: 2.dir\n")
     run(["git", "commit", "-qam", "evaluated"], tmp_path)
-    found = members.resolve(["HEAD", "HEAD~0"], tmp_path)
-    assert [m["models"] for m in found] == ["1.dir", "1.dir"] and found[0]["data/oof"] == "2.dir"
+    found = members.resolve(["HEAD"], tmp_path)
+    assert [m["models"] for m in found] == ["1.dir"] and found[0]["data/oof"] == "2.dir"
+    run(["git", "tag", "evaluated"], tmp_path)
+    (tmp_path / "dvc.lock").write_text(
+        lock.replace("1.dir", "3.dir") + "  evaluate:\n    outs:\n    - path: data/oof\n      md5: 4.dir\n"
+    )
+    run(["git", "commit", "-qam", "again"], tmp_path)
+    found = members.resolve(["HEAD", "refs/tags/evaluated"], tmp_path)  # a full git ref is a revision like any other
+    assert [m["models"] for m in found] == ["3.dir", "1.dir"]
+    with pytest.raises(members.MemberError, match=r"HEAD and HEAD~0 are the same commit \(\w{7}\); name each"):
+        members.resolve(["HEAD", "HEAD~0"], tmp_path)
+    with pytest.raises(members.MemberError, match=r"no experiment or git revision is named 'refs/heads/nope'"):
+        members.resolve(["refs/heads/nope"], tmp_path)
     with pytest.raises(members.MemberError, match=r"no experiment or git revision is named 'nope'"):
         members.resolve(["HEAD", "nope"], tmp_path)
 
