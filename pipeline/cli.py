@@ -139,8 +139,9 @@ def _train(args: argparse.Namespace) -> None:
     print(f"best full-size validation Dice {result.best_dice:.5f} (epoch {result.best_epoch}): {args.out / 'best.pt'}")
 
 
-def _check_paths(inputs: list[str], outputs: list[str], saving: bool) -> None:
-    """Every input an image file and every output folder writable, before any model work."""
+def _check_paths(inputs: list[str], outputs: list[str], model: str, saving: bool) -> None:
+    """Every input an image file, every output a new picture in a writable folder, never an input or the model,
+    before any model work."""
     from pipeline.errors import UserError
     from pipeline.images import ImageError, image_size
 
@@ -152,13 +153,43 @@ def _check_paths(inputs: list[str], outputs: list[str], saving: bool) -> None:
             raise ImageError(f"{path} does not exist; check the -i paths")
         image_size(path.read_bytes(), str(path))  # the header: a file that is not an image stops here
     if saving:
+        kept = {Path(f).resolve(): what for f, what in [(model, "the model")] + [(i, "an input") for i in inputs]}
         for target in outputs:
+            if Path(target).resolve() in kept:
+                raise UserError(f"-o {target} is {kept[Path(target).resolve()]}: writing the mask would replace it; "
+                                f"choose another output name")  # fmt: skip
+            if _picture_format(target) is None:
+                raise UserError(f"-o {target}: {Path(target).suffix or 'no extension'} is not a picture format "
+                                f"Pillow writes; name the mask .png")  # fmt: skip
             folder = Path(target).parent
             if not folder.is_dir():
                 problem = "is a file, not a folder" if folder.exists() else "does not exist; create it first"
                 raise UserError(f"cannot write {target}: {folder} {problem}")
             if not os.access(folder, os.W_OK):
                 raise UserError(f"cannot write {target}: the folder {folder} is read-only; choose another -o")
+
+
+def _picture_format(target: str) -> str | None:
+    """Pillow's format for a file name (PNG for .png), None when Pillow cannot write it."""
+    from PIL import Image
+
+    Image.init()
+    found = Image.registered_extensions().get(Path(target).suffix.lower())
+    return found if found in Image.SAVE else None
+
+
+def _save(picture, target: str | Path) -> None:
+    """Save through a temporary file beside `target`: a full disk or a failed write leaves no 0-byte mask."""
+    from pipeline.errors import UserError
+
+    target = Path(target)
+    tmp = target.with_name(f".{target.name}.part")
+    try:
+        picture.save(tmp, format=_picture_format(str(target)))
+        tmp.replace(target)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise UserError(f"cannot write {target}: {err.strerror or err}; free some space or choose another -o") from None
 
 
 def _predict(args: argparse.Namespace) -> None:
@@ -168,12 +199,19 @@ def _predict(args: argparse.Namespace) -> None:
     very checkpoint (reports/evaluate/predictor.json), else 0.5. Paths and the model are checked before the
     first image is predicted.
     """
-    import numpy as np
+    from pipeline.errors import UserError
+
+    outputs = args.output or [str(Path(i).with_name(Path(i).stem + "_OUT.png")) for i in args.input]
+    if len(outputs) != len(args.input):
+        raise UserError(f"{len(args.input)} input(s) but {len(outputs)} output name(s); give one -o per -i, or none")
+    if args.mask_threshold is not None and not 0 < args.mask_threshold < 1:
+        raise UserError(f"--mask-threshold must be in (0, 1), got {args.mask_threshold}")
+    _check_paths(args.input, outputs, args.model, saving=not args.no_save or args.viz)
+    import numpy as np  # the model's libraries only now: a wrong path stops before seconds of imports
     from PIL import Image
 
     from pipeline import runtime
     from pipeline.data.preprocess import Preprocess
-    from pipeline.errors import UserError
     from pipeline.evaluation import overlay
     from pipeline.images import image_size
     from pipeline.masks import postprocess
@@ -181,12 +219,6 @@ def _predict(args: argparse.Namespace) -> None:
     from pipeline.masks.postprocess import Rule
     from pipeline.prediction.predictor import load_predictor
 
-    outputs = args.output or [str(Path(i).with_name(Path(i).stem + "_OUT.png")) for i in args.input]
-    if len(outputs) != len(args.input):
-        raise UserError(f"{len(args.input)} input(s) but {len(outputs)} output name(s); give one -o per -i, or none")
-    if args.mask_threshold is not None and not 0 < args.mask_threshold < 1:
-        raise UserError(f"--mask-threshold must be in (0, 1), got {args.mask_threshold}")
-    _check_paths(args.input, outputs, saving=not args.no_save or args.viz)
     recipe = recipes.read(args.recipe, Path(args.model)) or {}
     rt = runtime.for_inference(recipe.get("amp", True))  # evaluate's precision: its threshold fits these numbers
     predictor = load_predictor([Path(args.model)], rt.device, rt.memory_format)
@@ -213,14 +245,14 @@ def _predict(args: argparse.Namespace) -> None:
         if args.rle:
             print("\n".join(lines))
         if not args.no_save:
-            Image.fromarray(mask * 255 if predictor.classes == 1 else mask).save(target)
+            _save(Image.fromarray(mask * 255 if predictor.classes == 1 else mask), target)
             if predictor.classes > 1:
-                overlay.colorize(mask).save(Path(target).with_name(Path(target).stem + "_colors.png"))
+                _save(overlay.colorize(mask), Path(target).with_name(Path(target).stem + "_colors.png"))
             print(f"{path} -> {target}", file=sys.stderr)
         if args.viz:
             rgb = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
             viz = Path(target).with_name(Path(target).stem + "_viz.png")
-            overlay.compare(rgb, mask > 0, None, caption=path.name).save(viz)
+            _save(overlay.compare(rgb, mask > 0, None, caption=path.name), viz)
             print(f"{path} -> {viz}", file=sys.stderr)
 
 

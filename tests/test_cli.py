@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from pipeline.models import checkpoint
 from tests.conftest import ROOT, carvana, edit_yaml, write_test_images
 
@@ -129,6 +131,31 @@ def test_predict_default_names_no_save_and_errors(tiny_demo, tiny_model, tmp_pat
     assert "2 input(s) but 1 output name(s)" in proc.stderr
     proc = carvana("predict", "-m", tmp_path / "missing.pt", "-i", a, check=False)
     assert "missing.pt does not exist" in proc.stderr and "Traceback" not in proc.stderr
+    before = a.read_bytes(), tiny_model.read_bytes()
+    for target, said in [(a, "is an input"), (tiny_model, "is the model"), (tmp_path / "m.pt", ".pt is not a picture")]:
+        proc = carvana("predict", "-m", tiny_model, "-i", a, "-o", target, check=False)
+        assert proc.returncode == 1 and said in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    assert (a.read_bytes(), tiny_model.read_bytes()) == before and not (tmp_path / "m.pt").exists()
+
+
+def test_a_full_disk_leaves_no_empty_mask(tiny_demo, tiny_model, tmp_path, monkeypatch, capsys):
+    import errno
+
+    from PIL import Image
+
+    from pipeline import cli
+
+    (a,) = write_test_images(tiny_demo, tmp_path, 1)
+
+    def full(self, fp, *args, **kwargs):
+        Path(fp).write_bytes(b"")  # the file is opened, then nothing more fits
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Image.Image, "save", full)
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["predict", "-m", str(tiny_model), "-i", str(a), "-o", str(tmp_path / "m.png")])
+    assert stop.value.code == 1 and "cannot write" in capsys.readouterr().err
+    assert not [f for f in tmp_path.iterdir() if f.name.startswith(("m.png", ".m.png"))]
 
 
 def test_predict_uses_what_evaluate_chose_for_this_very_checkpoint(tiny_demo, tiny_model, tiny_submission, tmp_path):
