@@ -221,29 +221,39 @@ def _per_image(model_s: float, decode_s: float, rt: Runtime, workers: int) -> fl
     return max(model_s, decode) if rt.device.type == "cuda" else model_s + decode
 
 
-def train_cost(p: dict, data: Data, rt: Runtime) -> Cost:
-    """What the train stage will do with params `p` (train, split) on `data`."""
+def train_cost(p: dict, data: Data, rt: Runtime, sizes: list[tuple[int, int]] | None = None) -> Cost:
+    """What the train stage will do with params `p` (train, split) on `data`: `sizes` gives each trained fold's
+    (training, validation) image counts as the split made them; without a split yet, they are estimated."""
     t, split = p["train"], p["split"]
     pre = Preprocess.for_data(data.size, t.scale, data.channels)
     crop = t.crop_size or pre.size
-    folds = len(split.validation_folds())
-    n_val = round(data.train / split.folds)
-    n_train = data.train - n_val
+    if sizes is None:
+        n_val = round(data.train / split.folds)
+        sizes = [(data.train - n_val, n_val)] * len(split.validation_folds())
+    folds = len(sizes)
     model = _model(t, data, rt)
     batch = _batch(rt, t.batch_size)
     step = step_seconds(model, rt, (batch, data.channels, *crop))
     forward = forward_seconds(model.eval(), rt, (batch, data.channels, *pre.size))
     decode = decoding_seconds(data, pre.size)
     forward += scoring_seconds(data, pre.size)
-    epoch = n_train * _per_image(step, decode, rt, t.workers) + n_val * _per_image(forward, decode, rt, t.workers)
+    train, val = _per_image(step, decode, rt, t.workers), _per_image(forward, decode, rt, t.workers)
+    seconds = sum(t.epochs * (n_train * train + n_val * val) for n_train, n_val in sizes)
     return Cost(
         "train",
-        f"{folds} fold(s) x {t.epochs} epochs x {n_train:,} images (+ {n_val:,} validation) at {crop[1]}x{crop[0]}",
-        folds * t.epochs * epoch / rt.world,
+        f"{folds} fold(s) x {t.epochs} epochs x {_counts([n for n, _ in sizes])} images (+ "
+        f"{_counts([n for _, n in sizes])} validation) at {crop[1]}x{crop[0]}",
+        seconds / rt.world,
         folds * CHECKPOINT_COPIES * 4 * count_parameters(model),
         f"a step {step * 1e3:.0f} ms/image, a validation pass and its scoring {forward * 1e3:.0f} ms/image, decoding "
         f"{decode * 1e3:.0f} ms/image on {t.workers} worker(s)",
     )
+
+
+def _counts(counts: list[int]) -> str:
+    """154, or 153-154 when the folds differ."""
+    low, high = min(counts), max(counts)
+    return f"{low:,}" if low == high else f"{low:,}-{high:,}"
 
 
 def shard_ratio(pixels: int) -> float:

@@ -54,7 +54,10 @@ def main() -> None:
     table = pd.read_csv(SPLIT)
     if rt.main:
         data = budget.competition_data(comp)
-        print(budget.report([budget.train_cost(p, data, rt)], data, rt))
+        sizes = [
+            (int((table["fold"] != k).sum()), int((table["fold"] == k).sum())) for k in folds
+        ]  # as split made them
+        print(budget.report([budget.train_cost(p, data, rt, sizes)], data, rt))
     from dvclive import Live
 
     live = Live(str(LIVE), dvcyaml=None, save_dvc_exp=False, report=None) if rt.main else None

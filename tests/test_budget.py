@@ -80,3 +80,21 @@ def test_too_little_disk_refuses_in_one_line_before_any_work(tmp_path):
     assert "\n" not in message
     assert re.match(r"not enough disk for the predictions in .*: needs ~1000000000\.0 GB, [\d.]+ \w+ free; ", message)
     budget.ensure_room(tmp_path / "predictions", 1, "the predictions")  # a byte fits
+
+
+def test_the_train_line_counts_each_fold_as_the_split_made_it():
+    from pipeline import params, runtime
+    from pipeline.planning import resolve
+
+    chosen = {"train.scale": 0.5, "train.model.base_channels": 4, "train.batch_size": 2, "train.lr": 0.003,
+              "train.epochs": 2, "train.bce_weight": 1.0, "train.dice_weight": 1.0, "train.augment.hflip": 0.5,
+              "train.augment.vflip": 0.0, "train.augment.saturation": 0.0, "train.augment.hue": 0.0}  # fmt: skip
+    p = resolve.resolve(params.load("split", "train", path=ROOT / "params.yaml"), chosen)
+    data = budget.Data(97, 3, (48, 64), 3, 1, "here", None)
+    rt = runtime.for_training(False, False)
+    guessed = budget.train_cost(p, data, rt)  # no split yet: 97 images in 5 folds, about a fifth each
+    assert "1 fold(s) x 2 epochs x 78 images (+ 19 validation) at 32x24" in guessed.work, guessed.work
+    split = budget.train_cost(p, data, rt, [(77, 20)])
+    assert "x 77 images (+ 20 validation)" in split.work, split.work
+    every = budget.train_cost(p, data, rt, [(77, 20), (78, 19), (78, 19), (78, 19), (78, 19)])
+    assert "5 fold(s) x 2 epochs x 77-78 images (+ 19-20 validation)" in every.work, every.work
