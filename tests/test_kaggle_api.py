@@ -180,3 +180,34 @@ def test_a_served_zip_with_a_bad_crc_fails_the_download_naming_the_member(standi
     p = params.replace(p, source="kaggle", competition=SLUG)
     with pytest.raises(archive.ArchiveError, match=f"{info.filename} is damaged"):
         sources.fetch(p, tmp_path / "raw", tmp_path / "truth")
+
+
+def test_two_runs_on_an_empty_store_download_once(standin, tmp_path, monkeypatch):
+    """Two queued experiments started together: one downloads, the other waits for it and links the same files."""
+    import threading
+
+    from pipeline import params
+    from tests.conftest import ROOT
+
+    monkeypatch.setenv("COMPETITIONS_STORE", str(tmp_path / "store"))
+    p = params.replace(
+        params.load("download", path=ROOT / "params.yaml")["download"], source="kaggle", competition=SLUG
+    )
+    errors = []
+
+    def one(name):
+        try:
+            sources.fetch(p, tmp_path / name / "raw", tmp_path / name / "truth")
+        except BaseException as err:  # shown by the assertion below
+            errors.append(err)
+
+    runs = [threading.Thread(target=one, args=(name,)) for name in ("a", "b")]
+    for run in runs:
+        run.start()
+    for run in runs:
+        run.join()
+    assert not errors, errors
+    fetched = sorted(r["path"].rsplit("/", 1)[-1] for r in _file_gets(standin))
+    assert fetched == sorted(set(fetched)) and len(fetched) == len(FILES), fetched  # each file once
+    for name in FILES:
+        assert (tmp_path / "a/raw" / name).stat().st_ino == (tmp_path / "b/raw" / name).stat().st_ino

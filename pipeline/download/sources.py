@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import zipfile
+from contextlib import nullcontext
 from pathlib import Path
 
 from tqdm import tqdm
@@ -103,7 +104,8 @@ def fetch(p: DownloadParams, out: Path, truth_dir: Path) -> dict[str, int]:
     target.mkdir(parents=True, exist_ok=True)
     (target / STAMP).write_text(json.dumps({**stamp, "complete": False}, indent=2) + "\n")
     try:
-        counts = _fill(p, target, truth_dir)
+        with store.locked(store.store_dir(p.competition)) if p.source == "kaggle" else nullcontext():
+            counts = _fill(p, target, truth_dir)
     except BaseException:
         if not in_place:
             shutil.rmtree(target, ignore_errors=True)

@@ -14,6 +14,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 ENV = "COMPETITIONS_STORE"
@@ -26,6 +28,23 @@ def store_dir(competition: str) -> Path:
     base = os.environ.get(ENV)
     root = Path(base) if base else Path(os.environ.get("DVC_ROOT") or ".").resolve() / FOLDER
     return root / competition
+
+
+@contextmanager
+def locked(store: Path) -> Iterator[None]:
+    """One run at a time fills a competition's store: a second (another queued experiment, another clone) waits,
+    then finds the files downloaded and checked instead of downloading them too. The lock is the kernel's (flock):
+    a run that dies releases it."""
+    import fcntl
+
+    store.mkdir(parents=True, exist_ok=True)
+    with open(store / ".lock", "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"{store}: another run is downloading {store.name}; waiting for it to finish")
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
 
 
 def _stat(path: Path) -> dict:
