@@ -143,3 +143,23 @@ def test_models_that_do_not_match_are_not_averaged(tiny_model, tiny_multiclass, 
     torch.save(edited, tmp_path / "edited.pt")
     with pytest.raises(checkpoint.CheckpointError, match="do not fit the unet it describes"):
         load_predictor([tmp_path / "edited.pt"], CPU)
+
+
+@pytest.mark.parametrize(
+    "entry, said",
+    [
+        ({"size": [12, 20], "original": [96, 160], "channels": 3}, "is not one this pipeline writes"),
+        ({"size": "big", "original": [96, 160], "channels": 3, "mean": [0, 0, 0], "std": [1, 1, 1]}, "out of range"),
+        ({"size": [12, 20], "original": [96, 160], "channels": 3, "mean": [0.5], "std": [0.25]}, "out of range"),
+        ({"size": [12, 20], "original": [96, 160], "channels": 3, "mean": [0, 0, 0], "std": [1, 0, 1]}, "out of range"),
+    ],
+)
+def test_a_checkpoint_with_a_damaged_preprocess_entry_is_named(tiny_model, tmp_path, entry, said):
+    from pipeline.models import checkpoint
+    from pipeline.prediction.predictor import PredictorError, load_predictor
+
+    ckpt = checkpoint.load(tiny_model)
+    checkpoint.save(tmp_path / "edited.pt", {**{k: v for k, v in ckpt.items() if k != "format"}, "preprocess": entry})
+    with pytest.raises(PredictorError, match=f"edited.pt: its preprocess entry .* {said}.*train it again"):
+        load_predictor([tmp_path / "edited.pt"])
+    assert load_predictor([tiny_model]).pre.size == tuple(ckpt["preprocess"]["size"])

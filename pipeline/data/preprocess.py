@@ -46,7 +46,28 @@ class Preprocess:
 
     @staticmethod
     def from_dict(d: dict) -> "Preprocess":
-        return Preprocess(tuple(d["size"]), tuple(d["original"]), int(d["channels"]), tuple(d["mean"]), tuple(d["std"]))
+        """The entry a checkpoint or an ONNX file stores; ValueError saying what is wrong with a damaged one."""
+        try:
+            pre = Preprocess(
+                tuple(d["size"]), tuple(d["original"]), int(d["channels"]), tuple(d["mean"]), tuple(d["std"])
+            )
+        except (KeyError, TypeError, ValueError) as err:
+            raise ValueError(f"its preprocess entry {d!r} is not one this pipeline writes ({err!r})") from None
+        sizes, numbers = pre.size + pre.original, pre.mean + pre.std
+        if (
+            len(pre.size) != 2
+            or len(pre.original) != 2
+            or not all(isinstance(v, int) and v > 0 for v in sizes)
+            or not 1 <= pre.channels <= 4
+            or not len(pre.mean) == len(pre.std) == pre.channels
+            or not all(isinstance(v, (int, float)) for v in numbers)
+            or min(pre.std) <= 0
+        ):
+            raise ValueError(
+                f"its preprocess entry {d!r} is out of range (two sizes of positive whole pixels each, 1 to 4 "
+                f"channels, a mean and a positive std per channel)"
+            )
+        return pre
 
     def normalize(self, image: torch.Tensor) -> torch.Tensor:
         """(C, H, W) or (N, C, H, W), uint8 or float in [0, 1] -> normalised float32."""

@@ -50,9 +50,19 @@ def _load_one(path: Path, device: torch.device, memory_format) -> tuple[object, 
         from pipeline.prediction.onnx_runtime import OnnxModel
 
         model = OnnxModel(path)
+        _check_preprocess(path, model.meta)
         return model, model.meta, f"onnx:{model.meta['source_sha256']}"
     ckpt = checkpoint.load(path)
+    _check_preprocess(path, ckpt)
     return checkpoint.build_model(ckpt).to(device, memory_format=memory_format), ckpt, file_hash(path)
+
+
+def _check_preprocess(path: Path, meta: dict) -> None:
+    """A model file whose input contract was damaged or edited stops here, named, before any image is read."""
+    try:
+        Preprocess.from_dict(meta["preprocess"])
+    except ValueError as err:
+        raise PredictorError(f"{path}: {err}; the file is damaged or was edited: train it again") from None
 
 
 def load_predictor(
