@@ -27,6 +27,12 @@ def main() -> None:
     rules = recipe.rules(chosen, channels) if e.threshold == "best" else [Rule(e.threshold)] * channels
     stats = encode.write(PREDICTIONS, comp, comp.submission_format(RAW), rules, SUBMISSION, e.jobs)
     params.check_unchanged(used)
+    if stats["rows"] == 0:  # a local set without test images: a header alone is no submission
+        print(
+            f"{SUBMISSION}: no rows: {RAW} holds no test images, so there is nothing to submit (with "
+            f"download.source local, download.local.test_images names the folder of test images)"
+        )
+        return
     sha = file_hash(SUBMISSION)[:12]
     print(
         f"{SUBMISSION}: {stats['rows']} rows, {stats['bytes'] / 1e6:.1f} MB, threshold {_described(rules)}, "

@@ -16,13 +16,13 @@ import json
 
 from pipeline import params, paths
 from pipeline.competitions import competition_class
-from pipeline.errors import run_stage
+from pipeline.errors import UserError, run_stage
 from pipeline.kaggle_api import submissions
 from pipeline.kernels import files
 from pipeline.kernels import submit as kernel
 from pipeline.planning import resolve
 from pipeline.provenance import file_hash
-from pipeline.submission import upload
+from pipeline.submission import has_rows, upload
 
 STATE = paths.SUBMISSIONS / "kernel-state.json"  # an unfinished kernel submission: resumed, never repeated
 WORK = paths.CHECKPOINTS / "submit"
@@ -45,6 +45,8 @@ def main() -> None:
         )
         receipt = {"submitted": False, "reason": reason, "file": str(what), "sha256": sha}
     else:
+        if way == "file" and not has_rows(what):
+            raise UserError(f"{what} has no rows (the data has no test images): nothing to submit, nothing sent")
         evaluation = json.loads(paths.METRICS.read_text())
         key = {
             "arch": t.model.arch,

@@ -149,3 +149,53 @@ def test_a_failed_upload_speaks_of_the_upload(standin, tiny_submission, tmp_path
         upload.submit_once(SLUG, tiny_submission, "", {}, tmp_path / "h.jsonl", force=True)
     assert "HTTP 503" in str(err.value) and "the upload may not have completed" in str(err.value)
     assert "partial downloads" not in str(err.value) and not (tmp_path / "h.jsonl").exists()
+
+
+def test_a_local_set_without_test_images_offers_no_upload_and_submits_nothing(tmp_path):
+    """Images and masks of one's own, no test folder: encode writes the header alone and says there is nothing to
+    submit; the submit stage refuses that file before any request."""
+    import sys
+
+    import numpy as np
+    from PIL import Image
+
+    from pipeline import params
+    from pipeline.download import sources
+    from pipeline.planning import resolve
+    from pipeline.prediction import shards
+    from pipeline.provenance import file_hash
+    from tests.conftest import edit_yaml, make_project
+
+    mine = tmp_path / "mine"
+    for folder in ("imgs", "masks"):
+        (mine / folder).mkdir(parents=True)
+    for k in range(4):
+        Image.fromarray(np.full((16, 24, 3), 40 * k, np.uint8)).save(mine / "imgs" / f"a{k}.png")
+        Image.fromarray((np.arange(16 * 24).reshape(16, 24) % 3 == 0).astype(np.uint8) * 255).save(
+            mine / "masks" / f"a{k}_mask.png"
+        )
+
+    def local(d):
+        d["download"].update(source="local", competition="my-cells")
+        d["download"]["local"].update(path=str(mine), layout="folder-pairs", test_images="")
+        d["encode"]["threshold"] = 0.5
+
+    project = make_project(tmp_path / "p", local)
+    p = params.load("download", path=project / "params.yaml")["download"]
+    sources.fetch(p, project / "data/raw", project / "data/demo-truth")
+    shards.prepare(project / "data/predictions", "none", 0, 4, 1, ["foreground"], (8, 12))
+    (project / "data/plan").mkdir(parents=True)
+    planned = {"train.scale": 0.5, "train.model.base_channels": 4, "train.batch_size": 2, "train.lr": 0.003,
+               "train.epochs": 1, "train.bce_weight": 1.0, "train.dice_weight": 1.0, "train.augment.hflip": 0.5,
+               "train.augment.vflip": 0.0, "train.augment.saturation": 0.0, "train.augment.hue": 0.0}  # fmt: skip
+    (project / "data/plan/train.json").write_text(json.dumps(planned))
+    (project / "data/plan/predict.json").write_text(json.dumps({"predict.tta": "none"}))
+    assert set(planned) == set(resolve.STAGES["train"])
+
+    out = run([sys.executable, "-m", "stages.encode"], project).stdout
+    assert "no rows" in out and "nothing to submit" in out and "to upload this file" not in out, out
+    sha = file_hash(project / "submissions/submission.csv.gz")[:12]
+    edit_yaml(project / "params.yaml", lambda d: d["submit"].update(sha256=sha))
+    proc = run([sys.executable, "-m", "stages.submit"], project, check=False)
+    assert proc.returncode == 1 and "has no rows (the data has no test images): nothing to submit" in proc.stderr
+    assert "Traceback" not in proc.stderr and not (project / "submissions/history.jsonl").exists()
