@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pipeline import members
+from pipeline import members, paths
 from pipeline.paths import is_weights_file
 from pipeline.provenance import file_hash
 
@@ -48,7 +48,7 @@ def _file(value: str, key: str, cache: HashCache) -> dict:
 def _folder(value: str) -> dict:
     """Every file of a local data folder, by relative path, size and modification time (its content would mean
     reading 25 GB on every run)."""
-    root = Path(value)
+    root = paths.from_project(value)
     if not root.is_dir():
         return {"path": value, "files": None}
     files = sorted(p for p in root.rglob("*") if p.is_file())

@@ -7,6 +7,7 @@ restores or deletes (last.pt, unfinished shards, fetched members, the wheel cach
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 RAW = Path("data/raw")  # the competition's files (download)
@@ -43,3 +44,10 @@ WEIGHT_FILES = (".pth", ".pt", ".safetensors")  # what makes train.model.encoder
 def is_weights_file(weights: str) -> bool:
     """encoder_weights names a local file (rather than imagenet, another published set, or none)."""
     return Path(weights).suffix in WEIGHT_FILES
+
+
+def from_project(path: str) -> Path:
+    """A path written in params.yaml, as it reads in the workspace: a relative one is relative to the main project,
+    also in the copy a queued or `--temp` experiment runs in (DVC names the main project in DVC_ROOT)."""
+    found = Path(path).expanduser()
+    return found if found.is_absolute() else Path(os.environ.get("DVC_ROOT") or ".").resolve() / found

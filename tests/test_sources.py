@@ -150,3 +150,21 @@ def test_a_local_import_follows_its_source_s_bytes_never_its_names_or_sizes(tiny
     packed = (raw / "test.zip").stat().st_mtime_ns
     sources.fetch(p, raw, tmp_path / "truth")  # nothing changed: compared, not packed again
     assert (raw / "test.zip").stat().st_mtime_ns == packed
+
+
+def test_a_relative_local_path_is_the_main_project_s_from_a_queued_run_s_copy(tiny_demo, tmp_path, monkeypatch):
+    """`dvc exp run --temp` and queued runs work in a copy under .dvc/tmp/exps/: a path relative to the project
+    (DVC_ROOT) still names the folder the user meant."""
+    import shutil
+
+    from pipeline import inputs
+
+    main, mine = tmp_path / "main", tmp_path / "mine"
+    shutil.copytree(tiny_demo, mine)
+    copy = main / ".dvc/tmp/exps/tmp1234"
+    copy.mkdir(parents=True)
+    monkeypatch.chdir(copy)
+    monkeypatch.setenv("DVC_ROOT", str(main))
+    p = _local("../mine", layout="kaggle")
+    assert sources.fetch(p, copy / "data/raw", copy / "truth") == {"train": 48, "test": 16}
+    assert len(inputs._folder("../mine")["files"]) == len(list(mine.iterdir()))

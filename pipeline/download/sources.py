@@ -18,6 +18,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from pipeline import params, paths
 from pipeline.competitions import Competition, competition_class
 from pipeline.competitions.archive import ArchiveError, check_crcs, extract_member
 from pipeline.competitions.carvana import SLUG as CARVANA
@@ -87,6 +88,8 @@ def fetch(p: DownloadParams, out: Path, truth_dir: Path) -> dict[str, int]:
     workspace finds it; `out` holds hard links to it. Every source fills a sibling folder that replaces `out` only
     once verified: a failed import leaves the previous data as it was.
     """
+    if p.source == "local":  # every step below reads the folder the user meant, from a queued run's copy too
+        p = params.replace(p, local=params.replace(p.local, path=str(paths.from_project(p.local.path))))
     stamp = _stamp(p)
     if p.source == "local":
         src, dest = Path(p.local.path).resolve(), out.resolve()
