@@ -164,3 +164,19 @@ def test_names_with_commas_and_quotes_are_quoted_in_the_csv_files(tmp_path):
     assert open_competition(tmp_path / "raw", "commas").verify() == {"train": 2, "test": 2}
     sample = read_csv(tmp_path / "raw/sample_submission.csv", ("img", "rle_mask"))
     assert sorted(sample["img"]) == ["car,one.png", 'the "best" car.png']
+
+
+def test_an_image_too_large_to_decode_safely_is_named(tmp_path, monkeypatch):
+    src = tmp_path / "src"
+    for folder in ("imgs", "masks"):
+        (src / folder).mkdir(parents=True)
+    Image.fromarray(np.zeros((60, 80, 3), np.uint8)).save(src / "imgs/a.png")
+    Image.fromarray(np.zeros((60, 80), np.uint8)).save(src / "masks/a_mask.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 2_000)  # Pillow refuses twice its limit: 4,800 pixels do here
+    with pytest.raises(layouts.LayoutError, match=r"a.png is too large to decode safely .*cut it into tiles"):
+        layouts.import_folder(params.replace(BASE, path=str(src)), tmp_path / "raw", Carvana)
+    stack = tmp_path / "stack.tif"
+    Image.fromarray(np.zeros((60, 80), np.uint8)).save(stack)
+    stacks = params.replace(BASE, path=str(tmp_path), layout="tiff-stack", images="stack.tif", masks="stack.tif")
+    with pytest.raises(layouts.LayoutError, match=r"stack.tif is too large to decode safely"):
+        layouts.import_folder(stacks, tmp_path / "raw", Carvana)

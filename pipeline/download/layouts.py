@@ -56,6 +56,8 @@ def _file(path: Path) -> Callable[[], tuple[bytes, Image.Image]]:
         try:
             img = Image.open(io.BytesIO(data))
             img.load()
+        except Image.DecompressionBombError as err:
+            raise LayoutError(f"{path} is too large to decode safely ({err}); cut it into tiles") from None
         except (OSError, SyntaxError) as err:
             raise LayoutError(f"{path} is not a readable image ({err})") from None
         return data, img
@@ -120,8 +122,13 @@ def mindspore(p: LocalParams) -> tuple[list[Item], list[Item]]:
 def _pages(path: Path) -> list[Image.Image]:
     if not path.is_file():
         raise LayoutError(f"{path} does not exist; set download.local.images/masks to the TIFF stacks")
-    with Image.open(path) as stack:
-        return [page.copy() for page in ImageSequence.Iterator(stack)]
+    try:
+        with Image.open(path) as stack:
+            return [page.copy() for page in ImageSequence.Iterator(stack)]
+    except Image.DecompressionBombError as err:
+        raise LayoutError(f"{path} is too large to decode safely ({err}); cut its pages into tiles") from None
+    except (OSError, SyntaxError) as err:
+        raise LayoutError(f"{path} is not a readable image stack ({err})") from None
 
 
 def tiff_stack(p: LocalParams) -> tuple[list[Item], list[Item]]:
