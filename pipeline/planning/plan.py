@@ -74,9 +74,9 @@ def write(plan: dict[str, rules.Choice], fp: Fingerprint, values: Path, reports:
 
 
 class Speed:
-    """`make`'s `measure` on this machine: the device and the seconds of an epoch (budget.EpochTimer), found only when
-    a rule asks, since torch alone takes seconds to import and a plan whose device-bound values are all set needs
-    neither."""
+    """`make`'s `measure` on this machine: the device and the seconds of an epoch (budget.EpochTimer), set up only
+    when a rule asks: the budget module, training's Runtime and a timed step take seconds that a plan whose
+    device-bound values are all set does without."""
 
     def __init__(self, comp, p: dict):
         self.comp, self.split, self.train = comp, p["split"], p["train"]
