@@ -105,7 +105,9 @@ def predict_on_cpu(
     it); returns the manifest."""
     rt = runtime.for_inference(True)
     predictor = Predictor([model.to(memory_format=rt.memory_format)], pre, 1, ["background", "car"], ["bench"], {})
-    settings = dict(rt=rt, tta=tta, shard_size=shard_size, batch_size=8, workers=2)
+    settings = dict(
+        competition="carvana-image-masking-challenge", rt=rt, tta=tta, shard_size=shard_size, batch_size=8, workers=2
+    )
     predict.predict_test_set(predictor, archive, names, out, **settings)
     return shards.check_manifest(out)
 

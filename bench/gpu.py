@@ -515,8 +515,8 @@ def predict_throughput(report: Report, raw: Path, work: Path, s: Sizes, device: 
     with Utilisation(device) as util:
         started = time.perf_counter()
         predict.predict_test_set(
-            predictor, archive, names, out, rt=rt, tta="hflip", shard_size=500, batch_size=s.predict_batch,
-            workers=workers,
+            predictor, archive, names, out, competition="carvana-image-masking-challenge", rt=rt, tta="hflip",
+            shard_size=500, batch_size=s.predict_batch, workers=workers,
         )  # fmt: skip
         predict_s = time.perf_counter() - started
     started = time.perf_counter()

@@ -26,9 +26,10 @@ from pipeline.prediction.predictor import load_predictor
 WORK, FETCHED = CHECKPOINTS / "predict", CHECKPOINTS / "members"
 
 
-def predict_into(work: Path, models: list[Path], comp, pr, tta: str, amp: bool) -> int:
+def predict_into(work: Path, models: list[Path], comp, slug: str, pr, tta: str, amp: bool) -> int:
     """Every missing shard of `work` from these fold models, under this TTA and precision (a blend member's own),
-    after the budget says what it costs and the disk has room; the shards written by this process."""
+    after the budget says what it costs and the disk has room; the shards written by this process. `slug`
+    (download.competition) is recorded with the test set for a pseudo-label round to check."""
     pr = params.replace(pr, tta=tta, amp=amp)  # what the budget counts, too
     rt = runtime.for_inference(amp)
     if pr.backend == "onnxruntime":
@@ -50,8 +51,8 @@ def predict_into(work: Path, models: list[Path], comp, pr, tta: str, amp: bool) 
         budget.ensure_room(work, cost.disk * todo // max(1, len(names)), "the predictions")
 
     return predict.predict_test_set(
-        predictor, comp.test, names, work, rt=rt, tta=tta, shard_size=pr.shard_size, batch_size=pr.batch_size,
-        workers=pr.workers, settings={"backend": pr.backend}, before=budget_first,
+        predictor, comp.test, names, work, competition=slug, rt=rt, tta=tta, shard_size=pr.shard_size,
+        batch_size=pr.batch_size, workers=pr.workers, settings={"backend": pr.backend}, before=budget_first,
     )  # fmt: skip
 
 
@@ -64,12 +65,13 @@ def main() -> None:
         raise SystemExit(status)
     rt = runtime.for_inference(pr.mixed_precision)
 
-    comp = open_competition(RAW, p["download"].competition, p["download"].hq)
+    slug = p["download"].competition
+    comp = open_competition(RAW, slug, p["download"].hq)
     names = comp.test_names
     spec = [m for m in json.loads(BLEND.read_text())["members"] if m["weight"] > 0]
     if not spec:
         models = [paths.model(k) for k in p["split"].validation_folds()]
-        done = predict_into(WORK, models, comp, pr, pr.tta, pr.mixed_precision)
+        done = predict_into(WORK, models, comp, slug, pr, pr.tta, pr.mixed_precision)
         what = f"{len(models)} model(s), TTA {pr.tta}"
     else:
         parts = []
@@ -77,7 +79,7 @@ def main() -> None:
             folder = members.fetch(m, FETCHED) if rt.rank == 0 else FETCHED / m["rev"]
             runtime.barrier(rt.world)
             work = WORK / "members" / m["rev"][:12]
-            predict_into(work, sorted(folder.glob(str(paths.model("*")))), comp, pr, m["tta"], m["amp"])
+            predict_into(work, sorted(folder.glob(str(paths.model("*")))), comp, slug, pr, m["tta"], m["amp"])
             parts.append(work)
         done = blend.blend_shards(parts, [m["weight"] for m in spec], WORK, pr.shard_size) if rt.rank == 0 else 0
         what = "a blend of " + ", ".join(f"{m['name']} x {m['weight']:.2f}" for m in spec)

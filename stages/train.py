@@ -25,7 +25,7 @@ STATE = CHECKPOINTS / "train"  # last.pt and best.pt while training: DVC never r
 RESOLVED, FETCHED = INPUTS / "train.json", CHECKPOINTS / "pseudo"
 
 
-def pseudo_labels(t, comp, rt) -> tuple[PseudoLabels | None, dict | None]:
+def pseudo_labels(t, comp, slug: str, rt) -> tuple[PseudoLabels | None, dict | None]:
     """The pseudo-labelled test images of train.pseudo_labels (none when its source is empty), and their source."""
     if not t.pseudo_labels.source:
         return None, None
@@ -33,10 +33,11 @@ def pseudo_labels(t, comp, rt) -> tuple[PseudoLabels | None, dict | None]:
     if rt.main:
         members.fetch(source, FETCHED)
     runtime.barrier(rt.world)
-    labels = PseudoLabels.choose(comp, FETCHED / source["rev"], t.pseudo_labels.fraction)
+    shown = f"{source['name']} ({source['rev'][:7]})"
+    labels = PseudoLabels.choose(comp, slug, FETCHED / source["rev"], t.pseudo_labels.fraction, shown)
     if rt.main:
         print(
-            f"pseudo-labels: {len(labels.names)} test images of {source['name']} ({source['rev'][:7]}), the most "
+            f"pseudo-labels: {len(labels.names)} test images of {shown}, the most "
             f"confident {t.pseudo_labels.fraction:.0%}, join the training images"
         )
     return labels, source
@@ -61,7 +62,7 @@ def main() -> None:
     from dvclive import Live
 
     live = Live(str(LIVE), dvcyaml=None, save_dvc_exp=False, report=None) if rt.main else None
-    pseudo, source = pseudo_labels(t, comp, rt)
+    pseudo, source = pseudo_labels(t, comp, p["download"].competition, rt)
     results = [training.train_fold(t, rt, comp, table, k, STATE / f"fold{k}", live, pseudo=pseudo) for k in folds]
     if live is not None:
         params.check_unchanged(given)

@@ -69,8 +69,8 @@ def own_submission(members, rules_recipe, comp, source, fmt, work: Path) -> Path
     rt = runtime.for_inference(member.amp)
     predictor = load_predictor(member.models, rt.device, rt.memory_format)
     predict.predict_test_set(
-        predictor, source, list(fmt.images), work / "maps", rt=rt, tta=member.tta, shard_size=500, batch_size=8,
-        workers=0,
+        predictor, source, list(fmt.images), work / "maps", competition=comp.slug, rt=rt, tta=member.tta,
+        shard_size=500, batch_size=8, workers=0,
     )  # fmt: skip
     rules = recipe.rules(rules_recipe, predictor.classes)
     encode.write(work / "maps", comp, fmt, rules, work / "submission.csv", jobs=1)

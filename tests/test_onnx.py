@@ -40,8 +40,8 @@ def test_the_predict_backend_gives_the_same_shards(tiny_demo, tiny_model, export
     for label, path in (("torch", tiny_model), ("onnx", exported)):
         predictor = load_predictor([path], CPU)
         predict.predict_test_set(
-            predictor, archive, names, tmp_path / label, rt=float32(), tta="hflip", shard_size=8, batch_size=4,
-            workers=0, settings={"backend": label},
+            predictor, archive, names, tmp_path / label, competition="carvana-image-masking-challenge", rt=float32(),
+            tta="hflip", shard_size=8, batch_size=4, workers=0, settings={"backend": label},
         )  # fmt: skip
         maps[label] = [p for k in range(2) for _, _, p in shards.read_shard(tmp_path / label / shards.shard_name(k))]
     for a, b in zip(maps["torch"], maps["onnx"], strict=True):

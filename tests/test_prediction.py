@@ -26,7 +26,16 @@ CPU = torch.device("cpu")
 
 def _run(predictor, archive, names, out, shard_size=5, tta="none"):
     return predict.predict_test_set(
-        predictor, archive, names, out, rt=float32(), tta=tta, shard_size=shard_size, batch_size=4, workers=0
+        predictor,
+        archive,
+        names,
+        out,
+        competition="carvana-image-masking-challenge",
+        rt=float32(),
+        tta=tta,
+        shard_size=shard_size,
+        batch_size=4,
+        workers=0,
     )
 
 
@@ -54,6 +63,9 @@ def test_shards_hold_every_image_in_order_and_encode_to_a_valid_submission(
     assert _run(predictor, ImageArchive(tiny_demo / "test.zip"), names, tmp_path / "pred") == 4  # 16 images / 5
     seen = [n for k in range(4) for n, _, _ in shards.read_shard(tmp_path / "pred" / shards.shard_name(k))]
     assert seen == names
+    recorded = shards.check_manifest(tmp_path / "pred")["test_set"]  # what a pseudo-label round checks
+    content = ImageArchive(tiny_demo / "test.zip").content(names)
+    assert recorded == {"competition": "carvana-image-masking-challenge", "content": content}
     name, size, probs = next(shards.read_shard(tmp_path / "pred" / shards.shard_name(0)))
     assert size == (96, 160) and probs.shape == (1, 48, 80) and probs.dtype == np.uint8
     stats = encode_carvana(tmp_path / "pred", names, tmp_path / "sub.csv.gz", 0.5, jobs=2)

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import io
 import shutil
-import zipfile
 
 import pandas as pd
 import torch
-from PIL import Image
 from ruamel.yaml import YAML
 
 from pipeline import provenance, training
@@ -16,7 +13,7 @@ from pipeline.competitions.archive import ImageArchive
 from pipeline.data import split
 from pipeline.prediction import predict
 from pipeline.prediction.predictor import load_predictor
-from tests.conftest import ROOT, open_carvana, tiny_train_params
+from tests.conftest import ROOT, open_carvana, repaint, tiny_train_params
 
 
 def _rel(paths) -> list[str]:
@@ -57,26 +54,12 @@ def test_the_code_version_changes_with_any_module_in_the_closure(tmp_path, monke
     assert provenance.code_version(entry) != before
 
 
-def _repaint(archive_path, names) -> None:
-    """Rewrite the named members with other pixels, same names and sizes."""
-    with zipfile.ZipFile(archive_path) as z:
-        members = {i.filename: z.read(i.filename) for i in z.infolist()}
-    with zipfile.ZipFile(archive_path, "w") as z:
-        for member, blob in members.items():
-            if member.rsplit("/", 1)[-1] in names:
-                img = Image.open(io.BytesIO(blob))
-                out = io.BytesIO()
-                Image.eval(img.convert("RGB"), lambda v: 255 - v).save(out, "JPEG", quality=90)
-                blob = out.getvalue()
-            z.writestr(member, blob)
-
-
 def test_other_pixels_under_the_same_names_change_the_content_hash(tiny_demo, tmp_path):
     copy = tmp_path / "test.zip"
     shutil.copy(tiny_demo / "test.zip", copy)
     names = ImageArchive(copy).names()
     before = ImageArchive(copy).content(names)
-    _repaint(copy, names[:1])
+    repaint(copy, names[:1])
     assert ImageArchive(copy).names() == names
     assert ImageArchive(copy).content(names) != before
     assert ImageArchive(copy).content(names[1:]) == ImageArchive(tiny_demo / "test.zip").content(names[1:])
@@ -97,7 +80,7 @@ def test_training_on_other_pixels_starts_over_instead_of_resuming(tiny_demo, tmp
     fit()
     fit()
     assert "resuming from" in capsys.readouterr().out
-    _repaint(raw / "train.zip", {table["img"].iloc[0]})
+    repaint(raw / "train.zip", {table["img"].iloc[0]})
     fit()
     assert "comes from other params, data or code; training from scratch" in capsys.readouterr().out
 
@@ -108,10 +91,10 @@ def test_a_test_set_with_other_pixels_deletes_the_old_shards(tiny_demo, tiny_mod
     names = ImageArchive(copy).names()
     predictor = load_predictor([tiny_model], torch.device("cpu"))
     out = tmp_path / "pred"
-    first = predict.prepare(out, names, 8, predictor, {}, ImageArchive(copy))
+    first = predict.prepare(out, names, 8, predictor, {}, ImageArchive(copy), "carvana-image-masking-challenge")
     (out / "shard-00000.zip").write_bytes(b"finished earlier")
-    assert predict.prepare(out, names, 8, predictor, {}, ImageArchive(copy)) == first
+    assert predict.prepare(out, names, 8, predictor, {}, ImageArchive(copy), "carvana-image-masking-challenge") == first
     assert (out / "shard-00000.zip").is_file()  # same images: kept for resuming
-    _repaint(copy, names[-1:])
-    assert predict.prepare(out, names, 8, predictor, {}, ImageArchive(copy)) != first
+    repaint(copy, names[-1:])
+    assert predict.prepare(out, names, 8, predictor, {}, ImageArchive(copy), "carvana-image-masking-challenge") != first
     assert not (out / "shard-00000.zip").exists()

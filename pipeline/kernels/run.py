@@ -37,8 +37,8 @@ def run(bundle: Path, competition: Path, out: Path, work: Path | None = None) ->
         predictor = load_predictor([Path(bundle) / m for m in member["models"]], rt.device, rt.memory_format)
         parts.append(work / f"member{k}")
         predict.predict_test_set(
-            predictor, source, names, parts[-1], rt=rt, tta=member["tta"], shard_size=spec["shard_size"],
-            batch_size=spec["batch_size"], workers=spec["workers"],
+            predictor, source, names, parts[-1], competition=spec["competition"], rt=rt, tta=member["tta"],
+            shard_size=spec["shard_size"], batch_size=spec["batch_size"], workers=spec["workers"],
         )  # fmt: skip
     if len(parts) == 1:
         maps = parts[0]

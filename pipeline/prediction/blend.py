@@ -43,8 +43,9 @@ def write_blend(maps: list[shards.Maps], names: list[str], weights: list[float],
     first = maps[0].manifest
     size = common_size([m.manifest["size"] for m in maps])
     manifest = shards.prepare(
-        out, fingerprint, len(names), shard_size, first["classes"], first["class_names"], size, first["labels"]
-    )
+        out, fingerprint, len(names), shard_size, first["classes"], first["class_names"], size, first["labels"],
+        first.get("test_set"),
+    )  # fmt: skip
     todo = shards.missing(out, manifest)
     for k in todo:
         writer = shards.ShardWriter(out, k)
@@ -60,9 +61,11 @@ def blend_shards(folders: list[Path], weights: list[float], out: Path, shard_siz
     resumable like predict. Returns the shards written now."""
     sources = [shards.Maps(folder) for folder in folders]
     try:
-        names = sources[0].names
-        if any(m.names != names for m in sources[1:]):
-            raise shards.PredictionError(f"the members' predictions in {', '.join(map(str, folders))} differ in images")
+        names, test_set = sources[0].names, sources[0].manifest.get("test_set")
+        if any((m.names, m.manifest.get("test_set")) != (names, test_set) for m in sources[1:]):
+            raise shards.PredictionError(
+                f"the members' predictions in {', '.join(map(str, folders))} differ in images (names or pixels)"
+            )
         fingerprint = provenance.fingerprint(
             {
                 "members": [m.manifest["fingerprint"] for m in sources],

@@ -29,14 +29,22 @@ from pipeline.runtime import Runtime
 
 
 def prepare(
-    out: Path, names: list[str], shard_size: int, predictor: Predictor, settings: dict, archive: ImageArchive
+    out: Path,
+    names: list[str],
+    shard_size: int,
+    predictor: Predictor,
+    settings: dict,
+    archive: ImageArchive,
+    competition: str,
 ) -> dict:
-    """Write the manifest of this prediction (deleting the shards of any other). Returns the manifest."""
+    """Write the manifest of this prediction (deleting the shards of any other), with the competition and the test
+    set's content that a pseudo-label round checks against its own. Returns the manifest."""
+    content = archive.content(names)
     fingerprint = provenance.fingerprint(
         {
             "models": predictor.hashes,
             "names": names,
-            "images": archive.content(names),  # other pixels under the same names are predicted again
+            "images": content,  # other pixels under the same names are predicted again
             "code": provenance.code_version(Path(__file__)),
             "shard_size": shard_size,
             **settings,
@@ -51,6 +59,7 @@ def prepare(
         predictor.class_names,
         predictor.pre.size,
         predictor.labels,
+        {"competition": competition, "content": content},
     )
 
 
@@ -60,6 +69,7 @@ def predict_test_set(
     names: list[str],
     work: Path,
     *,
+    competition: str,
     rt: Runtime,
     tta: str,
     shard_size: int,
@@ -71,10 +81,11 @@ def predict_test_set(
     """Every missing shard of `work` for these test images: process 0 writes the manifest (which discards the shards
     of any other prediction; `before(manifest)` then runs there, e.g. the budget and its disk check), then each
     process predicts its shards, all of them waiting for each other in between. `settings` join the fingerprint
-    (what else changes the numbers: the backend). Returns the images this process predicted."""
+    (what else changes the numbers: the backend); `competition` (its slug) is recorded with the test set's content.
+    Returns the images this process predicted."""
     settings = {"tta": tta, "precision": str(rt.dtype), **(settings or {})}
     if rt.rank == 0:
-        manifest = prepare(work, names, shard_size, predictor, settings, archive)
+        manifest = prepare(work, names, shard_size, predictor, settings, archive, competition)
         if before is not None:
             before(manifest)
     runtime.barrier(rt.world)

@@ -17,10 +17,54 @@ import numpy as np
 
 from pipeline import paths
 from pipeline.competitions import Competition
+from pipeline.errors import UserError
 from pipeline.images import Size
 from pipeline.masks import postprocess, recipe
 from pipeline.masks.postprocess import Rule
 from pipeline.prediction import shards
+
+
+class PseudoLabelError(UserError):
+    """A pseudo-label source that is not of this project's test set."""
+
+
+def check_source(maps: shards.Maps, comp: Competition, competition: str, source: str) -> None:
+    """Stop unless the source predicted this competition's current test set: the same names and the same pixels
+    (the content hash predict records), so that no image is labelled by a map of another image. The download is
+    never blamed: it is the source that must be predicted again."""
+    manifest, where = maps.manifest, f"train.pseudo_labels.source: {source}"
+    if manifest["images"] == 0:
+        raise PseudoLabelError(
+            f"{where} predicted no test images, so there is nothing to pseudo-label: choose a source whose download "
+            f"had a test set, or set train.pseudo_labels.source to ''"
+        )
+    recorded = manifest.get("test_set")
+    if recorded is None:
+        raise PseudoLabelError(
+            f"{where}'s predictions do not record which test set they are of (an older version of the pipeline made "
+            f"them): run that experiment's predict stage again with this version, then use it"
+        )
+    if recorded["competition"] != competition:
+        raise PseudoLabelError(
+            f"{where} predicted the test set of {recorded['competition']!r}, not of this project's "
+            f"download.competition {competition!r}: choose a source of this competition"
+        )
+    names = comp.test_names
+    if recorded["content"] == comp.test.content(names):
+        return
+    again = "run that experiment's predict stage on this download (or choose a source made from it)"
+    theirs, ours = set(maps.names), set(names)
+    if theirs != ours:
+        alien, unseen = sorted(theirs - ours), sorted(ours - theirs)
+        said = [f"{len(alien)} of its {len(theirs)} images are not in this test set (e.g. {alien[0]})"] if alien else []
+        said += (
+            [f"{len(unseen)} of this test set's {len(ours)} are not among them (e.g. {unseen[0]})"] if unseen else []
+        )
+        raise PseudoLabelError(f"{where} predicted another test set: {'; '.join(said)}: {again}")
+    raise PseudoLabelError(
+        f"{where} predicted the same {len(ours)} test image names with other pixels (the test set changed since): "
+        f"{again}"
+    )
 
 
 def confidence(probs: np.ndarray) -> float:
@@ -52,10 +96,12 @@ class PseudoLabels:
         self._maps: tuple[int, shards.Maps] | None = None
 
     @classmethod
-    def choose(cls, comp: Competition, folder: Path, fraction: float) -> PseudoLabels:
-        """The `fraction` most confident test images of a source fetched to `folder` (members.fetch)."""
+    def choose(cls, comp: Competition, competition: str, folder: Path, fraction: float, source: str) -> PseudoLabels:
+        """The `fraction` most confident test images of a source (named `source` in errors) fetched to `folder`
+        (members.fetch), once it is known to be of this competition's (`competition`: its slug) test set."""
         maps = shards.Maps(folder / paths.PREDICTIONS)
         try:
+            check_source(maps, comp, competition, source)
             scored = sorted(((name, confidence(maps.read(name)[1])) for name in maps.names), key=lambda r: -r[1])
             channels = maps.manifest["classes"]
         finally:

@@ -76,8 +76,10 @@ def prepare(
     class_names: list[str],
     size,
     labels: str | None = None,
+    test_set: dict | None = None,
 ) -> dict:
-    """Write the manifest, deleting every shard of another fingerprint first. Returns the manifest."""
+    """Write the manifest, deleting every shard of another fingerprint first. Returns the manifest. `test_set`
+    ({'competition', 'content'}) says which test set test predictions are of, for a pseudo-label round to check."""
     manifest = {
         "fingerprint": fingerprint,
         "images": images,
@@ -88,6 +90,7 @@ def prepare(
         "labels": labels or ("binary" if classes == 1 else "multiclass"),
         "size": list(size),
         "format": FORMAT,
+        **({"test_set": test_set} if test_set is not None else {}),
     }
     out.mkdir(parents=True, exist_ok=True)
     path = out / MANIFEST
