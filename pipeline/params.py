@@ -219,6 +219,7 @@ class TrainParams(_Section):
     nproc: int = Field(ge=1, le=1024)
     nnodes: int = Field(ge=1, le=1024)
     rdzv_endpoint: str
+    rdzv_timeout: float = Field(gt=0, le=86400)  # seconds a node waits for the others before it stops
 
     @model_validator(mode="after")
     def _consistent(self):
@@ -587,9 +588,10 @@ def _override(data: dict, item: str) -> None:
         raise ParamError(f"-S {item!r}: the value is not valid YAML") from None
 
 
-def _flat(data: Any, prefix: str = "") -> dict[str, Any]:
+def flat(data: Any, prefix: str = "") -> dict[str, Any]:
+    """{'train.augment.flip': value, ...}: nested params as dotted keys, as `dvc exp run -S` names them."""
     if isinstance(data, dict):
-        return {k: v for key, value in data.items() for k, v in _flat(value, f"{prefix}{key}.").items()}
+        return {k: v for key, value in data.items() for k, v in flat(value, f"{prefix}{key}.").items()}
     return {prefix[:-1]: data}
 
 
@@ -601,8 +603,8 @@ def check_unchanged(used: dict[str, Any], path: str | Path = "params.yaml") -> N
     the old values. Stages call this last, so that DVC records nothing and the next run makes them again.
     """
     now = load(*used, path=path)
-    before = _flat({name: as_dict(section) for name, section in used.items()})
-    after = _flat({name: as_dict(section) for name, section in now.items()})
+    before = flat({name: as_dict(section) for name, section in used.items()})
+    after = flat({name: as_dict(section) for name, section in now.items()})
     changed = [key for key in before if before[key] != after.get(key)]
     if changed:
         key = changed[0]

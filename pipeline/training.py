@@ -298,6 +298,19 @@ def optimiser(p: P.TrainParams, model: torch.nn.Module, batches_per_epoch: int):
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
 
 
+def agreement(p: dict, comp: Competition, table: pd.DataFrame, code: str) -> dict:
+    """What the nodes of a multi-node run compare before they train one model together (runtime.meet): the params
+    as resolved (but each node's own DataLoader workers and wait), the code, and the data with its split."""
+    local = {"train.workers", "train.rdzv_timeout"}
+    resolved = P.flat({name: P.as_dict(section) for name, section in p.items()})
+    data = [table[["img", "fold"]].values.tolist(), comp.content(table["img"].tolist())]
+    return {
+        "params": {k: v for k, v in resolved.items() if k not in local},
+        "code": code,
+        "data": provenance.fingerprint(data),
+    }
+
+
 def run_fingerprint(
     p: P.TrainParams, rt: Runtime, comp: Competition, table: pd.DataFrame, fold: int, pre, pseudo=None
 ) -> str:
@@ -305,7 +318,7 @@ def run_fingerprint(
     names = table["img"].tolist()
     return provenance.fingerprint(
         {
-            "train": {k: v for k, v in P.as_dict(p).items() if k != "workers"},
+            "train": {k: v for k, v in P.as_dict(p).items() if k not in ("workers", "rdzv_timeout")},
             "fold": fold,
             "classes": comp.class_names if comp.labels != "multilabel" else [comp.labels, *comp.class_names],
             "preprocess": pre.to_dict(),

@@ -9,10 +9,11 @@ relaunches itself under torchrun (DDP: one process per GPU, or gloo processes on
 
 import json
 import shutil
+from pathlib import Path
 
 import pandas as pd
 
-from pipeline import budget, members, params, paths, runtime, training
+from pipeline import budget, members, params, paths, provenance, runtime, training
 from pipeline.competitions import open_competition
 from pipeline.errors import run_stage
 from pipeline.evaluation import pictures
@@ -43,11 +44,19 @@ def pseudo_labels(t, comp, slug: str, rt) -> tuple[PseudoLabels | None, dict | N
     return labels, source
 
 
+def agreement(p: dict) -> dict:
+    """What this node trains, for the nodes of a multi-node run to compare before they start (runtime.meet)."""
+    comp = open_competition(RAW, p["download"].competition, p["download"].hq)
+    return training.agreement(p, comp, pd.read_csv(SPLIT), provenance.code_version(Path(__file__)))
+
+
 def main() -> None:
     given = params.load("download", "split", "train")
     p = resolve.resolved(given, PLAN, "train")  # every auto as the plan chose it
     t, folds = p["train"], p["split"].validation_folds()
-    status = runtime.relaunch(__spec__.name, t.nproc, t.nnodes, t.rdzv_endpoint)
+    status = runtime.relaunch(
+        __spec__.name, t.nproc, t.nnodes, t.rdzv_endpoint, t.rdzv_timeout, lambda: agreement(p)
+    )  # fmt: skip
     if status is not None:
         raise SystemExit(status)
     rt = training.setup(t)

@@ -7,11 +7,13 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 
 import pytest
 import torch
 
-from pipeline import params, training
+from pipeline import params, runtime, training
+from pipeline.errors import UserError
 from pipeline.models import checkpoint, losses
 from tests.conftest import copy_project, edit_yaml, open_carvana, run, tiny_folds, tiny_train_params, train_tiny
 
@@ -150,6 +152,69 @@ def test_unet_plus_plus_with_deep_supervision_trains(tiny_demo, tmp_path):
     assert result.history[0]["val_dice"] >= 0.0
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _meet(fingerprints: dict[int, dict], endpoint: str, timeout: float = 30.0) -> dict[int, str]:
+    """Nodes (their NODE_RANK: fingerprint) of a 2-node run meeting at `endpoint`, each on a thread: what each one
+    stopped with ('' when it went on)."""
+    said: dict[int, str] = {}
+
+    def node(k: int) -> None:
+        try:
+            runtime.meet(endpoint, 2, k, fingerprints[k], timeout)
+            said[k] = ""
+        except UserError as e:
+            said[k] = str(e)
+
+    threads = [threading.Thread(target=node, args=(k,)) for k in fingerprints]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    return said
+
+
+FINGERPRINT = {"params": {"train.lr": 0.001, "train.crop": (64, 64)}, "code": "c0de", "data": "da7a"}
+
+
+def test_nodes_that_agree_go_on_with_the_port_free_and_node_0_says_whom_it_waits_for(capsys):
+    port = _free_port()
+    assert _meet({0: FINGERPRINT, 1: FINGERPRINT}, f"127.0.0.1:{port}") == {0: "", 1: ""}
+    out = capsys.readouterr().out
+    assert f"node 0 waits on port {port} for node(s) 1 of 2" in out and "at most 30 s (train.rdzv_timeout)" in out
+    assert "node 1 came from 127.0.0.1 and agrees (1 of 1)" in out
+    with socket.create_server(("", port)):  # what torchrun's store does next
+        pass
+
+
+def test_nodes_that_would_train_otherwise_all_stop_naming_the_difference():
+    other = {**FINGERPRINT, "params": {**FINGERPRINT["params"], "train.lr": 0.0003}, "code": "beef"}
+    said = _meet({0: FINGERPRINT, 1: other}, f"127.0.0.1:{_free_port()}")
+    assert said[0] == said[1], said  # both stop, with the same line
+    assert "node 1 would train something else than node 0 (train.lr 0.0003 on node 1, 0.001 on node 0; other code)" \
+        in said[0] and "give every node the same params.yaml, git commit and data" in said[0]  # fmt: skip
+
+
+def test_a_node_that_never_comes_an_endpoint_in_use_or_unknown_stop_in_one_line():
+    port = _free_port()
+    endpoint = f"127.0.0.1:{port}"
+    assert (
+        "node(s) 1 did not come within 0.5 s: start `NODE_RANK=k python stages/train.py` there"
+        in _meet({0: FINGERPRINT}, endpoint, 0.5)[0]
+    )
+    assert "node 0 did not answer within 0.5 s: start the stage there" in _meet({1: FINGERPRINT}, endpoint, 0.5)[1]
+    with socket.create_server(("", port)):  # another program holds node 0's port
+        said = _meet({0: FINGERPRINT}, endpoint)[0]
+    assert said.startswith(f"train.rdzv_endpoint {endpoint}: node 0 cannot listen on port {port} (") and "free" in said
+    said = _meet({1: FINGERPRINT}, "node0.invalid:29500")[1]
+    assert said == "train.rdzv_endpoint node0.invalid:29500: node 1 cannot resolve the host 'node0.invalid': set " \
+        "node 0's address there"  # fmt: skip
+
+
 @pytest.mark.slow
 def test_two_localhost_nodes_train_one_model_and_resume_together(tiny_project, tmp_path):
     """Two copies of the project stand for two machines: each runs the train stage with train.nnodes=2 (and its
@@ -164,9 +229,9 @@ def test_two_localhost_nodes_train_one_model_and_resume_together(tiny_project, t
         shutil.rmtree(node / "models")
         edit_yaml(node / "params.yaml", lambda d: d["train"].update(nnodes=2, rdzv_endpoint=f"127.0.0.1:{port}"))
 
-    def both() -> list[str]:
-        """Both nodes' output, each into a file: a pipe read only after node 0 ends could fill up with node 1's
-        output and stop node 1 mid-write, while node 0 waits for it at a barrier."""
+    def start() -> tuple[list[int], list[str]]:
+        """Both nodes' exit codes and output, each into a file: a pipe read only after node 0 ends could fill up
+        with node 1's output and stop node 1 mid-write, while node 0 waits for it at a barrier."""
         logs = [tmp_path / f"node{k}.log" for k in range(2)]
         procs = []
         for k, (node, log) in enumerate(zip(nodes, logs, strict=True)):
@@ -179,9 +244,18 @@ def test_two_localhost_nodes_train_one_model_and_resume_together(tiny_project, t
         finally:
             for p in procs:
                 p.kill()
-        outs = [log.read_text() for log in logs]
+        return codes, [log.read_text() for log in logs]
+
+    def both() -> list[str]:
+        codes, outs = start()
         assert codes == [0, 0], "\n".join(outs)
         return outs
+
+    edit_yaml(nodes[1] / "params.yaml", lambda d: d["train"].update(lr=0.0123))  # node 1 with another lr
+    codes, outs = start()
+    assert 0 not in codes and all("node 1 would train something else than node 0 (train.lr 0.0123" in o for o in outs)
+    assert not (nodes[0] / "checkpoints/train").exists()  # stopped before anything trained
+    shutil.copy(nodes[0] / "params.yaml", nodes[1] / "params.yaml")  # the same params again
 
     outs = both()
     assert "fold 0 epoch 1/1" in outs[0] and "epoch" not in outs[1]  # global rank 0 is on node 0
