@@ -35,6 +35,7 @@ from pipeline.prediction.inference import TTA_SETS
 from pipeline.runtime import Runtime
 
 CPU_PIXELS = 256 * 256  # on a CPU, larger inputs are timed at this many pixels and scaled by their pixel count
+TIMED_PIXELS = 8_000_000  # images decoded or scored beyond this are timed smaller and scaled by their pixel count
 CHECKPOINT_COPIES = 5  # per fold: best.pt in models/ and in checkpoints/, last.pt with AdamW's two moments (3x)
 # bytes of a shard member per map byte, by map pixels: the demo's shards at scale 1/8 (deflate) and 1.0 (bzip2), by
 # bench.shards; small maps hold fewer flat runs, so they compress less
@@ -52,6 +53,10 @@ KERNEL_START_S = 120.0  # a kernel's start on Kaggle: the session, pip install f
 
 class DiskError(UserError):
     """Not enough free disk for a stage's outs; nothing was started."""
+
+
+class MemoryBudgetError(UserError):
+    """A batch that does not fit the device's memory; nothing was started."""
 
 
 @dataclass(frozen=True)
@@ -135,20 +140,41 @@ def _jpeg(size: Size) -> bytes:
 
 
 def _timed(fn, device: torch.device, warmup: int, repeat: int) -> float:
-    for _ in range(warmup):
-        fn()
-    runtime.synchronize(device)
-    started = time.perf_counter()
-    for _ in range(repeat):
-        fn()
-    runtime.synchronize(device)
+    """Seconds a call of `fn` takes; a batch that does not fit the GPU's memory stops in one line, as it would stop
+    the stage after its start (a GPU times the real size)."""
+    try:
+        for _ in range(warmup):
+            fn()
+        runtime.synchronize(device)
+        started = time.perf_counter()
+        for _ in range(repeat):
+            fn()
+        runtime.synchronize(device)
+    except torch.OutOfMemoryError:
+        raise MemoryBudgetError(
+            f"a batch does not fit in the memory of {device}: lower train.batch_size (train.accumulate keeps the "
+            f"step's size) or predict.batch_size, or train.scale, or train on crops (train.crop)"
+        ) from None
     return (time.perf_counter() - started) / repeat
+
+
+def _shrunk(sizes: list[Size]) -> tuple[list[Size], float]:
+    """`sizes` scaled down together until the largest has TIMED_PIXELS, and the factor that multiplies a time taken
+    on them (decoding, resizing and scoring are linear in the pixels): the answer in seconds and a bounded memory,
+    however absurd the size asked about."""
+    most = max(h * w for h, w in sizes)
+    if most <= TIMED_PIXELS:
+        return sizes, 1.0
+    f = (TIMED_PIXELS / most) ** 0.5
+    small = [(max(1, round(h * f)), max(1, round(w * f))) for h, w in sizes]
+    return small, most / max(h * w for h, w in small)
 
 
 def decoding_seconds(data: Data, size: Size) -> float:
     """Seconds to decode one image and resize it to `size` (the model's input)."""
-    sample = data.sample or _jpeg(data.size)
-    return _timed(lambda: decode_image(sample, "sample", data.channels, size), torch.device("cpu"), 1, 4)
+    (source, size), factor = _shrunk([data.size, size])
+    sample = data.sample if data.sample and factor == 1.0 else _jpeg(source)
+    return _timed(lambda: decode_image(sample, "sample", data.channels, size), torch.device("cpu"), 1, 4) * factor
 
 
 def _model(p: P.TrainParams, data: Data, rt: Runtime) -> torch.nn.Module:
@@ -209,10 +235,11 @@ def forward_seconds(forward, rt: Runtime, shape: tuple[int, int, int, int]) -> f
 def scoring_seconds(data: Data, small: Size) -> float:
     """Seconds per image of validation's scoring: the model-size map up-sampled to the image's size and scored at
     every cut, as training's validation does after each forward pass."""
+    (size, small), factor = _shrunk([data.size, small])
     board = Scoreboard(data.outputs)
     probs = torch.rand(data.outputs, *small)
-    full = np.zeros(data.size, np.uint8)
-    return _timed(lambda: board.add("timing", probs, full), torch.device("cpu"), 1, 2)
+    full = np.zeros(size, np.uint8)
+    return _timed(lambda: board.add("timing", probs, full), torch.device("cpu"), 1, 2) * factor
 
 
 def _per_image(model_s: float, decode_s: float, rt: Runtime, workers: int) -> float:

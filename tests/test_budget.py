@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
+import torch
 
 from pipeline import budget
 from tests.conftest import ROOT, carvana
@@ -65,6 +67,27 @@ def test_budget_counts_the_competition_folder_when_there_is_one_and_uses_its_pla
     assert (
         f"x {int(epochs)} epochs x 38 images (+ 10 validation) at {round(160 * scale)}x{round(96 * scale)}" in lines[1]
     )
+
+
+def test_absurd_sizes_are_timed_smaller_and_scaled_so_the_budget_answers_in_seconds():
+    """8192x8192 images at train.scale 4: the former timing decoded to 32768x32768 and scored 4 maps of that size
+    (16 GB of random numbers alone) for minutes; their times are linear in the pixels, so a smaller copy is timed."""
+    absurd = budget.Data(192, 64, (8192, 8192), 3, 4, "absurd", None)
+    started = time.perf_counter()
+    decode, score = budget.decoding_seconds(absurd, (32768, 32768)), budget.scoring_seconds(absurd, (32768, 32768))
+    assert time.perf_counter() - started < 60
+    small = budget.Data(192, 64, (1024, 1024), 3, 4, "timed as they are", None)  # 256x fewer pixels
+    assert decode > 100 * budget.decoding_seconds(small, (2048, 2048))
+    assert score > 100 * budget.scoring_seconds(small, (2048, 2048))
+
+
+def test_a_batch_that_does_not_fit_the_device_stops_in_one_line_naming_the_params():
+    def too_big(x):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 64.00 GiB")
+
+    rt = budget.runtime.for_inference(False)
+    with pytest.raises(budget.MemoryBudgetError, match="a batch does not fit in the memory of cpu: lower train.batch"):
+        budget.forward_seconds(too_big, rt, (2, 3, 64, 64))
 
 
 def test_a_bad_override_is_one_line(tmp_path):
