@@ -3,17 +3,21 @@ rows and the score."""
 
 from __future__ import annotations
 
+import io
 import shutil
 import zipfile
 
+import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
 
 from pipeline import params
 from pipeline.competitions import CompetitionError, open_competition
 from pipeline.competitions.archive import ArchiveError, ImageArchive, extract_member
 from pipeline.competitions.carvana import SLUG, Carvana
 from pipeline.download import sources
+from pipeline.masks import rle
 from tests.conftest import ROOT
 
 
@@ -62,6 +66,60 @@ def test_a_bad_rle_in_train_masks_csv_is_named(folder):
     table.loc[2, "rle_mask"] = "5 3 4 1"
     table.to_csv(folder / "train_masks.csv", index=False)
     with pytest.raises(CompetitionError, match=f"row {table['img'][2]}: RLE runs are unsorted"):
+        open_competition(folder, "demo").verify()
+
+
+def _replace_member(archive, suffix: str, data: bytes) -> None:
+    """Give the member whose name ends with `suffix` other bytes, everything else kept."""
+    with zipfile.ZipFile(archive) as z:
+        members = [(info, data if info.filename.endswith(suffix) else z.read(info)) for info in z.infolist()]
+    with zipfile.ZipFile(archive, "w") as z:
+        for info, blob in members:
+            z.writestr(info, blob)
+
+
+def _encoded(array, fmt: str) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, fmt)
+    return buf.getvalue()
+
+
+def _set_row(folder, name: str, code: str) -> None:
+    table = pd.read_csv(folder / "train_masks.csv", dtype=str, keep_default_na=False)
+    table.loc[table["img"] == name, "rle_mask"] = code
+    table.to_csv(folder / "train_masks.csv", index=False)
+
+
+def test_each_mask_and_row_is_checked_against_its_own_image_s_size(folder):
+    """Other data may mix sizes: an 80x48 image with its own mask and row passes and its area is its own; a row
+    with runs past its own image (though inside the others'), or a mask of another size, is named; Carvana's own
+    files must all be 1918x1280."""
+    victim = sorted(ImageArchive(folder / "train.zip").names())[-1]  # not the first: the former check read that one
+    small = np.zeros((48, 80), np.uint8)
+    small[10:30, 20:60] = 1
+    _replace_member(folder / "train.zip", victim, _encoded(np.full((48, 80, 3), 128, np.uint8), "JPEG"))
+    _replace_member(folder / "train_masks.zip", victim.replace(".jpg", "_mask.gif"), _encoded(small, "GIF"))
+    _set_row(folder, victim, rle.encode(small))
+    comp = open_competition(folder, "demo")
+    assert comp.verify() == {"train": 48, "test": 16}
+    assert comp.mask_areas([victim])[0] == pytest.approx(small.mean())  # over 80x48, not the others' 160x96
+
+    class Carvana160x96(Carvana):  # the tiny demo's size stands for Carvana's
+        native_size = (96, 160)
+
+    with pytest.raises(CompetitionError, match=rf"train.zip: 1 images are not 160x96, e.g. {victim} \(80x48\)"):
+        Carvana160x96(folder, strict=True).verify()
+
+    _set_row(folder, victim, "3800 100")  # past 80x48 = 3,840 pixels, inside 160x96
+    with pytest.raises(CompetitionError, match=rf"train_masks.csv, row {victim}: RLE run .* \(its image is 80x48\)"):
+        open_competition(folder, "demo").verify()
+
+    _set_row(folder, victim, rle.encode(small))
+    _replace_member(
+        folder / "train_masks.zip", victim.replace(".jpg", "_mask.gif"), _encoded(np.zeros((96, 160), np.uint8), "GIF")
+    )
+    mask = victim.replace(".jpg", "_mask.gif")
+    with pytest.raises(CompetitionError, match=f"{mask} is 160x96 but its image {victim} is 80x48: a mask must"):
         open_competition(folder, "demo").verify()
 
 

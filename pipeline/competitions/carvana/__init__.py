@@ -178,18 +178,38 @@ class Carvana(Competition):
         if sample["img"].duplicated().any():
             problems.append(f"{SAMPLE_SUBMISSION_CSV} lists {sample['img'][sample['img'].duplicated()].iloc[0]} twice")
 
-        if train:
-            shape = image_size(self.train.read(min(train)), min(train))
-            for name, code in zip(train_masks["img"], train_masks["rle_mask"], strict=True):
-                try:
-                    self.dialect.pairs(code, shape)
-                except RLEError as err:
-                    problems.append(f"{TRAIN_MASKS_CSV}, row {name}: {err}")
-                    break
+        problems += self._label_problems(names, dict(zip(train_masks["img"], train_masks["rle_mask"], strict=True)))
         if self.strict:
             problems += self._carvana_problems(names, train, test, mask_stems)
         raise_problems(self.root, problems, "for a subset of Carvana set download.competition to another name")
         return {"train": len(train), "test": len(test)}
+
+    def _label_problems(self, names: dict[str, str], rows: dict[str, str]) -> list[str]:
+        """Each labelled image's mask and train_masks.csv row against the image's own size (other data may mix
+        sizes; Carvana's are all 1918x1280): the first few problems, each naming the image."""
+        problems: list[str] = []
+        odd: list[str] = []  # the real data's images of another size than Carvana's
+        for name in sorted(self.mask_of):
+            size = image_size(self.train.read(name), name)
+            mask = self.mask_of[name]
+            mask_size = image_size(self.mask_zip.read(mask), mask)
+            shown = f"{size[1]}x{size[0]}"
+            if self.strict and size != self.native_size:
+                odd.append(f"{name} ({shown})")
+            elif mask_size != size:
+                problems.append(
+                    f"{names['masks']}: {mask} is {mask_size[1]}x{mask_size[0]} but its image {name} is {shown}: a "
+                    f"mask must have its image's size; give {name} its own mask, or remove both"
+                )
+            elif name in rows:
+                try:
+                    self.dialect.pairs(rows[name], size)
+                except RLEError as err:
+                    problems.append(f"{TRAIN_MASKS_CSV}, row {name}: {err} (its image is {shown})")
+            if len(problems) >= 3:
+                break
+        h, w = self.native_size
+        return problems + ([f"{names['train']}: {len(odd)} images are not {w}x{h}, e.g. {odd[0]}"] if odd else [])
 
     @staticmethod
     def _carvana_problems(names: dict[str, str], train: set[str], test: set[str], mask_stems: set[str]) -> list[str]:
@@ -236,9 +256,11 @@ class Carvana(Competition):
         return decode_mask(self.mask_zip.read(mask), mask, self.channels, expected=expected)
 
     def mask_areas(self, names: list[str]) -> np.ndarray:
+        """Each image's share of labelled pixels, over its own size (read from its mask's header: other data may
+        mix sizes)."""
         rows = read_csv(self.root / TRAIN_MASKS_CSV, COLUMNS).set_index("img")["rle_mask"]
-        h, w = image_size(self.train.read(names[0]), names[0])
-        return np.array([area(rows[n]) / (h * w) for n in names], dtype=np.float64)
+        sizes = [image_size(self.mask_zip.read(self.mask_of[n]), self.mask_of[n]) for n in names]
+        return np.array([area(rows[n]) / (h * w) for n, (h, w) in zip(names, sizes, strict=True)], dtype=np.float64)
 
     def content(self, names: list[str]) -> str:
         masks = [self.mask_of.get(n, "") for n in names]
