@@ -148,7 +148,26 @@ def test_missing_masks_and_bad_values_are_named(tmp_path):
     with pytest.raises(layouts.LayoutError, match="a.jpg has no mask a_mask.* in"):
         layouts.import_folder(local, tmp_path / "raw", Carvana)
     Image.fromarray(np.array([[0, 3], [255, 0]], np.uint8).repeat(4, 0).repeat(4, 1)).save(src / "masks/a_mask.png")
+    with pytest.raises(layouts.LayoutError, match=r"masks: 1 mask\(s\) have no image in .*imgs, e.g. b_mask.png"):
+        layouts.import_folder(local, tmp_path / "raw", Carvana)  # b's image renamed or lost
+    (src / "masks/b_mask.png").unlink()
     with pytest.raises(layouts.LayoutError, match=r"holds values \[0, 3, 255\]: not a 0/1 or 0/255 mask"):
+        layouts.import_folder(local, tmp_path / "raw", Carvana)
+
+
+def test_two_files_of_one_name_are_refused_rather_than_paired_by_guess(tmp_path):
+    src = tmp_path / "src"
+    for folder in ("imgs", "masks"):
+        (src / folder).mkdir(parents=True)
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(src / "imgs/a.jpg")
+    Image.fromarray(np.eye(8, dtype=np.uint8)).save(src / "masks/a_mask.png")
+    Image.fromarray(np.ones((8, 8), np.uint8)).save(src / "masks/a_mask.gif")  # another label of a
+    local = params.replace(BASE, path=str(src))
+    with pytest.raises(layouts.LayoutError, match=r"a_mask.gif and a_mask.png share the name 'a_mask': which one"):
+        layouts.import_folder(local, tmp_path / "raw", Carvana)
+    (src / "masks/a_mask.gif").unlink()
+    Image.fromarray(np.ones((8, 8, 3), np.uint8)).save(src / "imgs/a.png")  # another image that would take a's mask
+    with pytest.raises(layouts.LayoutError, match=r"a.jpg and a.png share the name 'a': both would take the same"):
         layouts.import_folder(local, tmp_path / "raw", Carvana)
 
 

@@ -72,7 +72,7 @@ def _open_mask(path: Path) -> Callable[[], Image.Image]:
 def _images_in(folder: Path) -> list[Path]:
     if not folder.is_dir():
         raise LayoutError(f"{folder} is not a folder; check download.local.path and the layout's folder names")
-    files = sorted((p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTS), key=_natural)
+    files = sorted((p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTS), key=lambda p: (_natural(p), p.name))
     if not files:
         raise LayoutError(f"{folder} holds no images ({', '.join(IMAGE_EXTS)})")
     return files
@@ -83,18 +83,37 @@ def _natural(path: Path):
     return (0, int(stem), "") if stem.isdigit() else (1, 0, stem)
 
 
+def _by_stem(files: list[Path], why: str) -> dict[str, Path]:
+    """{stem: file}, refusing two files of one stem (1.png and 1.jpg): `why` says what would go wrong."""
+    found: dict[str, Path] = {}
+    for path in files:
+        if path.stem in found:
+            raise LayoutError(f"{found[path.stem]} and {path.name} share the name {path.stem!r}: {why}; keep one")
+        found[path.stem] = path
+    return found
+
+
 def folder_pairs(p: LocalParams) -> tuple[list[Item], list[Item]]:
+    """Each image with the mask of its stem and mask_suffix; two files of one stem, or a mask without its image
+    (an image renamed or lost), stop the import rather than pair a mask with the wrong image or none."""
     root = Path(p.path)
-    masks = {m.stem: m for m in _images_in(root / p.masks)}
+    masks = _by_stem(_images_in(root / p.masks), "which one is the label is a guess")
+    images = _by_stem(_images_in(root / p.images), "both would take the same mask")
     train = []
-    for image in _images_in(root / p.images):
-        mask = masks.get(image.stem + p.mask_suffix)
+    for image in images.values():
+        mask = masks.pop(image.stem + p.mask_suffix, None)
         if mask is None:
             raise LayoutError(
                 f"{image} has no mask {image.stem}{p.mask_suffix}.* in {root / p.masks}; "
                 f"check download.local.mask_suffix"
             )
         train.append(Item(_png_name(image), _file(image), _open_mask(mask), str(image), str(mask)))
+    if masks:
+        first = next(iter(masks.values()))
+        raise LayoutError(
+            f"{root / p.masks}: {len(masks)} mask(s) have no image in {root / p.images}, e.g. {first.name}: "
+            f"restore the image (or its name), or remove the mask"
+        )
     test = (
         [Item(_png_name(t), _file(t), None, str(t)) for t in _images_in(root / p.test_images)] if p.test_images else []
     )
