@@ -89,7 +89,13 @@ def test_a_source_of_another_test_set_competition_or_no_test_images_is_refused_w
     shards.prepare(empty, "src", 0, 8, 1, ["background", "car"], (24, 40), None, {"competition": SLUG, "content": ""})
     assert "predicted no test images, so there is nothing to pseudo-label" in _refusal(comp, tmp_path / "empty")
 
-    old = json.loads((good / "data/predictions/manifest.json").read_text())
+    manifest = json.loads((good / "data/predictions/manifest.json").read_text())
+    parts = {**manifest, "class_names": ["background", "body", "windows"], "labels": "multiclass"}
+    (good / "data/predictions/manifest.json").write_text(json.dumps(parts))  # the multi-class demo's source
+    assert "predicted the classes ['background', 'body', 'windows'] (multiclass), this project's are " \
+        "['background', 'car'] (binary)" in _refusal(comp, good)  # fmt: skip
+
+    old = dict(manifest)
     del old["test_set"]  # made before predict recorded its test set
     (good / "data/predictions/manifest.json").write_text(json.dumps(old))
     assert "do not record which test set they are of" in _refusal(comp, good)

@@ -49,6 +49,11 @@ def check_source(maps: shards.Maps, comp: Competition, competition: str, source:
             f"{where} predicted the test set of {recorded['competition']!r}, not of this project's "
             f"download.competition {competition!r}: choose a source of this competition"
         )
+    if manifest["class_names"] != comp.class_names or manifest["labels"] != comp.labels:
+        raise PseudoLabelError(
+            f"{where} predicted the classes {manifest['class_names']} ({manifest['labels']}), this project's are "
+            f"{comp.class_names} ({comp.labels}): its maps cannot label these images; choose a source trained on them"
+        )
     names = comp.test_names
     if recorded["content"] == comp.test.content(names):
         return
