@@ -192,6 +192,21 @@ def _save(picture, target: str | Path) -> None:
         raise UserError(f"cannot write {target}: {err.strerror or err}; free some space or choose another -o") from None
 
 
+def _predict_outputs(args: argparse.Namespace) -> list[str]:
+    """The output names of `kseg predict`, once its flags and paths are known to be usable."""
+    from pipeline.errors import UserError
+
+    outputs = args.output or [str(Path(i).with_name(Path(i).stem + "_OUT.png")) for i in args.input]
+    if len(outputs) != len(args.input):
+        raise UserError(f"{len(args.input)} input(s) but {len(outputs)} output name(s); give one -o per -i, or none")
+    if args.mask_threshold is not None and not 0 < args.mask_threshold < 1:
+        raise UserError(f"--mask-threshold must be in (0, 1), got {args.mask_threshold}")
+    if args.scale is not None and not 0.01 <= args.scale <= 4:
+        raise UserError(f"--scale must be in [0.01, 4] as train.scale, got {args.scale}; leave it out for the model's")
+    _check_paths(args.input, outputs, args.model, saving=not args.no_save or args.viz)
+    return outputs
+
+
 def _predict(args: argparse.Namespace) -> None:
     """Masks for any images with a trained model, one image at a time, like the seed's predict.py.
 
@@ -201,12 +216,7 @@ def _predict(args: argparse.Namespace) -> None:
     """
     from pipeline.errors import UserError
 
-    outputs = args.output or [str(Path(i).with_name(Path(i).stem + "_OUT.png")) for i in args.input]
-    if len(outputs) != len(args.input):
-        raise UserError(f"{len(args.input)} input(s) but {len(outputs)} output name(s); give one -o per -i, or none")
-    if args.mask_threshold is not None and not 0 < args.mask_threshold < 1:
-        raise UserError(f"--mask-threshold must be in (0, 1), got {args.mask_threshold}")
-    _check_paths(args.input, outputs, args.model, saving=not args.no_save or args.viz)
+    outputs = _predict_outputs(args)
     import numpy as np  # the model's libraries only now: a wrong path stops before seconds of imports
     from PIL import Image
 
@@ -229,10 +239,17 @@ def _predict(args: argparse.Namespace) -> None:
         rules = recipes.rules(recipe, channels) if recipe else [Rule(0.5)] * channels
     tta = ("hflip" if args.tta else "none") if args.tta is not None else recipe.get("tta", "hflip")
     chosen_by = "given" if args.mask_threshold is not None else "evaluate" if recipe else "default"
+    pre = predictor.pre
+    scale = args.scale if args.scale is not None else pre.size[0] / pre.original[0]
+    for source in args.input:  # every input's size at this scale, before the first is predicted
+        h, w = Preprocess.for_data(image_size(Path(source).read_bytes(), source), scale, pre.channels).size
+        if h * w > Image.MAX_IMAGE_PIXELS:
+            raise UserError(
+                f"{source} at scale {scale:g} is {w}x{h}, more pixels than an image is safely decoded with "
+                f"({Image.MAX_IMAGE_PIXELS:,}): lower --scale"
+            )
     shown = f"threshold {rules[0].threshold:.3f}" if len(set(rules)) == 1 else "thresholds per class"
     print(f"{shown} ({chosen_by}), TTA {tta}", file=sys.stderr)
-    pre = predictor.pre
-    scale = args.scale or pre.size[0] / pre.original[0]
     for source, target in zip(args.input, outputs, strict=True):
         path = Path(source)
         data = path.read_bytes()

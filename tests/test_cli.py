@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from pipeline.models import checkpoint
 from tests.conftest import ROOT, carvana, edit_yaml, write_test_images
@@ -211,6 +212,7 @@ def test_predict_refuses_bad_models_inputs_and_outputs_in_one_line(tiny_model, t
     torch.save({"format": checkpoint.FORMAT, "epoch": 3}, tmp_path / "no-model.pt")
     (tmp_path / "notes.jpg").write_text("not an image")
     (tmp_path / "a-file").write_text("")
+    Image.new("L", (3000, 2000)).save(tmp_path / "large.png")  # 96 million pixels at scale 4
     cases = [
         (["-m", tmp_path / "text.pt", "-i", image], "text.pt is not a PyTorch checkpoint or it is damaged"),
         (["-m", tmp_path / "empty.pt", "-i", image], "empty.pt is not a PyTorch checkpoint or it is damaged"),
@@ -220,6 +222,9 @@ def test_predict_refuses_bad_models_inputs_and_outputs_in_one_line(tiny_model, t
         (["-m", tiny_model, "-i", tmp_path], "is a folder, not an image; give the image files"),
         (["-m", tiny_model, "-i", image, "-o", tmp_path / "gone/m.png"], "gone does not exist; create it first"),
         (["-m", tiny_model, "-i", image, "-o", tmp_path / "a-file/m.png"], "a-file is a file, not a folder"),
+        (["-m", tiny_model, "-i", image, "-s", "0"], "--scale must be in [0.01, 4] as train.scale, got 0.0"),
+        (["-m", tiny_model, "-i", tmp_path / "large.png", "-s", "4"], "large.png at scale 4 is 12000x8000, more "),
+        (["-m", tiny_model, "-i", image, "--recipe", tmp_path / "notes.jpg"], "notes.jpg is not a recipe that evalu"),
     ]
     for args, message in cases:
         proc = carvana("predict", *args, check=False)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from pipeline.errors import UserError
 from pipeline.masks.postprocess import Rule
 from pipeline.params import tta_set
 from pipeline.provenance import file_hash
@@ -34,10 +35,16 @@ def read(path: Path, checkpoint_path: Path | None = None) -> dict | None:
     """The recipe at `path`; with `checkpoint_path`, only when it was chosen for exactly that file's bytes."""
     if not path.is_file():
         return None
-    recipe = json.loads(path.read_text())
-    recipe["tta"] = tta_set(recipe["tta"])  # written as true / false before TTA sets
-    if checkpoint_path is not None:
+    try:
+        recipe = json.loads(path.read_text())
+        recipe["tta"] = tta_set(recipe["tta"])  # written as true / false before TTA sets
         hashes = set(recipe["checkpoints"].values())
+    except (ValueError, KeyError, TypeError, AttributeError) as err:  # not JSON, not text, or another JSON file
+        raise UserError(
+            f"{path} is not a recipe that evaluate wrote ({type(err).__name__}: {err}): give its "
+            f"reports/evaluate/predictor.json, or run `dvc repro evaluate` to write it again"
+        ) from None
+    if checkpoint_path is not None:
         if not Path(checkpoint_path).is_file() or file_hash(checkpoint_path) not in hashes:
             return None
     return recipe
