@@ -312,6 +312,10 @@ def _masks(args: argparse.Namespace) -> None:
     from pipeline.masks.postprocess import Rule
     from pipeline.prediction import shards
 
+    if not 0 < args.threshold < 1:
+        from pipeline.errors import UserError
+
+        raise UserError(f"--threshold must be in (0, 1), got {args.threshold}")
     manifest = shards.check_complete(args.predictions)
     args.output.mkdir(parents=True, exist_ok=True)
     rules = [Rule(args.threshold)] * manifest["classes"]
@@ -390,7 +394,7 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("export", help="export a checkpoint to ONNX (dynamic batch, height, width)")
     e.add_argument("--model", "-m", default=str(paths.model(0)), help="checkpoint (default %(default)s)")
     e.add_argument("--output", "-o", default="model.onnx", help="ONNX file to write (default %(default)s)")
-    e.add_argument("--opset", type=int, default=17, help="ONNX opset (default %(default)s)")
+    e.add_argument("--opset", type=int, default=18, help="ONNX opset (default %(default)s, torch's exporter's own)")
     e.set_defaults(func=_export)
 
     m = sub.add_parser("masks", help="write index masks and colour pictures of the predict stage's output")

@@ -73,3 +73,32 @@ def test_an_onnx_file_from_another_model_is_refused(tmp_path):
     (tmp_path / "junk.onnx").write_bytes(b"not a model")
     with pytest.raises(OnnxError, match="not a loadable ONNX model"):
         OnnxModel(tmp_path / "junk.onnx")
+
+
+def test_export_never_overwrites_its_checkpoint_and_keeps_the_opset_asked_for(tiny_model, tmp_path):
+    import onnx
+
+    before = tiny_model.read_bytes()
+    proc = carvana("export", "-m", tiny_model, "-o", tiny_model, check=False)
+    assert proc.returncode == 1 and "the checkpoint itself: choose another -o" in proc.stderr
+    assert "Traceback" not in proc.stderr and tiny_model.read_bytes() == before
+    (tmp_path / "file").write_text("")
+    proc = carvana("export", "-m", tiny_model, "-o", tmp_path / "file" / "m.onnx", check=False)
+    assert (
+        proc.returncode == 1
+        and "cannot write" in proc.stderr
+        and "file)" in proc.stderr
+        and "Traceback" not in proc.stderr
+    )
+    out = tmp_path / "old.onnx"
+    try:  # the exporter may or may not convert down: either the file is at 17, or nothing is written
+        onnx_export.export(tiny_model, out, opset=17)
+        assert [o.version for o in onnx.load(str(out)).opset_import if o.domain in ("", "ai.onnx")] == [17]
+    except onnx_export.ExportError as err:
+        assert "at opset 17 (it wrote 18): use --opset 18" in str(err)
+        assert list(tmp_path.glob("old.onnx*")) == []
+
+
+def test_masks_refuses_a_threshold_outside_0_1(tmp_path):
+    proc = carvana("masks", "-p", tmp_path, "-t", "7", "-o", tmp_path / "m", check=False)
+    assert proc.returncode == 1 and "--threshold must be in (0, 1), got 7.0" in proc.stderr
