@@ -199,3 +199,20 @@ def test_an_image_too_large_to_decode_safely_is_named(tmp_path, monkeypatch):
     stacks = params.replace(BASE, path=str(tmp_path), layout="tiff-stack", images="stack.tif", masks="stack.tif")
     with pytest.raises(layouts.LayoutError, match=r"stack.tif is too large to decode safely"):
         layouts.import_folder(stacks, tmp_path / "raw", Carvana)
+
+
+def test_index_masks_with_mostly_unused_ids_are_refused(tmp_path):
+    src = tmp_path / "src"
+    (src / "imgs").mkdir(parents=True)
+    (src / "masks").mkdir()
+    voc = np.array([[0, 1], [255, 2]], np.uint8).repeat(4, 0).repeat(4, 1)  # a 255 'void' border, as VOC's
+    for name, mask in (("a", voc), ("b", np.minimum(voc, 1))):
+        Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(src / f"imgs/{name}.jpg")
+        Image.fromarray(mask).save(src / f"masks/{name}_mask.png")
+    local = params.replace(BASE, path=str(src), mask_values="index")
+    with pytest.raises(layouts.LayoutError, match=r"a_mask.png: the masks hold class ids 0, 1, 2, 255, so 256 class"):
+        layouts.import_folder(local, tmp_path / "raw", Carvana)
+    assert not (tmp_path / "raw" / "train.zip").exists()
+    Image.fromarray(np.where(voc == 255, 0, voc)).save(src / "masks/a_mask.png")
+    layouts.import_folder(local, tmp_path / "raw", Carvana)  # 0, 1, 2: three classes
+    assert open_competition(tmp_path / "raw", "voc").class_names == ["background", "class_1", "class_2"]

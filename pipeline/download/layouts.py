@@ -242,7 +242,9 @@ def import_folder(p: LocalParams, out: Path, comp: type[Competition]) -> None:
 
 
 def _train(items: list[Item], p: LocalParams):
-    """(name, image bytes, class indices) of every train item, its mask checked against its image."""
+    """(name, image bytes, class indices) of every train item, its mask checked against its image; index masks
+    whose ids are mostly unused (VOC's 255 'void' border) stop before a model of that many classes is made."""
+    present, top_of = np.zeros(256, bool), {}
     for item in tqdm(items, desc="import train", unit="img"):
         data, size = _image_bytes(item)
         index = to_index(item.mask(), p, item.mask_source)
@@ -250,7 +252,27 @@ def _train(items: list[Item], p: LocalParams):
             raise LayoutError(
                 f"{item.source}: its mask is {index.shape[1]}x{index.shape[0]} but the image is {size[1]}x{size[0]}"
             )
+        present |= np.bincount(index.ravel(), minlength=256).astype(bool)
+        top_of.setdefault(int(index.max()), item.mask_source)
         yield item.name, data, index
+    if p.mask_values == "index":
+        _check_ids(present, top_of)
+
+
+def _check_ids(present: np.ndarray, top_of: dict[int, str]) -> None:
+    """Refuse class ids of which most below the largest never appear: each id is an output channel, so masks of
+    0, 1 and 255 would train 256 classes, 253 of them empty."""
+    if not present.any():
+        return
+    top = int(np.flatnonzero(present).max())
+    unused = [k for k in range(1, top) if not present[k]]
+    if top > 2 and len(unused) * 2 > top:
+        used = ", ".join(str(k) for k in np.flatnonzero(present))
+        raise LayoutError(
+            f"{top_of[top]}: the masks hold class ids {used}, so {top + 1} classes of which {len(unused)} never "
+            f"appear. If {top} marks pixels to ignore (VOC's 255 'void'), set them to 0 or to their class in the "
+            f"masks; if the ids should be consecutive (1, 2, ...), renumber them"
+        )
 
 
 def _test(items: list[Item]):
