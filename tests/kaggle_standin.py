@@ -26,6 +26,7 @@ import io
 import json
 import shutil
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -75,6 +76,14 @@ def score(slug: str, submission: bytes, truth: Path, shape: tuple[int, int]) -> 
         return competition_class(slug).score(path, truth, shape)
 
 
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request, client_address) -> None:
+        """A client that goes away mid-request (a killed upload, a test's interrupted run) is part of the tests: no
+        traceback on the run's output for it; anything else is printed as socketserver does."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 @dataclass
 class StandIn:
     """The server's state: what it serves, who may call, and what it has seen."""
@@ -109,7 +118,7 @@ class StandIn:
         class Handler(_Handler):
             state = standin
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self._server = _Server(("127.0.0.1", self.port), Handler)
         self.port = self._server.server_address[1]
         # polled every 20 ms, not socketserver's 0.5 s: stop() waits for the next poll, in every test that starts one
         threading.Thread(target=self._server.serve_forever, args=(0.02,), daemon=True).start()
