@@ -188,7 +188,8 @@ def _save(picture, target: str | Path) -> None:
         picture.save(tmp, format=_picture_format(str(target)))
         tmp.replace(target)
     except OSError as err:
-        tmp.unlink(missing_ok=True)
+        if tmp.exists():  # not where the folder is a file
+            tmp.unlink()
         raise UserError(f"cannot write {target}: {err.strerror or err}; free some space or choose another -o") from None
 
 
@@ -308,24 +309,26 @@ def _masks(args: argparse.Namespace) -> None:
     predict stage's shards."""
     from PIL import Image
 
+    from pipeline.errors import UserError
     from pipeline.evaluation import overlay
     from pipeline.masks.postprocess import Rule
     from pipeline.prediction import shards
 
     if not 0 < args.threshold < 1:
-        from pipeline.errors import UserError
-
         raise UserError(f"--threshold must be in (0, 1), got {args.threshold}")
     manifest = shards.check_complete(args.predictions)
-    args.output.mkdir(parents=True, exist_ok=True)
+    try:
+        args.output.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"cannot make the folder {args.output}: {err.strerror or err}; choose another -o") from None
     rules = [Rule(args.threshold)] * manifest["classes"]
     count = 0
     for k in range(manifest["shards"]):
         for name, size, probs in shards.read_shard(args.predictions / shards.shard_name(k)):
             stem = name.rsplit(".", 1)[0]
             mask, _ = _masks_of(manifest["labels"], probs, size, rules, name)
-            Image.fromarray(mask).save(args.output / f"{stem}.png")
-            overlay.colorize(mask).save(args.output / f"{stem}_colors.png")
+            _save(Image.fromarray(mask), args.output / f"{stem}.png")
+            _save(overlay.colorize(mask), args.output / f"{stem}_colors.png")
             count += 1
     print(f"{args.output}: {count} index masks and colour pictures")
 

@@ -36,3 +36,6 @@ def test_multiclass_demo_end_to_end(tmp_path):
     index = np.asarray(Image.open(tmp_path / "masks" / f"{name}.png"))
     colours = Image.open(tmp_path / "masks" / f"{name}_colors.png")
     assert index.shape == (96, 160) and index.max() < 5 and colours.mode == "RGB" and colours.size == (160, 96)
+    (tmp_path / "file").write_text("")
+    proc = carvana("masks", "-p", project / "data/predictions", "-o", tmp_path / "file" / "masks", check=False)
+    assert proc.returncode == 1 and "cannot make the folder" in proc.stderr and "Traceback" not in proc.stderr
