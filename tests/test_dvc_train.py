@@ -118,14 +118,17 @@ def test_params_edited_while_a_stage_runs_are_never_locked(tiny_project, tmp_pat
     assert "train" in run(["dvc", "status", "train"], project).stdout
 
 
-def test_replacing_the_file_behind_train_init_from_reruns_training(tiny_project, tmp_path):
+def test_fine_tuning_under_ddp_and_replacing_the_file_behind_train_init_from_reruns_training(tiny_project, tmp_path):
     from pipeline.models import checkpoint
 
     project = copy_project(tiny_project, tmp_path / "p")
     start = project / "start.pt"  # outside DVC: a checkpoint of an earlier experiment, say
     shutil.copyfile(project / "models/fold0/best.pt", start)
-    out = run(["dvc", "exp", "run", "-S", "train.init_from=start.pt", "train"], project).stdout
+    out = run(["dvc", "exp", "run", "-S", "train.init_from=start.pt", "-S", "train.nproc=2", "train"], project).stdout
     assert "train" in stages_run(out) and "initialised from start.pt" in out
+    assert out.count("fold 0 epoch 1/1") == 1  # two gloo processes under torchrun; only rank 0 logs
+    assert checkpoint.load(project / "models/fold0/best.pt")["epoch"] == 1
+    assert (project / "dvclive/train/metrics.json").is_file()
     assert stages_run(run(["dvc", "repro", "train"], project).stdout) == ["inputs"]
     other = checkpoint.load(start)
     other["state_dict"] = {k: v * 0.5 if v.is_floating_point() else v for k, v in other["state_dict"].items()}

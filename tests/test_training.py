@@ -15,7 +15,7 @@ import torch
 from pipeline import params, runtime, training
 from pipeline.errors import UserError
 from pipeline.models import checkpoint, losses
-from tests.conftest import copy_project, edit_yaml, open_carvana, run, tiny_folds, tiny_train_params, train_tiny
+from tests.conftest import copy_project, edit_yaml, open_carvana, tiny_folds, tiny_train_params, train_tiny
 
 
 def _weights(path):
@@ -266,15 +266,6 @@ def test_two_localhost_nodes_train_one_model_and_resume_together(tiny_project, t
     again = both()  # node 1, without last.pt, learns from rank 0 that the fold is done: no hang, no new epoch
     assert "resuming from" in again[0] and "after epoch 1 of 1" in again[0]
     assert not any("epoch 1/1" in o for o in again)
-
-
-@pytest.mark.slow
-def test_ddp_with_two_gloo_processes(tiny_project, tmp_path):
-    project = copy_project(tiny_project, tmp_path / "p")
-    out = run(["dvc", "exp", "run", "-S", "train.nproc=2", "train"], project).stdout
-    assert out.count("fold 0 epoch 1/1") == 1  # only rank 0 logs
-    best = checkpoint.load(project / "models/fold0/best.pt")
-    assert best["epoch"] == 1 and (project / "dvclive/train/metrics.json").is_file()
 
 
 def test_accumulated_batches_make_one_optimizer_step_and_the_schedule_follows(tiny_demo, tmp_path):

@@ -12,6 +12,7 @@ import os
 import posixpath
 import shutil
 import stat
+import warnings
 import zipfile
 import zlib
 from pathlib import Path
@@ -182,14 +183,20 @@ def check_crcs(path: Path, jobs: int = -1, chunk: int | None = None) -> int:
     chunk = chunk or crc_chunk(len(members), jobs)
     chunks = [members[i : i + chunk] for i in range(0, len(members), chunk)]
     tasks = (delayed(_first_damaged)(path, part) for part in chunks)
-    with tqdm(total=len(members), desc=f"check {path.name}", unit="file") as bar:
-        for done, damaged in Parallel(n_jobs=jobs if len(chunks) > 1 else 1, return_as="generator")(tasks):
-            if damaged is not None:
-                raise ArchiveError(
-                    f"{path}: {damaged} is damaged (its bytes do not match the zip's CRC-32); delete {path.name} "
-                    f"and run `dvc repro download` to fetch it again"
-                )
-            bar.update(done)
+    with tqdm(total=len(members), desc=f"check {path.name}", unit="file") as bar, warnings.catch_warnings():
+        # stopping at the first damaged member cancels the other tasks, which joblib would report in a warning
+        warnings.filterwarnings("ignore", r"\d+ tasks which were still being processed", UserWarning)
+        results = Parallel(n_jobs=jobs if len(chunks) > 1 else 1, return_as="generator")(tasks)
+        try:
+            for done, damaged in results:
+                if damaged is not None:
+                    raise ArchiveError(
+                        f"{path}: {damaged} is damaged (its bytes do not match the zip's CRC-32); delete "
+                        f"{path.name} and run `dvc repro download` to fetch it again"
+                    )
+                bar.update(done)
+        finally:
+            results.close()
     return len(members)
 
 
