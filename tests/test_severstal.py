@@ -166,6 +166,45 @@ def test_a_folder_of_another_competition_is_named(steel, tiny_demo):
         open_competition(tiny_demo, SLUG)
 
 
+def test_the_labels_are_the_zip_s_own_never_kept_for_a_date_unless_the_source_gives_them_beside_it(steel, tmp_path):
+    """A local copy of Kaggle's one zip, swapped for one with other labels under the same names and an older date
+    (`cp -p`, a download made earlier): data/raw's train.csv is the new zip's; one put beside the zip wins until it
+    is taken away."""
+    import os
+
+    from pipeline import params
+    from pipeline.download import sources
+    from tests.conftest import ROOT
+
+    src, raw = tmp_path / "kaggle", tmp_path / "raw"
+    src.mkdir()
+    (src / ZIP).write_bytes((steel / ZIP).read_bytes())  # the demo's zip holds its train.csv, as Kaggle's does
+    p = params.load("download", path=ROOT / "params.yaml")["download"]
+    local = params.replace(p.local, path=str(src), layout="kaggle")
+    p = params.replace(p, source="local", competition=SLUG, local=local)
+    sources.fetch(p, raw, tmp_path / "truth")
+    assert (raw / "train.csv").read_bytes() == (steel / "train.csv").read_bytes()
+
+    train = pd.read_csv(steel / "train.csv", dtype=str)
+    swapped = train["ClassId"].map({"1": "2", "2": "1", "3": "4", "4": "3"})  # the same runs, other classes
+    relabelled = train.assign(ClassId=swapped).to_csv(index=False)
+    with zipfile.ZipFile(steel / ZIP) as z_in, zipfile.ZipFile(tmp_path / ZIP, "w") as z_out:
+        for info in z_in.infolist():
+            data = relabelled.encode() if info.filename == "train.csv" else z_in.read(info)
+            z_out.writestr(info, data)
+    os.replace(tmp_path / ZIP, src / ZIP)
+    os.utime(src / ZIP, (1e9, 1e9))  # older than the train.csv extracted before
+    sources.fetch(p, raw, tmp_path / "truth")
+    assert (raw / "train.csv").read_text() == relabelled
+
+    (src / "train.csv").write_bytes((steel / "train.csv").read_bytes())  # the source's own file, beside the zip
+    sources.fetch(p, raw, tmp_path / "truth")
+    assert (raw / "train.csv").read_bytes() == (steel / "train.csv").read_bytes()
+    (src / "train.csv").unlink()
+    sources.fetch(p, raw, tmp_path / "truth")
+    assert (raw / "train.csv").read_text() == relabelled
+
+
 def test_the_kaggle_source_fetches_the_competition_s_one_zip_from_the_standin(steel, tmp_path, monkeypatch):
     from pipeline import params
     from pipeline.download import sources

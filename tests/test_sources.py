@@ -155,6 +155,13 @@ def test_a_local_import_follows_its_source_s_bytes_never_its_names_or_sizes(tiny
     sources.fetch(p, raw, tmp_path / "truth")  # nothing changed: compared, not packed again
     assert (raw / "test.zip").stat().st_mtime_ns == packed
 
+    (src / "metadata.csv").unlink()  # a file the source no longer has is not kept from the import before
+    sources.fetch(p, raw, tmp_path / "truth")
+    assert not (raw / "metadata.csv").exists()
+    (src / "train_masks.csv").unlink()
+    with pytest.raises(UserError, match="has neither train_masks.csv nor train_masks.csv.zip"):
+        sources.fetch(p, raw, tmp_path / "truth")
+
 
 def test_a_relative_local_path_is_the_main_project_s_from_a_queued_run_s_copy(tiny_demo, tmp_path, monkeypatch):
     """`dvc exp run --temp` and queued runs work in a copy under .dvc/tmp/exps/: a path relative to the project

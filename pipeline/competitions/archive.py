@@ -201,15 +201,26 @@ def check_crcs(path: Path, jobs: int = -1, chunk: int | None = None) -> int:
 
 
 def extract_member(archive: Path, member_name: str, dest: Path) -> Path:
-    """Extract one file of `archive` to `dest` (a file path), refusing unsafe member paths."""
+    """Extract one file of `archive` to `dest` (a file path), refusing unsafe member paths. A `dest` already there
+    is kept only when it holds the member's bytes (its size and CRC-32), never for its name or its date."""
     with open_zip(archive) as z:
         matches = [i for i in z.infolist() if posixpath.basename(i.filename) == member_name and not i.is_dir()]
         if not matches:
             raise ArchiveError(f"{archive} does not contain {member_name}; it is not the file Kaggle serves")
         info = matches[0]
         _check_member(archive, info)
+        if dest.is_file() and dest.stat().st_size == info.file_size and _crc32(dest) == info.CRC:
+            return dest
         tmp = dest.with_name(dest.name + ".part")
         with z.open(info) as src, open(tmp, "wb") as out:
             shutil.copyfileobj(src, out, 1 << 20)
     tmp.replace(dest)
     return dest
+
+
+def _crc32(path: Path) -> int:
+    crc = 0
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            crc = zlib.crc32(block, crc)
+    return crc

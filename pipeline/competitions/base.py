@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import re
 import zipfile
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -163,8 +164,10 @@ class Competition:
         raise NotImplementedError
 
     @classmethod
-    def unpack(cls, root: Path) -> None:
-        """After a download or a copy: extract from the fetched files what is read unzipped (the CSV files)."""
+    def unpack(cls, root: Path, provided: Collection[str] = ()) -> None:
+        """After a download or a copy: extract from the fetched files what is read unzipped (the CSV files), but
+        for the files named in `provided`, which the source gave unzipped. What a zip holds replaces the file of
+        its name unless the bytes are the same: never kept for its date."""
 
     @classmethod
     def layout(cls, hq: bool) -> tuple[dict[str, tuple[str, ...]], tuple[str, ...], tuple[str, ...]]:

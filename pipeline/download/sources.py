@@ -249,16 +249,17 @@ def import_kaggle_folder(p: DownloadParams, out: Path, comp: type[Competition]) 
         else:
             wanted = " and ".join(f"{f}/" for f in folders)
             raise SourceError(f"{src} has neither {archive} nor {wanted}; it is not the {comp.title} data folder")
-    for name in required + optional:
-        _import_csv(src, name, out)
-    comp.unpack(out)  # the CSV files a whole-competition zip holds
+    provided = [name for name in required + optional if _import_csv(src, name, out)]
+    for name in set(required + optional) - set(provided):
+        (out / name).unlink(missing_ok=True)  # the source's no longer: from its zip below, or not at all
+    comp.unpack(out, provided)  # the CSV files a whole-competition zip holds
     missing = [name for name in required if not (out / name).is_file()]
     if missing:
         raise SourceError(f"{src} has neither {missing[0]} nor {missing[0]}.zip")
 
 
-def _import_csv(src: Path, name: str, out: Path) -> None:
-    """A CSV file of the folder, as it is or zipped as Kaggle serves it, when the folder has it."""
+def _import_csv(src: Path, name: str, out: Path) -> bool:
+    """A CSV file of the folder, as it is or zipped as Kaggle serves it; False when the folder has neither."""
     if (src / name).is_file():
         shutil.copyfile(src / name, out / name)
     elif (src / f"{name}.zip").is_file():
@@ -266,3 +267,6 @@ def _import_csv(src: Path, name: str, out: Path) -> None:
             extract_member(src / f"{name}.zip", name, out / name)
         except ArchiveError as err:
             raise SourceError(str(err)) from None
+    else:
+        return False
+    return True

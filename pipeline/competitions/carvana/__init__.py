@@ -15,6 +15,7 @@ import io
 import json
 import re
 import zipfile
+from collections.abc import Collection
 from pathlib import Path
 
 import numpy as np
@@ -104,13 +105,11 @@ class Carvana(Competition):
         return list(archive_names(hq).values()) + [f"{name}.zip" for name in CSV_FILES]
 
     @classmethod
-    def unpack(cls, root: Path) -> None:
+    def unpack(cls, root: Path, provided: Collection[str] = ()) -> None:
         """Kaggle serves the CSV files zipped; extract each next to its zip, safely."""
         for name in CSV_FILES:
-            archive = root / f"{name}.zip"
-            target = root / name
-            if archive.is_file() and (not target.is_file() or target.stat().st_mtime < archive.stat().st_mtime):
-                extract_member(archive, name, target)
+            if name not in provided and (root / f"{name}.zip").is_file():
+                extract_member(root / f"{name}.zip", name, root / name)
 
     @classmethod
     def layout(cls, hq: bool) -> tuple[dict[str, tuple[str, ...]], tuple[str, ...], tuple[str, ...]]:

@@ -18,6 +18,7 @@ import hashlib
 import io
 import posixpath
 import zipfile
+from collections.abc import Collection
 from pathlib import Path
 
 import numpy as np
@@ -143,15 +144,13 @@ class Severstal(Competition):
         return [ZIP]  # what `kaggle competitions download -c severstal-steel-defect-detection` fetches
 
     @classmethod
-    def unpack(cls, root: Path) -> None:
-        """Extract the CSV files the zip holds, unless newer copies lie beside it."""
+    def unpack(cls, root: Path, provided: Collection[str] = ()) -> None:
+        """Extract the CSV files the zip holds (Kaggle's one download), but for those the source gave beside it."""
         with open_zip(root / ZIP) as z:
             inside = {posixpath.basename(n) for n in z.namelist()}
         for name in (TRAIN_CSV, SAMPLE_CSV):
-            target = root / name
-            stale = not target.is_file() or target.stat().st_mtime < (root / ZIP).stat().st_mtime
-            if name in inside and stale:
-                extract_member(root / ZIP, name, target)
+            if name in inside and name not in provided:
+                extract_member(root / ZIP, name, root / name)
 
     @classmethod
     def layout(cls, hq: bool) -> tuple[dict[str, tuple[str, ...]], tuple[str, ...], tuple[str, ...]]:
