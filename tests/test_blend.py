@@ -3,10 +3,15 @@ members found by name in git."""
 
 from __future__ import annotations
 
+import shutil
+import zipfile
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from pipeline import members
+from pipeline.competitions.archive import write_member
 from pipeline.evaluation import blend as choosing
 from pipeline.masks import postprocess
 from pipeline.prediction import blend, shards
@@ -36,10 +41,12 @@ def test_combine_is_the_member_alone_or_the_weighted_mean_at_the_largest_size():
     assert mixed.dtype == np.uint8 and np.array_equal(mixed[0], np.clip(np.rint(expected), 0, 255).astype(np.uint8))
 
 
-def _oof(folder, comp, names, noise_where, seed):
-    """Out-of-fold maps at a quarter of the size: the truth, blurred, with heavy noise where `noise_where`."""
+def _oof(folder, comp, names, noise_where, seed, recorded=True):
+    """Out-of-fold maps at a quarter of the size: the truth, blurred, with heavy noise where `noise_where`; of the
+    training data `comp` holds now, as evaluate records it (`recorded` False: as a version that did not)."""
     rng = np.random.default_rng(seed)
-    manifest = shards.prepare(folder, "oof", len(names), 20, 1, ["background", "car"], (24, 40))
+    train_set = comp.content(sorted(names)) if recorded else None
+    manifest = shards.prepare(folder, "oof", len(names), 20, 1, ["background", "car"], (24, 40), train_set=train_set)
     writer, written = None, 0
     for name in names:
         truth = comp.read_mask(name)
@@ -80,6 +87,44 @@ def test_a_member_without_every_out_of_fold_image_is_named(tiny_demo, tmp_path):
     part = _oof(tmp_path / "part", comp, names[:16], lambda s: np.zeros(s), 1)  # trained with split.fold=0
     with pytest.raises(choosing.BlendError, match=r"part's out-of-fold maps cover 16 of the 48 .* split.fold=all"):
         choosing.choose(comp, names, [("whole", whole), ("part", part)], tmp_path / "oof", 0.2, 0.8)
+
+
+def test_a_member_of_other_pixels_or_labels_under_the_same_names_is_named(tiny_demo, tmp_path):
+    raw = tmp_path / "raw"
+    shutil.copytree(tiny_demo, raw)
+    comp = open_carvana(raw)
+    names = comp.train_names
+    before = _oof(tmp_path / "before", comp, names, lambda s: np.zeros(s), 1)
+    unrecorded = _oof(tmp_path / "unrecorded", comp, names, lambda s: np.zeros(s), 1, recorded=False)
+    with pytest.raises(choosing.BlendError, match=r"unrecorded's out-of-fold maps do not record .* run unrecorded"):
+        choosing.choose(comp, names, [("before", before), ("unrecorded", unrecorded)], tmp_path / "oof", 0.2, 0.8)
+
+    with zipfile.ZipFile(raw / "train.zip") as z:  # the first image replaced by the second, under its own name
+        files = {i.filename: z.read(i) for i in z.infolist()}
+    files[f"train/{names[0]}"] = files[f"train/{names[1]}"]
+    with zipfile.ZipFile(raw / "train.zip", "w") as z:
+        for name, data in files.items():
+            write_member(z, name, data)
+    comp = open_carvana(raw)
+    after = _oof(tmp_path / "after", comp, names, lambda s: np.zeros(s), 1)
+    with pytest.raises(choosing.BlendError, match=r"before's .* same 48 training image names with other pixels or lab"):
+        choosing.choose(comp, names, [("after", after), ("before", before)], tmp_path / "oof", 0.2, 0.8)
+
+    rows = (raw / "train_masks.csv").read_text().splitlines()  # its label corrected since `after` ran
+    rows[1] = names[0] + "," + rows[2].split(",")[1]
+    (raw / "train_masks.csv").write_text("\n".join(rows) + "\n")
+    mask = f"train_masks/{Path(names[0]).stem}_mask.gif"
+    assert mask.endswith("_01_mask.gif")
+    with zipfile.ZipFile(raw / "train_masks.zip") as z:
+        masks = {i.filename: z.read(i) for i in z.infolist()}
+    masks[mask] = masks[mask.replace("_01_", "_02_")]
+    with zipfile.ZipFile(raw / "train_masks.zip", "w") as z:
+        for name, data in masks.items():
+            write_member(z, name, data)
+    comp = open_carvana(raw)
+    again = _oof(tmp_path / "again", comp, names, lambda s: np.zeros(s), 1)
+    with pytest.raises(choosing.BlendError, match=r"after's .* other pixels or labels \(the data changed since it ran"):
+        choosing.choose(comp, names, [("again", again), ("after", after)], tmp_path / "oof", 0.2, 0.8)
 
 
 def test_blended_test_shards_are_the_weighted_means_and_resume(tmp_path):

@@ -56,13 +56,29 @@ class Blend:
     member_dice: list[float]  # each member alone, scored the same way
 
 
-def _check(names: list[str], members: list[tuple[str, Path]], maps: list[shards.Maps]) -> None:
+def _check(comp: Competition, names: list[str], members: list[tuple[str, Path]], maps: list[shards.Maps]) -> None:
+    """Each member's out-of-fold maps are of exactly these training images, with their pixels and labels now: maps of
+    images replaced under the same names (or of models trained on labels since corrected) would choose the weights
+    and rules on predictions of other data."""
+    content = comp.content(sorted(names))
     for (name, _), m in zip(members, maps, strict=True):
+        again = f"run {name} again on this download with -S split.fold=all, or remove it from blend.members"
         if sorted(m.names) != sorted(names):
             raise BlendError(
                 f"blend.members: {name}'s out-of-fold maps cover {len(set(m.names) & set(names))} of the "
                 f"{len(names)} training images of data/split.csv; a member must be run with -S split.fold=all "
                 f"on the same data"
+            )
+        recorded = m.manifest.get("train_set")
+        if recorded is None:
+            raise BlendError(
+                f"blend.members: {name}'s out-of-fold maps do not record which training data they are of (an older "
+                f"version of the pipeline made them): {again}"
+            )
+        if recorded != content:
+            raise BlendError(
+                f"blend.members: {name}'s out-of-fold maps are of the same {len(names)} training image names with "
+                f"other pixels or labels (the data changed since it ran): {again}"
             )
 
 
@@ -107,7 +123,7 @@ def choose(
     `out` as shards (the next blend can take this one as a member)."""
     maps = [shards.Maps(folder) for _, folder in members]
     try:
-        _check(names, members, maps)
+        _check(comp, names, members, maps)
         size = common_size([m.manifest["size"] for m in maps])
         alone = [[1.0 if j == i else 0.0 for j in range(len(maps))] for i in range(len(maps))]
         candidates = []

@@ -63,7 +63,7 @@ def evaluate_folds(
                     scored.add_levels(names[j], others[i], full[i].numpy())
             sequence = sequence or shards.ShardSequence(oof, shards.prepare(
                 oof, "oof", len(names_all), OOF_SHARD, predictor.classes, predictor.class_names, predictor.pre.size,
-                predictor.labels,
+                predictor.labels, train_set=comp.content(sorted(names_all)),
             ))  # fmt: skip
             for i, j in enumerate(index.tolist()):
                 board.add_levels(names[j], probs[i], full[i].numpy())

@@ -44,7 +44,7 @@ def write_blend(maps: list[shards.Maps], names: list[str], weights: list[float],
     size = common_size([m.manifest["size"] for m in maps])
     manifest = shards.prepare(
         out, fingerprint, len(names), shard_size, first["classes"], first["class_names"], size, first["labels"],
-        first.get("test_set"),
+        first.get("test_set"), first.get("train_set"),
     )  # fmt: skip
     todo = shards.missing(out, manifest)
     for k in todo:

@@ -77,9 +77,12 @@ def prepare(
     size,
     labels: str | None = None,
     test_set: dict | None = None,
+    train_set: str | None = None,
 ) -> dict:
     """Write the manifest, deleting every shard of another fingerprint first. Returns the manifest. `test_set`
-    ({'competition', 'content'}) says which test set test predictions are of, for a pseudo-label round to check."""
+    ({'competition', 'content'}) says which test set test predictions are of, for a pseudo-label round to check;
+    `train_set` (the competition's content hash of the images and labels) which training data out-of-fold maps are
+    of, for a blend to check."""
     manifest = {
         "fingerprint": fingerprint,
         "images": images,
@@ -91,6 +94,7 @@ def prepare(
         "size": list(size),
         "format": FORMAT,
         **({"test_set": test_set} if test_set is not None else {}),
+        **({"train_set": train_set} if train_set is not None else {}),
     }
     out.mkdir(parents=True, exist_ok=True)
     path = out / MANIFEST
