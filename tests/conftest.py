@@ -376,6 +376,15 @@ def write_shards(
     return manifest, written
 
 
+def replace_member(archive: Path, suffix: str, data: bytes) -> None:
+    """Give the member whose name ends with `suffix` other bytes, everything else kept."""
+    with zipfile.ZipFile(archive) as z:
+        members = [(info, data if info.filename.endswith(suffix) else z.read(info)) for info in z.infolist()]
+    with zipfile.ZipFile(archive, "w") as z:
+        for info, blob in members:
+            z.writestr(info, blob)
+
+
 def repaint(archive_path: Path, names) -> None:
     """Rewrite the named members with other pixels, same names and sizes."""
     with zipfile.ZipFile(archive_path) as z:

@@ -11,11 +11,10 @@ import numpy as np
 import pytest
 
 from pipeline import members
-from pipeline.competitions.archive import write_member
 from pipeline.evaluation import blend as choosing
 from pipeline.masks import postprocess
 from pipeline.prediction import blend, shards
-from tests.conftest import open_carvana, run, write_shards
+from tests.conftest import open_carvana, repaint, replace_member, run, write_shards
 
 
 @pytest.mark.parametrize("count", [2, 3, 4, 5, 7])
@@ -99,28 +98,19 @@ def test_a_member_of_other_pixels_or_labels_under_the_same_names_is_named(tiny_d
     with pytest.raises(choosing.BlendError, match=r"unrecorded's out-of-fold maps do not record .* run unrecorded"):
         choosing.choose(comp, names, [("before", before), ("unrecorded", unrecorded)], tmp_path / "oof", 0.2, 0.8)
 
-    with zipfile.ZipFile(raw / "train.zip") as z:  # the first image replaced by the second, under its own name
-        files = {i.filename: z.read(i) for i in z.infolist()}
-    files[f"train/{names[0]}"] = files[f"train/{names[1]}"]
-    with zipfile.ZipFile(raw / "train.zip", "w") as z:
-        for name, data in files.items():
-            write_member(z, name, data)
+    repaint(raw / "train.zip", [names[0]])  # other pixels under the first image's name
     comp = open_carvana(raw)
     after = _oof(tmp_path / "after", comp, names, lambda s: np.zeros(s), 1)
     with pytest.raises(choosing.BlendError, match=r"before's .* same 48 training image names with other pixels or lab"):
         choosing.choose(comp, names, [("after", after), ("before", before)], tmp_path / "oof", 0.2, 0.8)
 
-    rows = (raw / "train_masks.csv").read_text().splitlines()  # its label corrected since `after` ran
-    rows[1] = names[0] + "," + rows[2].split(",")[1]
-    (raw / "train_masks.csv").write_text("\n".join(rows) + "\n")
-    mask = f"train_masks/{Path(names[0]).stem}_mask.gif"
-    assert mask.endswith("_01_mask.gif")
+    header, *lines = (raw / "train_masks.csv").read_text().splitlines()  # its label corrected since `after` ran
+    rle = dict(line.split(",", 1) for line in lines)
+    rle[names[0]] = rle[names[1]]
+    (raw / "train_masks.csv").write_text("\n".join([header, *(f"{n},{r}" for n, r in rle.items())]) + "\n")
     with zipfile.ZipFile(raw / "train_masks.zip") as z:
-        masks = {i.filename: z.read(i) for i in z.infolist()}
-    masks[mask] = masks[mask.replace("_01_", "_02_")]
-    with zipfile.ZipFile(raw / "train_masks.zip", "w") as z:
-        for name, data in masks.items():
-            write_member(z, name, data)
+        second = z.read(f"train_masks/{Path(names[1]).stem}_mask.gif")
+    replace_member(raw / "train_masks.zip", f"/{Path(names[0]).stem}_mask.gif", second)
     comp = open_carvana(raw)
     again = _oof(tmp_path / "again", comp, names, lambda s: np.zeros(s), 1)
     with pytest.raises(choosing.BlendError, match=r"after's .* other pixels or labels \(the data changed since it ran"):

@@ -18,7 +18,7 @@ from pipeline.competitions.archive import ArchiveError, ImageArchive, extract_me
 from pipeline.competitions.carvana import SLUG, Carvana
 from pipeline.download import sources
 from pipeline.masks import rle
-from tests.conftest import ROOT
+from tests.conftest import ROOT, replace_member
 
 
 @pytest.fixture
@@ -69,15 +69,6 @@ def test_a_bad_rle_in_train_masks_csv_is_named(folder):
         open_competition(folder, "demo").verify()
 
 
-def _replace_member(archive, suffix: str, data: bytes) -> None:
-    """Give the member whose name ends with `suffix` other bytes, everything else kept."""
-    with zipfile.ZipFile(archive) as z:
-        members = [(info, data if info.filename.endswith(suffix) else z.read(info)) for info in z.infolist()]
-    with zipfile.ZipFile(archive, "w") as z:
-        for info, blob in members:
-            z.writestr(info, blob)
-
-
 def _encoded(array, fmt: str) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(array).save(buf, fmt)
@@ -97,8 +88,8 @@ def test_each_mask_and_row_is_checked_against_its_own_image_s_size(folder):
     victim = sorted(ImageArchive(folder / "train.zip").names())[-1]  # not the first: the former check read that one
     small = np.zeros((48, 80), np.uint8)
     small[10:30, 20:60] = 1
-    _replace_member(folder / "train.zip", victim, _encoded(np.full((48, 80, 3), 128, np.uint8), "JPEG"))
-    _replace_member(folder / "train_masks.zip", victim.replace(".jpg", "_mask.gif"), _encoded(small, "GIF"))
+    replace_member(folder / "train.zip", victim, _encoded(np.full((48, 80, 3), 128, np.uint8), "JPEG"))
+    replace_member(folder / "train_masks.zip", victim.replace(".jpg", "_mask.gif"), _encoded(small, "GIF"))
     _set_row(folder, victim, rle.encode(small))
     comp = open_competition(folder, "demo")
     assert comp.verify() == {"train": 48, "test": 16}
@@ -115,7 +106,7 @@ def test_each_mask_and_row_is_checked_against_its_own_image_s_size(folder):
         open_competition(folder, "demo").verify()
 
     _set_row(folder, victim, rle.encode(small))
-    _replace_member(
+    replace_member(
         folder / "train_masks.zip", victim.replace(".jpg", "_mask.gif"), _encoded(np.zeros((96, 160), np.uint8), "GIF")
     )
     mask = victim.replace(".jpg", "_mask.gif")
