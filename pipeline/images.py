@@ -73,7 +73,14 @@ def channels_of(data: bytes, name: str) -> int:
 
 
 def pixels(img: Image.Image, channels: int, name: str) -> np.ndarray:
-    """(H, W, C) uint8 for 8-bit images; float32 in [0, 1] for 16-bit or float grayscale."""
+    """(H, W, C) uint8 for 8-bit images; float32 in [0, 1] for 16-bit grayscale, over the format's range and never
+    the image's own maximum (a dark 16-bit image stays dark beside bright ones). A float image has no range to
+    scale by, so it is refused rather than guessed."""
+    if img.mode == "F":
+        raise ImageError(
+            f"{name} is a floating-point image, whose intensities have no fixed range; save it as 8- or 16-bit "
+            f"integers (e.g. scaled to 0..65535)"
+        )
     have = 1 if img.mode in GRAY_MODES else 3
     if have != channels:
         raise ImageError(
@@ -85,7 +92,11 @@ def pixels(img: Image.Image, channels: int, name: str) -> np.ndarray:
     if img.mode in ("L", "1"):
         return np.array(img.convert("L"))[..., None]
     arr = np.asarray(img, dtype=np.float32)[..., None]
-    return arr / (65535.0 if arr.max() > 255 else 255.0)
+    if arr.min() < 0 or arr.max() > 65535:
+        raise ImageError(
+            f"{name} holds values from {arr.min():.0f} to {arr.max():.0f}, more than 16 bits; rescale it to 0..65535"
+        )
+    return arr / 65535.0
 
 
 def unit(arr: np.ndarray) -> np.ndarray:

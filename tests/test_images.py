@@ -64,6 +64,17 @@ def test_sixteen_bit_grayscale_is_scaled_to_unit_range():
     assert array.shape == (32, 32, 1) and 0.9 < array.max() <= 1.0
 
 
+def test_a_dark_sixteen_bit_image_stays_dark_and_a_float_one_is_refused():
+    dark = np.full((64, 64), 200, np.uint16)  # beside bright slices, scaled by the format's range, not its own maximum
+    for size in (None, (32, 32)):
+        array, _ = images.decode_image(_png(dark), "dark.png", 1, size)
+        assert np.allclose(array, 200 / 65535)
+    buf = io.BytesIO()
+    Image.fromarray(np.full((8, 8), 0.5, np.float32)).save(buf, "TIFF")
+    with pytest.raises(images.ImageError, match=r"float.tif is a floating-point image.*8- or 16-bit"):
+        images.decode_image(buf.getvalue(), "float.tif", 1)
+
+
 def test_corrupt_and_truncated_images_name_the_file():
     data = _jpeg()
     with pytest.raises(images.ImageError, match="broken.jpg.*corrupt or truncated"):

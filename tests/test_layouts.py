@@ -105,7 +105,7 @@ def _stack(path, pages):
     pages[0].save(path, save_all=True, append_images=pages[1:])
 
 
-def test_tiff_stacks_of_16_bit_slices(tmp_path):
+def test_tiff_stacks_of_16_bit_slices_keep_every_value(tmp_path):
     src = tmp_path / "src"
     src.mkdir()
     rng = np.random.default_rng(1)
@@ -131,6 +131,18 @@ def test_tiff_stacks_of_16_bit_slices(tmp_path):
     assert open_competition(tmp_path / "raw", "em").verify() == {"train": 4, "test": 2}
     page = Image.open(io.BytesIO(ImageArchive(tmp_path / "raw/train.zip").read("train-volume_002.png")))
     assert page.mode in ("I;16", "I") and np.asarray(page).max() > 255  # 16 bits survive
+    big_endian = rng.integers(256, 4096, (20, 28)).astype(">u2")  # ImageJ's TIFFs; Pillow's own convert clips at 255
+    wide = [big_endian, big_endian.astype(np.int32), np.full((20, 28), 70000, np.int32), np.full((20, 28), 0.5, "f4")]
+    for k, values in enumerate(wide):
+        _stack(src / f"wide-{k}.tif", [Image.fromarray(values)] * 4)
+    for k in (0, 1):  # 16-bit big-endian and 32-bit integer pages: every value kept, as 16-bit PNGs
+        layouts.import_folder(params.replace(local, images=f"wide-{k}.tif"), tmp_path / f"wide{k}", Carvana)
+        page = Image.open(io.BytesIO(ImageArchive(tmp_path / f"wide{k}/train.zip").read(f"wide-{k}_000.png")))
+        assert page.mode == "I;16" and np.array_equal(np.asarray(page), big_endian)
+    with pytest.raises(layouts.LayoutError, match=r"wide-2.tif page 0 holds values from 70000 .* more than 16 bits"):
+        layouts.import_folder(params.replace(local, images="wide-2.tif"), tmp_path / "wide2", Carvana)
+    with pytest.raises(layouts.LayoutError, match=r"wide-3.tif page 0 is a floating-point image.*8- or 16-bit"):
+        layouts.import_folder(params.replace(local, images="wide-3.tif"), tmp_path / "wide3", Carvana)
     _stack(src / "short-labels.tif", [Image.fromarray(np.zeros((20, 28), np.uint8))] * 3)
     with pytest.raises(layouts.LayoutError, match="has 4 pages but .*short-labels.tif has 3"):
         layouts.import_folder(params.replace(local, masks="short-labels.tif"), tmp_path / "raw2", Carvana)

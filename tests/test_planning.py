@@ -3,11 +3,13 @@ their reading by the stages, the fingerprint of real data and the bad input it r
 
 from __future__ import annotations
 
+import io
 import json
 from dataclasses import replace
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from pipeline import params
 from pipeline.competitions import open_competition
@@ -167,6 +169,19 @@ def test_data_the_planner_cannot_plan_from_is_refused_in_one_line(tmp_path):
     comp.read_mask = lambda name, expected=None: np.zeros(expected, np.uint8)  # every mask empty
     with pytest.raises(PlanError, match="every sampled mask .* is empty: there is nothing to learn"):
         fingerprint.compute(comp, "empty")
+
+
+def test_the_fingerprint_reads_16_bit_big_endian_slices_as_training_does(tmp_path):
+    from pipeline.competitions.carvana import demo
+    from pipeline.competitions.folder import Folder
+
+    demo.generate(tmp_path / "raw", tmp_path / "truth", seed=1, train=1, test=1, width=64, height=48, jobs=1)
+    comp = Folder(tmp_path / "raw")
+    buf = io.BytesIO()  # ImageJ's TIFF: 16-bit big-endian grey, which Pillow's convert("RGB") clips at 255
+    Image.fromarray(np.random.default_rng(0).integers(1000, 4000, (48, 64)).astype(">u2")).save(buf, "TIFF")
+    comp.read_image = lambda name: buf.getvalue()
+    found = fingerprint.compute(comp, "em")
+    assert found.channels == 1 and not found.grey and found.intensity["p0.5"] >= 1000
 
 
 def test_kept_dice_and_symmetry_measures():

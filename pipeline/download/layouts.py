@@ -195,8 +195,30 @@ def _image_bytes(item: Item) -> tuple[bytes, tuple[int, int]]:
     if data and img.format in KEEP_FORMATS:
         return data, (img.height, img.width)
     buf = io.BytesIO()
-    (img if img.mode in ("L", "RGB", "I;16", "I") else img.convert("RGB")).save(buf, format="PNG")
+    _storable(img, item.source).save(buf, format="PNG")
     return buf.getvalue(), (img.height, img.width)
+
+
+def _storable(img: Image.Image, source: str) -> Image.Image:
+    """The image as a PNG holds it without changing a value: 8-bit grey and colour as they are, other colour modes
+    as RGB, integer grey of up to 16 bits as 16-bit (a big-endian TIFF's too: Pillow's own conversions clip those at
+    255); float images and integers past 16 bits are refused rather than clipped."""
+    if img.mode in ("L", "RGB", "I;16"):
+        return img
+    if img.mode == "F":
+        raise LayoutError(
+            f"{source} is a floating-point image, whose intensities have no fixed range; save it as 8- or 16-bit "
+            f"integers (e.g. scaled to 0..65535)"
+        )
+    if img.mode.startswith("I"):  # I;16B, I;16L, I;16N, I (32-bit)
+        values = np.asarray(img)
+        if values.min() < 0 or values.max() > 65535:
+            raise LayoutError(
+                f"{source} holds values from {values.min()} to {values.max()}, more than 16 bits; rescale it to "
+                f"0..65535 (or 0..255)"
+            )
+        return Image.fromarray(values.astype(np.uint16))
+    return img.convert("RGB")
 
 
 def to_index(mask: Image.Image, p: LocalParams, source: str) -> np.ndarray:

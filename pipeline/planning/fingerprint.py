@@ -24,6 +24,7 @@ from PIL import Image
 
 from pipeline.competitions.base import Competition, stem
 from pipeline.errors import UserError
+from pipeline.images import GRAY_MODES
 
 SCALES = (0.125, 0.25, 0.5, 1.0)  # candidate input scales (more than 1 when the thinness asks: rules.py)
 SAMPLE = 96  # images whose masks are measured (class shares, objects)
@@ -145,7 +146,7 @@ def compute(comp: Competition, name: str, seed: int = 0) -> Fingerprint:
         with Image.open(io.BytesIO(data)) as img:
             w, h = img.size
             img.draft("RGB", (w // 8, h // 8))  # JPEG: decoded at a fraction of the size, enough for statistics
-            arr = np.asarray(img.convert("RGB") if img.mode not in ("L", "I;16", "I") else img)
+            arr = np.asarray(img.convert("RGB") if img.mode not in GRAY_MODES else img)  # 16 bits kept, as trained
         sizes.append((h, w))
         pixels.append(
             arr[:: max(1, arr.shape[0] // 32), :: max(1, arr.shape[1] // 32)].reshape(
