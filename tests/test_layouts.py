@@ -167,6 +167,26 @@ def test_missing_masks_and_bad_values_are_named(tmp_path):
         layouts.import_folder(local, tmp_path / "raw", Carvana)
 
 
+def test_jpeg_masks_are_cut_at_128_and_said_so_and_refused_where_noise_hides_the_label(tmp_path, capsys):
+    src = tmp_path / "src"
+    for folder in ("imgs", "masks"):
+        (src / folder).mkdir(parents=True)
+    truth = np.zeros((40, 60), np.uint8)
+    truth[10:30, 15:45] = 1
+    for name in ("a", "b"):
+        Image.fromarray(np.full((40, 60, 3), 90, np.uint8)).save(src / "imgs" / f"{name}.png")
+        Image.fromarray(truth * 255).convert("RGB").save(src / "masks" / f"{name}_mask.jpg", quality=75)
+    local = params.replace(BASE, path=str(src))
+    layouts.import_folder(local, tmp_path / "raw", Carvana)  # Kvasir-SEG's kind: 0/255 through JPEG's noise
+    assert "2 of the 2 masks are JPEGs (lossy): each read as 0/255 with a cut at 128" in capsys.readouterr().out
+    assert np.array_equal(open_competition(tmp_path / "raw", "polyps").read_mask("a.png"), truth)
+    with pytest.raises(layouts.LayoutError, match=r"a_mask.jpg is a JPEG, .* its class ids cannot be read exactly"):
+        layouts.import_folder(params.replace(local, mask_values="index"), tmp_path / "raw2", Carvana)
+    Image.fromarray(truth).save(src / "masks/b_mask.jpg")  # a 0/1 mask: 1 is within the compression's noise
+    with pytest.raises(layouts.LayoutError, match=r"b_mask.jpg is a JPEG mask of values up to \d: a 0/1 mask"):
+        layouts.import_folder(local, tmp_path / "raw3", Carvana)
+
+
 def test_two_files_of_one_name_are_refused_rather_than_paired_by_guess(tmp_path):
     src = tmp_path / "src"
     for folder in ("imgs", "masks"):

@@ -223,6 +223,8 @@ def _storable(img: Image.Image, source: str) -> Image.Image:
 
 def to_index(mask: Image.Image, p: LocalParams, source: str) -> np.ndarray:
     """A mask image -> uint8 class indices, following download.local.mask_values."""
+    if mask.format == "JPEG":
+        return _lossy_binary(mask, p, source)
     if p.mask_values == "colors":
         rgb = np.asarray(mask.convert("RGB"))
         table = {tuple(v): k for k, v in p.colors.items()}
@@ -253,6 +255,27 @@ def to_index(mask: Image.Image, p: LocalParams, source: str) -> np.ndarray:
     return values.astype(np.uint8)
 
 
+def _lossy_binary(mask: Image.Image, p: LocalParams, source: str) -> np.ndarray:
+    """A JPEG mask (Kvasir-SEG's, many Kaggle datasets'): its compression moves values near every edge, so a 0/255
+    mask is read by a cut at 128, as its makers mean it. Class ids, colours and 0/1 masks drown in that noise: they
+    are refused rather than guessed."""
+    if p.mask_values != "binary":
+        raise LayoutError(
+            f"{source} is a JPEG, whose compression changes pixel values near every edge, so its "
+            f"{'colours' if p.mask_values == 'colors' else 'class ids'} cannot be read exactly; save the masks as PNG"
+        )
+    rgb = np.asarray(mask.convert("RGB"), dtype=np.int16)
+    if (rgb.max(axis=2) - rgb.min(axis=2)).max() > 64:
+        raise LayoutError(f"{source} is a colour JPEG mask; save the masks as PNG and map their colours (colors)")
+    grey = rgb.mean(axis=2)
+    if 0 < grey.max() < 128:
+        raise LayoutError(
+            f"{source} is a JPEG mask of values up to {grey.max():.0f}: a 0/1 mask cannot be read through JPEG's "
+            f"compression noise; save the masks as PNG"
+        )
+    return (grey >= 128).astype(np.uint8)
+
+
 def import_folder(p: LocalParams, out: Path, comp: type[Competition]) -> None:
     """Read the folder with its layout's reader and write it as the files of the competition `comp` into `out`."""
     train, test = READERS[p.layout](p)
@@ -266,10 +289,12 @@ def import_folder(p: LocalParams, out: Path, comp: type[Competition]) -> None:
 def _train(items: list[Item], p: LocalParams):
     """(name, image bytes, class indices) of every train item, its mask checked against its image; index masks
     whose ids are mostly unused (VOC's 255 'void' border) stop before a model of that many classes is made."""
-    present, top_of = np.zeros(256, bool), {}
+    present, top_of, lossy = np.zeros(256, bool), {}, 0
     for item in tqdm(items, desc="import train", unit="img"):
         data, size = _image_bytes(item)
-        index = to_index(item.mask(), p, item.mask_source)
+        mask = item.mask()
+        lossy += mask.format == "JPEG"
+        index = to_index(mask, p, item.mask_source)
         if index.shape != size:
             raise LayoutError(
                 f"{item.source}: its mask is {index.shape[1]}x{index.shape[0]} but the image is {size[1]}x{size[0]}"
@@ -277,6 +302,8 @@ def _train(items: list[Item], p: LocalParams):
         present |= np.bincount(index.ravel(), minlength=256).astype(bool)
         top_of.setdefault(int(index.max()), item.mask_source)
         yield item.name, data, index
+    if lossy:
+        print(f"{lossy} of the {len(items)} masks are JPEGs (lossy): each read as 0/255 with a cut at 128")
     if p.mask_values == "index":
         _check_ids(present, top_of)
 
