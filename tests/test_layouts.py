@@ -187,6 +187,24 @@ def test_jpeg_masks_are_cut_at_128_and_said_so_and_refused_where_noise_hides_the
         layouts.import_folder(local, tmp_path / "raw3", Carvana)
 
 
+def test_a_labelled_photo_turned_by_its_exif_orientation_is_refused_rather_than_guessed(tmp_path):
+    src = tmp_path / "src"
+    for folder in ("imgs", "masks", "test"):
+        (src / folder).mkdir(parents=True)
+    exif = Image.Exif()
+    exif[layouts.ORIENTATION] = 3  # shown upside down: the same size either way
+    photo = Image.fromarray(np.random.default_rng(0).integers(0, 255, (16, 24, 3), dtype=np.uint8))
+    photo.save(src / "imgs/a.jpg", exif=exif)
+    photo.save(src / "test/t.jpg", exif=exif)  # no label to disagree with: kept as stored, as Kaggle scores it
+    Image.fromarray(np.eye(16, 24, dtype=np.uint8)).save(src / "masks/a_mask.png")
+    local = params.replace(BASE, path=str(src), test_images="test")
+    with pytest.raises(layouts.LayoutError, match=r"a.jpg carries EXIF orientation 3: .*exif_transpose"):
+        layouts.import_folder(local, tmp_path / "raw", Carvana)
+    photo.save(src / "imgs/a.jpg")  # stored as shown
+    layouts.import_folder(local, tmp_path / "raw", Carvana)
+    assert open_competition(tmp_path / "raw", "photos").verify() == {"train": 1, "test": 1}
+
+
 def test_two_files_of_one_name_are_refused_rather_than_paired_by_guess(tmp_path):
     src = tmp_path / "src"
     for folder in ("imgs", "masks"):
