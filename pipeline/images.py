@@ -52,15 +52,36 @@ def _open(data: bytes, name: str, draft_to: Size | None = None, mode: str = "RGB
         ) from None
 
 
-def image_size(data: bytes, name: str) -> Size:
-    """(height, width) read from the header only, or ImageError naming a file that is not an image."""
+def image_size(data: bytes, name: str, upright: bool = False) -> Size:
+    """(height, width) read from the header only, or ImageError naming a file that is not an image; with `upright`
+    (a labelled image), also one that an EXIF orientation turns."""
     try:
         with Image.open(io.BytesIO(data)) as img:
+            if upright and (why := turned(img, name)):
+                raise ImageError(why)
             return img.height, img.width
     except Image.UnidentifiedImageError:
         raise ImageError(f"{name} is not a readable image (Pillow knows no such format); give an image file") from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
         raise ImageError(f"{name} is not a readable image ({err}); give an image file (JPEG, PNG, ...)") from None
+
+
+ORIENTATION = 0x0112  # the EXIF tag of a photo's rotation or mirroring, which viewers and annotation tools apply
+
+
+def turned(img: Image.Image, name: str) -> str | None:
+    """Why a labelled image with an EXIF orientation cannot be trusted (None without one): its pixels are stored
+    otherwise than shown, so whether its mask was drawn on the one or the other is a guess, and a half turn keeps
+    the size, where no later check could see it."""
+    value = img.getexif().get(ORIENTATION, 1)
+    if value == 1:
+        return None
+    return (
+        f"{name} carries EXIF orientation {value}: it is shown turned or mirrored, but its pixels are stored "
+        f"otherwise, so whether its mask was drawn on the one or the other is a guess. Check the mask against the "
+        f"image as shown, then store the image that way (e.g. `mogrify -auto-orient`, or Pillow's "
+        f"ImageOps.exif_transpose) and import again"
+    )
 
 
 GRAY_MODES = ("L", "I", "I;16", "I;16B", "I;16L", "F", "1")

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from pipeline import params
+from pipeline import images, params
 from pipeline.competitions import CompetitionError, open_competition
 from pipeline.competitions.archive import ArchiveError, ImageArchive, extract_member
 from pipeline.competitions.carvana import SLUG, Carvana
@@ -111,6 +111,17 @@ def test_each_mask_and_row_is_checked_against_its_own_image_s_size(folder):
     )
     mask = victim.replace(".jpg", "_mask.gif")
     with pytest.raises(CompetitionError, match=f"{mask} is 160x96 but its image {victim} is 80x48: a mask must"):
+        open_competition(folder, "demo").verify()
+
+
+def test_a_labelled_image_turned_by_its_exif_orientation_is_named(folder):
+    victim = sorted(ImageArchive(folder / "train.zip").names())[-1]
+    exif = Image.Exif()
+    exif[images.ORIENTATION] = 3  # shown upside down, the same size: its mask cannot say which way it was drawn
+    buf = io.BytesIO()
+    Image.open(io.BytesIO(ImageArchive(folder / "train.zip").read(victim))).save(buf, "JPEG", exif=exif)
+    replace_member(folder / "train.zip", victim, buf.getvalue())
+    with pytest.raises(CompetitionError, match=rf"train.zip: .*{victim} carries EXIF orientation 3: .*exif_transpose"):
         open_competition(folder, "demo").verify()
 
 

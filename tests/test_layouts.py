@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from pipeline import params
+from pipeline import images, params
 from pipeline.competitions import open_competition
 from pipeline.competitions.archive import ImageArchive
 from pipeline.competitions.base import read_csv
@@ -192,7 +192,7 @@ def test_a_labelled_photo_turned_by_its_exif_orientation_is_refused_rather_than_
     for folder in ("imgs", "masks", "test"):
         (src / folder).mkdir(parents=True)
     exif = Image.Exif()
-    exif[layouts.ORIENTATION] = 3  # shown upside down: the same size either way
+    exif[images.ORIENTATION] = 3  # shown upside down: the same size either way
     photo = Image.fromarray(np.random.default_rng(0).integers(0, 255, (16, 24, 3), dtype=np.uint8))
     photo.save(src / "imgs/a.jpg", exif=exif)
     photo.save(src / "test/t.jpg", exif=exif)  # no label to disagree with: kept as stored, as Kaggle scores it

@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 from pipeline.competitions import Competition
 from pipeline.errors import UserError
+from pipeline.images import turned
 from pipeline.params import LocalParams
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif")
@@ -190,19 +191,10 @@ def _png_name(path: Path) -> str:
     return path.name if path.suffix.lower() in (".png", ".jpg", ".jpeg") else f"{path.stem}.png"
 
 
-ORIENTATION = 0x0112  # the EXIF tag of a photo's rotation or mirroring, which viewers and annotation tools apply
-
-
 def _image_bytes(item: Item) -> tuple[bytes, tuple[int, int]]:
     data, img = item.image()
-    turned = img.getexif().get(ORIENTATION, 1)
-    if item.mask is not None and turned != 1:  # a 180-degree turn keeps the size: no check downstream could see it
-        raise LayoutError(
-            f"{item.source} carries EXIF orientation {turned}: it is shown turned or mirrored, but its pixels are "
-            f"stored otherwise, so whether its mask was drawn on the one or the other is a guess. Check the mask "
-            f"against the image as shown, then store the image that way (e.g. `mogrify -auto-orient`, or Pillow's "
-            f"ImageOps.exif_transpose) and import again"
-        )
+    if item.mask is not None and (why := turned(img, item.source)):
+        raise LayoutError(why)
     if data and img.format in KEEP_FORMATS:
         return data, (img.height, img.width)
     buf = io.BytesIO()

@@ -34,7 +34,7 @@ from pipeline.competitions.base import (
     stem,
     write_csv,
 )
-from pipeline.images import Size, decode_mask, image_size
+from pipeline.images import ImageError, Size, decode_mask, image_size
 from pipeline.masks import postprocess
 from pipeline.masks.postprocess import Rule
 from pipeline.masks.rle import DIALECTS, RLEError, area, encode
@@ -189,7 +189,13 @@ class Carvana(Competition):
         problems: list[str] = []
         odd: list[str] = []  # the real data's images of another size than Carvana's
         for name in sorted(self.mask_of):
-            size = image_size(self.train.read(name), name)
+            if len(problems) >= 3:
+                break
+            try:
+                size = image_size(self.train.read(name), name, upright=True)
+            except ImageError as err:
+                problems.append(f"{names['train']}: {err}")
+                continue
             mask = self.mask_of[name]
             mask_size = image_size(self.mask_zip.read(mask), mask)
             shown = f"{size[1]}x{size[0]}"
@@ -205,8 +211,6 @@ class Carvana(Competition):
                     self.dialect.pairs(rows[name], size)
                 except RLEError as err:
                     problems.append(f"{TRAIN_MASKS_CSV}, row {name}: {err} (its image is {shown})")
-            if len(problems) >= 3:
-                break
         h, w = self.native_size
         return problems + ([f"{names['train']}: {len(odd)} images are not {w}x{h}, e.g. {odd[0]}"] if odd else [])
 
