@@ -10,9 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from pipeline import images
 from pipeline.competitions import CompetitionError, competition_class, open_competition
 from pipeline.competitions.severstal import SLUG, ZIP, Severstal, demo, read_labels, sample_format
 from pipeline.masks.rle import DIALECTS
+from tests.conftest import replace_member
 
 SIZE = (64, 400)  # (height, width): a quarter of Severstal's 256x1600
 
@@ -145,6 +147,16 @@ def test_labels_are_checked_as_kaggle_s_own_files_would_be(steel, tmp_path):
             z.writestr(info, data)
     with pytest.raises(CompetitionError, match=f"{odd} is {SIZE[1] // 2}x{SIZE[0] // 2}, the other images "
                        f"{SIZE[1]}x{SIZE[0]}"):  # fmt: skip
+        open_competition(bad, SLUG).verify()
+
+    exif = Image.Exif()
+    exif[images.ORIENTATION] = 3  # shown upside down at its own size: its runs could be of either
+    turned = io.BytesIO()
+    original = next(data for info, data in members if info.filename == odd)
+    Image.open(io.BytesIO(original)).save(turned, "JPEG", exif=exif)
+    replace_member(bad / ZIP, odd, turned.getvalue())
+    shown = odd.split("/")[-1]
+    with pytest.raises(CompetitionError, match=rf"{ZIP}: .*{shown} carries EXIF orientation 3: .*exif_transpose"):
         open_competition(bad, SLUG).verify()
 
 

@@ -35,7 +35,7 @@ from pipeline.competitions.base import (
     read_csv,
     write_csv,
 )
-from pipeline.images import Size, image_size
+from pipeline.images import ImageError, Size, image_size
 from pipeline.masks.postprocess import Rule
 from pipeline.masks.rle import DIALECTS, RLEError, area
 
@@ -206,9 +206,13 @@ class Severstal(Competition):
         return {"train": len(train), "test": len(test)}
 
     def _other_sizes(self, names: list[str], shape: Size) -> list[str]:
-        """A train image of another size than the first: its runs would be read against pixels it does not have."""
+        """A train image of another size than the first (its runs would be read against pixels it does not have), or
+        one an EXIF orientation turns (its runs could be of the image as shown)."""
         for name in names:
-            size = image_size(self.train.read(name), name)
+            try:
+                size = image_size(self.train.read(name), name, upright=True)
+            except ImageError as err:
+                return [f"{ZIP}: {err}"]
             if size != shape:
                 return [
                     f"{ZIP}: {TRAIN_FOLDER}/{name} is {size[1]}x{size[0]}, the other images {shape[1]}x{shape[0]} "
