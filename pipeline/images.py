@@ -87,6 +87,21 @@ def turned(img: Image.Image, name: str) -> str | None:
 GRAY_MODES = ("L", "I", "I;16", "I;16B", "I;16L", "F", "1")
 
 
+def past_16_bits(img: Image.Image, name: str) -> str | None:
+    """Why a grey image cannot be read as 16 bits (None when it can): a float image has no range to scale by, and
+    integers past 16 bits would be clipped."""
+    if img.mode == "F":
+        return (
+            f"{name} is a floating-point image, whose intensities have no fixed range; save it as 8- or 16-bit "
+            f"integers (e.g. scaled to 0..65535)"
+        )
+    if img.mode == "I":  # 32-bit integers (I;16 modes cannot pass 16 bits)
+        values = np.asarray(img)
+        if values.min() < 0 or values.max() > 65535:
+            return f"{name} holds values from {values.min()} to {values.max()}, past 16 bits; rescale it to 0..65535"
+    return None
+
+
 def channels_of(data: bytes, name: str) -> int:
     """1 for grayscale (8- or 16-bit) images, 3 for colour ones."""
     img, _ = _open(data, name)
@@ -97,11 +112,8 @@ def pixels(img: Image.Image, channels: int, name: str) -> np.ndarray:
     """(H, W, C) uint8 for 8-bit images; float32 in [0, 1] for 16-bit grayscale, over the format's range and never
     the image's own maximum (a dark 16-bit image stays dark beside bright ones). A float image has no range to
     scale by, so it is refused rather than guessed."""
-    if img.mode == "F":
-        raise ImageError(
-            f"{name} is a floating-point image, whose intensities have no fixed range; save it as 8- or 16-bit "
-            f"integers (e.g. scaled to 0..65535)"
-        )
+    if why := past_16_bits(img, name):
+        raise ImageError(why)
     have = 1 if img.mode in GRAY_MODES else 3
     if have != channels:
         raise ImageError(
@@ -112,12 +124,7 @@ def pixels(img: Image.Image, channels: int, name: str) -> np.ndarray:
         return np.array(img.convert("RGB"))  # a writable copy, for torch.from_numpy
     if img.mode in ("L", "1"):
         return np.array(img.convert("L"))[..., None]
-    arr = np.asarray(img, dtype=np.float32)[..., None]
-    if arr.min() < 0 or arr.max() > 65535:
-        raise ImageError(
-            f"{name} holds values from {arr.min():.0f} to {arr.max():.0f}, more than 16 bits; rescale it to 0..65535"
-        )
-    return arr / 65535.0
+    return np.asarray(img, dtype=np.float32)[..., None] / 65535.0
 
 
 def unit(arr: np.ndarray) -> np.ndarray:

@@ -139,7 +139,7 @@ def test_tiff_stacks_of_16_bit_slices_keep_every_value(tmp_path):
         layouts.import_folder(params.replace(local, images=f"wide-{k}.tif"), tmp_path / f"wide{k}", Carvana)
         page = Image.open(io.BytesIO(ImageArchive(tmp_path / f"wide{k}/train.zip").read(f"wide-{k}_000.png")))
         assert page.mode == "I;16" and np.array_equal(np.asarray(page), big_endian)
-    with pytest.raises(layouts.LayoutError, match=r"wide-2.tif page 0 holds values from 70000 .* more than 16 bits"):
+    with pytest.raises(layouts.LayoutError, match=r"wide-2.tif page 0 holds values from 70000 .* past 16 bits"):
         layouts.import_folder(params.replace(local, images="wide-2.tif"), tmp_path / "wide2", Carvana)
     with pytest.raises(layouts.LayoutError, match=r"wide-3.tif page 0 is a floating-point image.*8- or 16-bit"):
         layouts.import_folder(params.replace(local, images="wide-3.tif"), tmp_path / "wide3", Carvana)

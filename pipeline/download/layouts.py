@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from pipeline.competitions import Competition
 from pipeline.errors import UserError
-from pipeline.images import turned
+from pipeline.images import past_16_bits, turned
 from pipeline.params import LocalParams
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif")
@@ -208,19 +208,10 @@ def _storable(img: Image.Image, source: str) -> Image.Image:
     255); float images and integers past 16 bits are refused rather than clipped."""
     if img.mode in ("L", "RGB", "I;16"):
         return img
-    if img.mode == "F":
-        raise LayoutError(
-            f"{source} is a floating-point image, whose intensities have no fixed range; save it as 8- or 16-bit "
-            f"integers (e.g. scaled to 0..65535)"
-        )
+    if why := past_16_bits(img, source):
+        raise LayoutError(why)
     if img.mode.startswith("I"):  # I;16B, I;16L, I;16N, I (32-bit)
-        values = np.asarray(img)
-        if values.min() < 0 or values.max() > 65535:
-            raise LayoutError(
-                f"{source} holds values from {values.min()} to {values.max()}, more than 16 bits; rescale it to "
-                f"0..65535 (or 0..255)"
-            )
-        return Image.fromarray(values.astype(np.uint16))
+        return Image.fromarray(np.asarray(img).astype(np.uint16))
     return img.convert("RGB")
 
 
