@@ -111,9 +111,7 @@ def channels_of(data: bytes, name: str) -> int:
 def pixels(img: Image.Image, channels: int, name: str) -> np.ndarray:
     """(H, W, C) uint8 for 8-bit images; float32 in [0, 1] for 16-bit grayscale, over the format's range and never
     the image's own maximum (a dark 16-bit image stays dark beside bright ones). A float image has no range to
-    scale by, so it is refused rather than guessed."""
-    if why := past_16_bits(img, name):
-        raise ImageError(why)
+    scale by, so it is refused rather than guessed (decode_pixels, before any resize)."""
     have = 1 if img.mode in GRAY_MODES else 3
     if have != channels:
         raise ImageError(
@@ -135,6 +133,8 @@ def unit(arr: np.ndarray) -> np.ndarray:
 def decode_pixels(data: bytes, name: str, channels: int, size: Size | None = None) -> tuple[np.ndarray, Size]:
     """Decode to `pixels` at `size` (or the original size); also returns the original size."""
     img, original = _open(data, name, size, "RGB" if channels == 3 else "L")
+    if why := past_16_bits(img, name):  # the file's own mode: a 16-bit image resized as "I" is not checked again
+        raise ImageError(why)
     if size is not None and (img.height, img.width) != size:
         if img.mode.startswith("I;16"):
             img = img.convert("I")

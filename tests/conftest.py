@@ -385,6 +385,20 @@ def replace_member(archive: Path, suffix: str, data: bytes) -> None:
             z.writestr(info, blob)
 
 
+def upside_down(image: Image.Image | bytes) -> bytes:
+    """The image as a JPEG whose EXIF orientation (3) shows it upside down: stored one way, shown the other, at
+    the same size."""
+    from pipeline.images import ORIENTATION
+
+    if isinstance(image, bytes):
+        image = Image.open(io.BytesIO(image))
+    exif = Image.Exif()
+    exif[ORIENTATION] = 3
+    buf = io.BytesIO()
+    image.save(buf, "JPEG", exif=exif)
+    return buf.getvalue()
+
+
 def repaint(archive_path: Path, names) -> None:
     """Rewrite the named members with other pixels, same names and sizes."""
     with zipfile.ZipFile(archive_path) as z:

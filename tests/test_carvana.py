@@ -12,13 +12,13 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from pipeline import images, params
+from pipeline import params
 from pipeline.competitions import CompetitionError, open_competition
 from pipeline.competitions.archive import ArchiveError, ImageArchive, extract_member
 from pipeline.competitions.carvana import SLUG, Carvana
 from pipeline.download import sources
 from pipeline.masks import rle
-from tests.conftest import ROOT, replace_member
+from tests.conftest import ROOT, replace_member, upside_down
 
 
 @pytest.fixture
@@ -116,11 +116,8 @@ def test_each_mask_and_row_is_checked_against_its_own_image_s_size(folder):
 
 def test_a_labelled_image_turned_by_its_exif_orientation_is_named(folder):
     victim = sorted(ImageArchive(folder / "train.zip").names())[-1]
-    exif = Image.Exif()
-    exif[images.ORIENTATION] = 3  # shown upside down, the same size: its mask cannot say which way it was drawn
-    buf = io.BytesIO()
-    Image.open(io.BytesIO(ImageArchive(folder / "train.zip").read(victim))).save(buf, "JPEG", exif=exif)
-    replace_member(folder / "train.zip", victim, buf.getvalue())
+    turned = upside_down(ImageArchive(folder / "train.zip").read(victim))  # its mask cannot say which way it was drawn
+    replace_member(folder / "train.zip", victim, turned)
     with pytest.raises(CompetitionError, match=rf"train.zip: .*{victim} carries EXIF orientation 3: .*exif_transpose"):
         open_competition(folder, "demo").verify()
 

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from pipeline import images, params
+from pipeline import params
 from pipeline.competitions import open_competition
 from pipeline.competitions.archive import ImageArchive
 from pipeline.competitions.base import read_csv
@@ -18,7 +18,7 @@ from pipeline.competitions.carvana import Carvana
 from pipeline.download import layouts
 from pipeline.masks import rle
 from pipeline.params import LocalParams
-from tests.conftest import ISBI
+from tests.conftest import ISBI, upside_down
 
 BASE = LocalParams(
     path="",
@@ -30,6 +30,14 @@ BASE = LocalParams(
     mask_values="binary",
     colors={},
 )
+
+
+def _folders(tmp_path, *names: str):
+    """tmp_path/src with these empty sub-folders."""
+    src = tmp_path / "src"
+    for name in names:
+        (src / name).mkdir(parents=True)
+    return src
 
 
 def _isbi(**changes) -> LocalParams:
@@ -149,9 +157,7 @@ def test_tiff_stacks_of_16_bit_slices_keep_every_value(tmp_path):
 
 
 def test_missing_masks_and_bad_values_are_named(tmp_path):
-    src = tmp_path / "src"
-    (src / "imgs").mkdir(parents=True)
-    (src / "masks").mkdir()
+    src = _folders(tmp_path, "imgs", "masks")
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(src / "imgs/a.jpg")
     local = params.replace(BASE, path=str(src))
     with pytest.raises(layouts.LayoutError, match="masks holds no images"):
@@ -168,9 +174,7 @@ def test_missing_masks_and_bad_values_are_named(tmp_path):
 
 
 def test_jpeg_masks_are_cut_at_128_and_said_so_and_refused_where_noise_hides_the_label(tmp_path, capsys):
-    src = tmp_path / "src"
-    for folder in ("imgs", "masks"):
-        (src / folder).mkdir(parents=True)
+    src = _folders(tmp_path, "imgs", "masks")
     truth = np.zeros((40, 60), np.uint8)
     truth[10:30, 15:45] = 1
     for name in ("a", "b"):
@@ -188,14 +192,12 @@ def test_jpeg_masks_are_cut_at_128_and_said_so_and_refused_where_noise_hides_the
 
 
 def test_a_labelled_photo_turned_by_its_exif_orientation_is_refused_rather_than_guessed(tmp_path):
-    src = tmp_path / "src"
-    for folder in ("imgs", "masks", "test"):
-        (src / folder).mkdir(parents=True)
-    exif = Image.Exif()
-    exif[images.ORIENTATION] = 3  # shown upside down: the same size either way
+    src = _folders(tmp_path, "imgs", "masks", "test")
     photo = Image.fromarray(np.random.default_rng(0).integers(0, 255, (16, 24, 3), dtype=np.uint8))
-    photo.save(src / "imgs/a.jpg", exif=exif)
-    photo.save(src / "test/t.jpg", exif=exif)  # no label to disagree with: kept as stored, as Kaggle scores it
+    (src / "imgs/a.jpg").write_bytes(upside_down(photo))  # the same size either way
+    (src / "test/t.jpg").write_bytes(
+        upside_down(photo)
+    )  # no label to disagree with: kept as stored, as Kaggle scores it
     Image.fromarray(np.eye(16, 24, dtype=np.uint8)).save(src / "masks/a_mask.png")
     local = params.replace(BASE, path=str(src), test_images="test")
     with pytest.raises(layouts.LayoutError, match=r"a.jpg carries EXIF orientation 3: .*exif_transpose"):
@@ -206,9 +208,7 @@ def test_a_labelled_photo_turned_by_its_exif_orientation_is_refused_rather_than_
 
 
 def test_two_files_of_one_name_are_refused_rather_than_paired_by_guess(tmp_path):
-    src = tmp_path / "src"
-    for folder in ("imgs", "masks"):
-        (src / folder).mkdir(parents=True)
+    src = _folders(tmp_path, "imgs", "masks")
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(src / "imgs/a.jpg")
     Image.fromarray(np.eye(8, dtype=np.uint8)).save(src / "masks/a_mask.png")
     Image.fromarray(np.ones((8, 8), np.uint8)).save(src / "masks/a_mask.gif")  # another label of a
@@ -222,9 +222,7 @@ def test_two_files_of_one_name_are_refused_rather_than_paired_by_guess(tmp_path)
 
 
 def test_names_with_commas_and_quotes_are_quoted_in_the_csv_files(tmp_path):
-    src = tmp_path / "src"
-    for folder in ("imgs", "masks", "test"):
-        (src / folder).mkdir(parents=True)
+    src = _folders(tmp_path, "imgs", "masks", "test")
     for name in ("car,one", 'the "best" car'):
         Image.fromarray(np.full((8, 8, 3), 90, np.uint8)).save(src / "imgs" / f"{name}.png")
         Image.fromarray(np.eye(8, dtype=np.uint8)).save(src / "masks" / f"{name}_mask.png")
@@ -236,9 +234,7 @@ def test_names_with_commas_and_quotes_are_quoted_in_the_csv_files(tmp_path):
 
 
 def test_an_image_too_large_to_decode_safely_is_named(tmp_path, monkeypatch):
-    src = tmp_path / "src"
-    for folder in ("imgs", "masks"):
-        (src / folder).mkdir(parents=True)
+    src = _folders(tmp_path, "imgs", "masks")
     Image.fromarray(np.zeros((60, 80, 3), np.uint8)).save(src / "imgs/a.png")
     Image.fromarray(np.zeros((60, 80), np.uint8)).save(src / "masks/a_mask.png")
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 2_000)  # Pillow refuses twice its limit: 4,800 pixels do here
@@ -252,9 +248,7 @@ def test_an_image_too_large_to_decode_safely_is_named(tmp_path, monkeypatch):
 
 
 def test_index_masks_with_mostly_unused_ids_are_refused(tmp_path):
-    src = tmp_path / "src"
-    (src / "imgs").mkdir(parents=True)
-    (src / "masks").mkdir()
+    src = _folders(tmp_path, "imgs", "masks")
     voc = np.array([[0, 1], [255, 2]], np.uint8).repeat(4, 0).repeat(4, 1)  # a 255 'void' border, as VOC's
     for name, mask in (("a", voc), ("b", np.minimum(voc, 1))):
         Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(src / f"imgs/{name}.jpg")

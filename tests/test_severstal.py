@@ -10,11 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline import images
 from pipeline.competitions import CompetitionError, competition_class, open_competition
 from pipeline.competitions.severstal import SLUG, ZIP, Severstal, demo, read_labels, sample_format
 from pipeline.masks.rle import DIALECTS
-from tests.conftest import replace_member
+from tests.conftest import replace_member, upside_down
 
 SIZE = (64, 400)  # (height, width): a quarter of Severstal's 256x1600
 
@@ -149,12 +148,8 @@ def test_labels_are_checked_as_kaggle_s_own_files_would_be(steel, tmp_path):
                        f"{SIZE[1]}x{SIZE[0]}"):  # fmt: skip
         open_competition(bad, SLUG).verify()
 
-    exif = Image.Exif()
-    exif[images.ORIENTATION] = 3  # shown upside down at its own size: its runs could be of either
-    turned = io.BytesIO()
     original = next(data for info, data in members if info.filename == odd)
-    Image.open(io.BytesIO(original)).save(turned, "JPEG", exif=exif)
-    replace_member(bad / ZIP, odd, turned.getvalue())
+    replace_member(bad / ZIP, odd, upside_down(original))  # at its own size: its runs could be of either way
     shown = odd.split("/")[-1]
     with pytest.raises(CompetitionError, match=rf"{ZIP}: .*{shown} carries EXIF orientation 3: .*exif_transpose"):
         open_competition(bad, SLUG).verify()
